@@ -1,0 +1,1 @@
+"""recipe's engine: everything that knows no platform."""

@@ -1,0 +1,152 @@
+"""The `recipe` command: run, validate, render, inspect.
+
+Exit codes: 0 ok, 1 a build failed, 2 the recipe is invalid, 130 interrupted.
+Errors are one paragraph with file:line:column and a hint; a traceback only
+with --debug.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Sequence, TextIO
+
+from engine.compile import CompileOptions, compile_recipe
+from engine.errors import BuildError, RecipeError
+from engine.events import ConsoleView, EventBus, json_lines
+from engine.inspect import describe, rendered_document
+from engine.runner import OnError, RunOptions
+from engine.run import run_recipe
+from engine.secrets import Redactor
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recipe", description="Build machine images from a YAML recipe.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("recipe", type=Path, help="the recipe file, e.g. web.yml")
+    common.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="set a variable")
+    common.add_argument("--var-file", action="append", default=[], type=Path, metavar="FILE",
+                        help="variables from a YAML file")
+    common.add_argument("--roles-path", action="append", default=[], type=Path, metavar="DIR",
+                        help="another directory to find roles in")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    run = verbs.add_parser("run", parents=[common], help="build every source of the recipe")
+    run.add_argument("--check", action="store_true", help="show what would change, change nothing")
+    run.add_argument("--diff", action="store_true", help="show the changes made to files")
+    run.add_argument("--json", metavar="FILE", help="write JSON lines of every event to FILE (- for stdout)")
+    run.add_argument("--on-error", choices=[m.value for m in OnError], default="cleanup",
+                     help="on failure: clean up (default) or leave everything for debugging")
+    run.add_argument("--output-dir", type=Path, default=Path("output"), help="where artifacts go")
+    run.add_argument("-v", "--verbose", action="store_true", help="show command output")
+    verbs.add_parser("validate", parents=[common], help="check the recipe; no side effects, no credentials")
+    verbs.add_parser("render", parents=[common], help="print the recipe as rendered for each build")
+    verbs.add_parser("inspect", parents=[common], help="sources, variables, tasks and exports at a glance")
+    return parser
+
+
+def _compile(args: argparse.Namespace, redactor: Redactor, placeholder: bool) -> Any:
+    options = CompileOptions(var_assignments=tuple(args.var), var_files=tuple(args.var_file),
+                             roles_path=tuple(args.roles_path), placeholder_ids=placeholder)
+    return compile_recipe(args.recipe, options, redactor)
+
+
+def _print_recipe_error(exc: RecipeError, redactor: Redactor, stream: TextIO) -> None:
+    count = len(exc.problems)
+    stream.write(f"error: the recipe is invalid ({count} problem{'s' if count != 1 else ''}):\n")
+    for problem in exc.problems:
+        stream.write("  " + redactor.text(str(problem)) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    redactor = Redactor()
+    try:
+        return _dispatch(args, redactor)
+    except RecipeError as exc:
+        _print_recipe_error(exc, redactor, sys.stderr)
+        return EXIT_INVALID
+    except BuildError as exc:
+        sys.stderr.write(f"error: {redactor.text(str(exc))}\n")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"internal error: {type(exc).__name__}: {redactor.text(str(exc))} "
+                         "(run with --debug for a traceback, and please report it)\n")
+        return EXIT_FAILED
+
+
+def _dispatch(args: argparse.Namespace, redactor: Redactor) -> int:
+    if args.verb == "validate":
+        recipe = _compile(args, redactor, placeholder=True)
+        print(f"{args.recipe}: valid ({len(recipe.builds)} build(s), {len(recipe.tasks)} task(s))")
+        return EXIT_OK
+    if args.verb == "render":
+        recipe = _compile(args, redactor, placeholder=True)
+        sys.stdout.write(redactor.text(rendered_document(recipe)))
+        return EXIT_OK
+    if args.verb == "inspect":
+        recipe = _compile(args, redactor, placeholder=True)
+        sys.stdout.write(redactor.text(describe(recipe)))
+        return EXIT_OK
+    return _run(args, redactor)
+
+
+def _run(args: argparse.Namespace, redactor: Redactor) -> int:
+    recipe = _compile(args, redactor, placeholder=False)
+    bus = EventBus(redactor=redactor)
+    bus.sinks.append(ConsoleView(verbose=args.verbose))
+    json_file = None
+    if args.json:
+        json_file = sys.stdout if args.json == "-" else open(args.json, "w", encoding="utf-8")
+        bus.sinks.append(json_lines(json_file))
+    options = RunOptions(check=args.check, diff=args.diff, on_error=OnError(args.on_error),
+                         output_dir=args.output_dir, debug=args.debug)
+    try:
+        outcomes = asyncio.run(_run_interruptibly(recipe, options, bus))
+    finally:
+        if json_file not in (None, sys.stdout):
+            json_file.close()
+    if outcomes is None:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if all(o.status == "succeeded" for o in outcomes) else EXIT_FAILED
+
+
+async def _run_interruptibly(recipe: Any, options: RunOptions, bus: EventBus) -> Any:
+    """Run the builds; SIGINT or SIGTERM cancels them, and their cleanups run."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    interrupted = False
+
+    def interrupt(signum: int) -> None:
+        nonlocal interrupted
+        if not interrupted:
+            interrupted = True
+            bus.emit("interrupt", signal=signal.Signals(signum).name, msg="stopping builds, cleaning up")
+            main.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, interrupt, signum)
+    try:
+        return await run_recipe(recipe, options, bus)
+    except asyncio.CancelledError:
+        if interrupted:
+            return None
+        raise
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,374 @@
+"""From a recipe file to a Recipe: load, check everything, build the frozen model.
+
+Every problem found is reported at once: schema errors, undefined variables,
+unknown handlers and sources, role argument specs, and the rendered sources
+and exports of each build.
+"""
+from __future__ import annotations
+
+import secrets as random_tokens
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Iterator, Mapping
+
+from engine.errors import Position, Problem, RecipeError
+from engine.export import EXPORTS
+from engine.loader import LoadedRecipe, LoadedRole, load_recipe
+from engine.model import (Build, BuildInfo, Export, Handler, Origin, Recipe, Source, SshSettings, Task,
+                          Variables)
+from engine.platform import PLATFORMS
+from engine.recipe_schema import RECIPE_SCHEMA, ssh_schema, task_validator
+from engine.registry import load_plugins
+from engine.role_specs import check_role_arguments
+from engine.schema import did_you_mean, each, format_path, strict, validate
+from engine.secrets import Redactor
+from engine.taskmodule import TASK_MODULES
+from engine.template import GLOBAL_NAMES, Scope, TemplateFailure, is_template, names_used, render
+from engine.variables import cli_vars, env_vars, file_vars
+from engine.yamlpos import YMap, YSeq
+import voluptuous as vol
+
+EXPRESSION_KEYS = ("when", "changed_when", "failed_when", "until")
+BUILTIN_NAMES = frozenset({"build", "facts", "item", "loop", "result", "failed_task", "lookup", "omit"})
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    var_assignments: tuple[str, ...] = ()
+    var_files: tuple[Path, ...] = ()
+    roles_path: tuple[Path, ...] = ()
+    environ: Mapping[str, str] | None = None
+    started: float = field(default_factory=time.time)
+    placeholder_ids: bool = False      # validate and render: no run, so no real build ids
+
+
+def compile_recipe(path: Path, options: CompileOptions = CompileOptions(),
+                   redactor: Redactor | None = None) -> Recipe:
+    load_plugins()
+    loaded = load_recipe(path, list(options.roles_path))
+    doc = loaded.document
+    _, problems = validate(RECIPE_SCHEMA, doc)
+    variables = _variables(loaded, options)
+    secret_names = frozenset(s for s in doc.get("secrets", []) or [] if isinstance(s, str))
+    if redactor is not None:
+        redactor.add(_secret_values(variables, secret_names))
+    problems += _check_references(loaded, variables, secret_names)
+    problems += [p for role in loaded.roles for p in _role_problems(role, variables)]
+    builds, build_problems = _builds(doc, variables, options)
+    problems += build_problems
+    if problems:
+        raise RecipeError(_unique(problems))
+    return Recipe(
+        name=doc["name"], path=loaded.path, digest=loaded.digest(), description=doc.get("description", ""),
+        variables=variables, secrets=secret_names, become=bool(doc.get("become", False)),
+        tasks=_all_tasks(loaded), handlers=_all_handlers(loaded), builds=tuple(builds),
+    )
+
+
+def _role_problems(role: LoadedRole, variables: Variables) -> list[Problem]:
+    problems = []
+    for kind, handler in (("tasks", False), ("handlers", True)):
+        label = f"roles[{role.name}].{kind}"
+        root = YMap({label: getattr(role, kind)}, pos=role.referenced_at)
+        root.value_pos[label] = getattr(role, kind).pos
+        problems += validate({label: each(task_validator(handler))}, root)[1]
+    return problems + check_role_arguments(role, variables)
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    return list(dict.fromkeys(problems))
+
+
+# -- variables ------------------------------------------------------------------
+
+def _variables(loaded: LoadedRecipe, options: CompileOptions) -> Variables:
+    defaults: dict[str, Any] = {}
+    for role in loaded.roles:
+        defaults.update(role.defaults)
+    recipe_vars = loaded.document.get("vars")
+    return Variables(
+        role_defaults=MappingProxyType(defaults),
+        recipe=MappingProxyType(dict(recipe_vars) if isinstance(recipe_vars, dict) else {}),
+        files=MappingProxyType(file_vars(options.var_files)),
+        cli=MappingProxyType(cli_vars(options.var_assignments)),
+        env=MappingProxyType(env_vars(options.environ)),
+    )
+
+
+def _secret_values(variables: Variables, names: frozenset[str]) -> list[Any]:
+    scope = Scope(variables.layers(), {"build": {}, "facts": {}})
+    values = []
+    for name in names:
+        if name in scope:
+            values.append(scope.raw(name))
+            try:
+                values.append(scope[name])
+            except TemplateFailure:
+                pass
+    return values
+
+
+# -- references: variables, handlers, sources -------------------------------------
+
+def _task_lists(loaded: LoadedRecipe) -> Iterator[tuple[str, Any]]:
+    doc = loaded.document
+    for key in ("tasks", "handlers"):
+        if isinstance(doc.get(key), YSeq):
+            yield key, doc[key]
+    for role in loaded.roles:
+        yield f"roles[{role.name}].tasks", role.tasks
+        yield f"roles[{role.name}].handlers", role.handlers
+
+
+def _walk_tasks(tasks: Any, path: str) -> Iterator[tuple[YMap, str]]:
+    if not isinstance(tasks, YSeq):
+        return
+    for index, task in enumerate(tasks):
+        if isinstance(task, YMap):
+            task_path = f"{path}[{index}]"
+            yield task, task_path
+            for key in ("block", "rescue", "always"):
+                yield from _walk_tasks(task.get(key), f"{task_path}.{key}")
+
+
+def _leaves(node: Any, path: list, position: Position | None) -> Iterator[tuple[list, Position | None, Any]]:
+    if isinstance(node, YMap):
+        for key, value in node.items():
+            yield from _leaves(value, [*path, key], node.value_pos.get(key, position))
+    elif isinstance(node, YSeq):
+        for index, value in enumerate(node):
+            yield from _leaves(value, [*path, index], node.item_pos[index] if index < len(node.item_pos) else position)
+    else:
+        yield path, position, node
+
+
+def _defined_names(loaded: LoadedRecipe, variables: Variables, secret_names: frozenset[str]) -> set[str]:
+    names = set(variables.names()) | set(secret_names) | BUILTIN_NAMES
+    for role in loaded.roles:
+        names |= set(role.vars) | set(role.params)
+    for _, tasks in _task_lists(loaded):
+        for task, _ in _walk_tasks(tasks, ""):
+            if isinstance(task.get("register"), str):
+                names.add(task["register"])
+            if isinstance(task.get("vars"), dict):
+                names |= set(task["vars"])
+            if isinstance(task.get("set_fact"), dict):
+                names |= set(task["set_fact"])
+            control = task.get("loop_control")
+            if isinstance(control, dict) and isinstance(control.get("loop_var"), str):
+                names.add(control["loop_var"])
+    return names
+
+
+def _undefined(value: Any, expression: bool, known: set[str]) -> list[str]:
+    try:
+        used = names_used(value, expression=expression)
+    except Exception:  # a syntax error: the schema reports it
+        return []
+    return sorted(name for name in used if name not in known and name not in GLOBAL_NAMES)
+
+
+def _check_references(loaded: LoadedRecipe, variables: Variables, secret_names: frozenset[str]) -> list[Problem]:
+    known = _defined_names(loaded, variables, secret_names)
+    problems = []
+    doc = loaded.document
+    sources = set(doc["sources"]) if isinstance(doc.get("sources"), dict) else set()
+    handler_names = _handler_names(loaded)
+    for list_path, tasks in _task_lists(loaded):
+        for task, task_path in _walk_tasks(tasks, list_path):
+            problems += _task_reference_problems(task, task_path, known, sources, handler_names)
+    for layer_name, layer in (("vars", doc.get("vars")),):
+        if isinstance(layer, YMap):
+            problems += _template_problems(layer, [layer_name], known, expression_keys=())
+    return problems
+
+
+def _handler_names(loaded: LoadedRecipe) -> set[str]:
+    names: set[str] = set()
+    handler_lists = [loaded.document.get("handlers"), *(role.handlers for role in loaded.roles)]
+    for handlers in handler_lists:
+        for task, _ in _walk_tasks(handlers, ""):
+            if isinstance(task.get("name"), str):
+                names.add(task["name"])
+            listen = task.get("listen")
+            names.update([listen] if isinstance(listen, str) else [n for n in listen or [] if isinstance(n, str)])
+    return names
+
+
+def _task_reference_problems(task: YMap, path: str, known: set[str], sources: set[str],
+                             handler_names: set[str]) -> list[Problem]:
+    shallow = YMap(pos=task.pos)   # children of blocks are walked on their own
+    for key, value in task.items():
+        if key not in ("block", "rescue", "always"):
+            shallow[key] = value
+            shallow.value_pos[key] = task.value_pos[key]
+    problems = _template_problems(shallow, [], known, EXPRESSION_KEYS, path)
+    notify = task.get("notify")
+    for index, target in enumerate([notify] if isinstance(notify, str) else notify or []):
+        if isinstance(target, str) and target not in handler_names and not is_template(target):
+            where = task.value_pos.get("notify")
+            if isinstance(notify, YSeq):
+                where = notify.item_pos[index]
+            problems.append(Problem(where, f"no handler named {target!r}", path=f"{path}.notify",
+                                    hint=did_you_mean(target, handler_names, "define it under handlers:")))
+    for key in ("only", "except"):
+        names = task.get(key)
+        for name in [names] if isinstance(names, str) else names or []:
+            if isinstance(name, str) and sources and name not in sources:
+                problems.append(Problem(task.value_pos.get(key), f"no source named {name!r}", path=f"{path}.{key}",
+                                        hint=did_you_mean(name, sources, "sources: " + ", ".join(sorted(sources)))))
+    return problems
+
+
+def _template_problems(node: YMap, base: list, known: set[str], expression_keys: tuple[str, ...],
+                       path_prefix: str = "") -> list[Problem]:
+    problems = []
+    for path, position, value in _leaves(node, base, node.pos):
+        if not isinstance(value, str):
+            continue
+        expression = bool(path) and path[0] in expression_keys and not is_template(value)
+        for name in _undefined(value, expression, known):
+            where = format_path(path)
+            full = f"{path_prefix}.{where}" if path_prefix and where else (path_prefix or where)
+            problems.append(Problem(position, f"undefined variable {name!r}", path=full,
+                                    hint=did_you_mean(name, known - BUILTIN_NAMES,
+                                                      "define it under vars:, pass --var, or use | default(...)")))
+    return problems
+
+
+# -- builds: sources and exports, rendered per build ------------------------------------
+
+def _build_info(recipe: str, source: str, options: CompileOptions) -> BuildInfo:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(options.started))
+    suffix = "0000" if options.placeholder_ids else random_tokens.token_hex(2)
+    return BuildInfo(id=f"{stamp}-{suffix}", source=source, recipe=recipe, timestamp=int(options.started))
+
+
+def _render_located(node: Any, scope: Scope, path: list) -> tuple[Any, list[Problem]]:
+    problems: list[Problem] = []
+
+    def walk(value: Any, at: list, position: Position | None) -> Any:
+        if isinstance(value, YMap):
+            return {k: walk(v, [*at, k], value.value_pos.get(k, position)) for k, v in value.items()}
+        if isinstance(value, YSeq):
+            return [walk(v, [*at, i], value.item_pos[i]) for i, v in enumerate(value)]
+        try:
+            return render(value, scope)
+        except TemplateFailure as exc:
+            problems.append(Problem(position, exc.message, path=format_path(at), hint=exc.hint))
+            return value
+
+    return walk(node, path, getattr(node, "pos", None)), problems
+
+
+def _builds(doc: YMap, variables: Variables, options: CompileOptions) -> tuple[list[Build], list[Problem]]:
+    sources = doc.get("sources")
+    if not isinstance(sources, YMap) or not isinstance(doc.get("name"), str):
+        return [], []
+    builds, problems = [], []
+    for name, entry in sources.items():
+        platform = PLATFORMS.get(entry.get("platform")) if isinstance(entry, dict) else None
+        if platform is None:
+            continue  # the schema reported it
+        info = _build_info(doc["name"], name, options)
+        scope = Scope(variables.layers(), {"build": info.as_vars(), "facts": {}})
+        rendered, found = _render_located(entry, scope, ["sources", name])
+        problems += found
+        ssh = ssh_schema(platform.ssh_required)
+        schema = strict({vol.Required("platform"): str, (vol.Required("ssh") if platform.ssh_required else "ssh"): ssh,
+                         **platform.schema}, what="option")
+        valid, found = validate(schema, rendered, root=doc, prefix=["sources", name])
+        problems += found
+        exports, found = _exports(doc, scope)
+        problems += found
+        if found or problems:
+            continue
+        options_only = {k: v for k, v in valid.items() if k not in ("platform", "ssh")}
+        source = Source(name=name, platform=platform.name, position=entry.pos,
+                        config=platform.configure(options_only), ssh=SshSettings(**valid.get("ssh", {})))
+        builds.append(Build(info=info, source=source, exports=tuple(exports)))
+    return builds, problems
+
+
+def _exports(doc: YMap, scope: Scope) -> tuple[list[Export], list[Problem]]:
+    entries = doc.get("exports")
+    if not isinstance(entries, YSeq):
+        return [], []
+    exports, problems = [], []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or len(entry) != 1 or next(iter(entry)) not in EXPORTS:
+            continue  # the schema reported it
+        (kind, raw), = entry.items()
+        exporter = EXPORTS.get(kind)
+        rendered, found = _render_located(raw if raw is not None else YMap(), scope, ["exports", index, kind])
+        valid, schema_found = validate(strict(exporter.schema, what="option"), rendered, root=doc,
+                                       prefix=["exports", index, kind])
+        problems += found + schema_found
+        if not found and not schema_found:
+            exports.append(Export(kind=kind, position=entries.item_pos[index], config=exporter.configure(valid)))
+    return exports, problems
+
+
+# -- the model ---------------------------------------------------------------------
+
+def _listify(value: Any) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, list) else (value,)
+
+
+def make_task(node: YMap, path: str, origin: Origin) -> Task:
+    module = next((k for k in node if k in TASK_MODULES), None)
+    control = node.get("loop_control") or {}
+
+    def children(key: str) -> tuple[Task, ...]:
+        return tuple(make_task(child, f"{path}.{key}[{i}]", origin) for i, child in enumerate(node.get(key) or []))
+
+    return Task(
+        position=node.pos, path=path, origin=origin, name=node.get("name"), module=module,
+        args=TASK_MODULES.get(module).normalize(node[module]) if module else None,
+        args_position=node.value_pos.get(module) if module else None,
+        when=_listify(node.get("when")), loop=node.get("loop"), loop_var=control.get("loop_var", "item"),
+        loop_label=control.get("label"), register=node.get("register"),
+        vars=MappingProxyType(dict(node.get("vars") or {})), become=node.get("become"),
+        become_user=node.get("become_user"), notify=_listify(node.get("notify")),
+        changed_when=_listify(node["changed_when"]) if "changed_when" in node else None,
+        failed_when=_listify(node["failed_when"]) if "failed_when" in node else None,
+        ignore_errors=bool(node.get("ignore_errors", False)), only=_listify(node.get("only")),
+        except_=_listify(node.get("except")), retries=int(node.get("retries", 0)), until=node.get("until"),
+        delay=float(node.get("delay", 1.0)), timeout=node.get("timeout"), check_mode=node.get("check_mode"),
+        block=children("block"), rescue=children("rescue"), always=children("always"),
+    )
+
+
+def _role_origin(role: LoadedRole, base: Path) -> Origin:
+    return Origin(base_dir=base, role=role.name, role_dir=role.directory,
+                  role_vars=MappingProxyType({**role.vars, **role.params}))
+
+
+def _all_tasks(loaded: LoadedRecipe) -> tuple[Task, ...]:
+    base = loaded.path.parent
+    tasks = []
+    for role in loaded.roles:
+        origin = _role_origin(role, base)
+        tasks += [make_task(t, f"roles[{role.name}].tasks[{i}]", origin) for i, t in enumerate(role.tasks)]
+    own = loaded.document.get("tasks") or []
+    tasks += [make_task(t, f"tasks[{i}]", Origin(base_dir=base)) for i, t in enumerate(own)]
+    return tuple(tasks)
+
+
+def _all_handlers(loaded: LoadedRecipe) -> tuple[Handler, ...]:
+    base = loaded.path.parent
+    handlers = []
+    for role in loaded.roles:
+        origin = _role_origin(role, base)
+        handlers += [(t, f"roles[{role.name}].handlers[{i}]", origin) for i, t in enumerate(role.handlers)]
+    own = loaded.document.get("handlers") or []
+    handlers += [(t, f"handlers[{i}]", Origin(base_dir=base)) for i, t in enumerate(own)]
+    return tuple(Handler(task=make_task(node, path, origin), listen=_listify(node.get("listen")))
+                 for node, path, origin in handlers)
+
+
+__all__ = ["CompileOptions", "compile_recipe", "make_task", "task_validator"]

@@ -1,0 +1,87 @@
+"""What `recipe render` and `recipe inspect` print."""
+from __future__ import annotations
+
+import dataclasses
+from io import StringIO
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from engine.filters import plain
+from engine.model import Recipe, Task
+from engine.template import Scope, TemplateFailure
+
+
+def _rendered_vars(recipe: Recipe, build_vars: dict[str, Any]) -> dict[str, Any]:
+    scope = Scope(recipe.variables.layers(), {"build": build_vars, "facts": {}})
+    values = {}
+    for name in sorted(recipe.variables.names()):
+        try:
+            values[name] = scope[name]
+        except TemplateFailure as exc:  # may need facts, known only on the machine
+            values[name] = f"<rendered at run time: {exc.message}>"
+    return values
+
+
+def _task_summary(task: Task) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": task.label}
+    if task.module:
+        entry[task.module] = task.args
+    for key in ("when", "only", "except_", "notify"):
+        value = getattr(task, key)
+        if value:
+            entry[key.rstrip("_")] = list(value)
+    if task.block:
+        entry["block"] = [_task_summary(t) for t in task.block]
+    return entry
+
+
+def rendered_document(recipe: Recipe) -> str:
+    """The recipe as each build sees it: variables and source settings rendered; tasks render on the machine."""
+    doc: dict[str, Any] = {"name": recipe.name, "description": recipe.description, "builds": {}}
+    for build in recipe.builds:
+        source = build.source
+        doc["builds"][source.name] = {
+            "build": build.info.as_vars(),
+            "platform": source.platform,
+            "settings": dataclasses.asdict(source.config) if dataclasses.is_dataclass(source.config) else source.config,
+            "ssh": {k: v for k, v in dataclasses.asdict(source.ssh).items() if v is not None},
+            "vars": _rendered_vars(recipe, build.info.as_vars()),
+            "exports": [{e.kind: dataclasses.asdict(e.config) if dataclasses.is_dataclass(e.config) else e.config}
+                        for e in build.exports],
+            "tasks": [_task_summary(t) for t in recipe.tasks if t.runs_on(source.name)],
+        }
+    return _dump(doc)
+
+
+def describe(recipe: Recipe) -> str:
+    lines = [f"recipe {recipe.name}: {recipe.description}".rstrip(": "), f"  file: {recipe.path}",
+             f"  digest: sha256:{recipe.digest[:16]}", "sources:"]
+    for build in recipe.builds:
+        lines.append(f"  {build.source.name:<12} platform={build.source.platform}  user={build.source.ssh.user}")
+    lines.append("variables:")
+    variables = recipe.variables
+    layer_names = ["role default", "recipe", "var file", "--var", "env"]
+    for name in sorted(variables.names()):
+        origin = [label for label, layer in zip(layer_names, variables.layers()) if name in layer][-1]
+        shown = "********" if name in recipe.secrets else repr(next(
+            layer[name] for layer in reversed(variables.layers()) if name in layer))
+        lines.append(f"  {name} = {shown}  ({origin})")
+    lines.append(f"tasks ({len(recipe.tasks)}):")
+    for index, task in enumerate(recipe.tasks):
+        where = f" only={','.join(task.only)}" if task.only else ""
+        lines.append(f"  {index + 1:>3}. {task.label}  [{task.module or 'block'}]{where}  {task.position}")
+    lines.append(f"handlers ({len(recipe.handlers)}):")
+    lines += [f"       {h.task.label}  [{h.task.module}]" for h in recipe.handlers]
+    exports = recipe.builds[0].exports if recipe.builds else ()
+    lines.append(f"exports ({len(exports)}): " + ", ".join(e.kind for e in exports))
+    return "\n".join(lines) + "\n"
+
+
+def _dump(data: Any) -> str:
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False
+    stream = StringIO()
+    yaml.dump(plain(data), stream)
+    return stream.getvalue()

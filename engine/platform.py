@@ -1,0 +1,37 @@
+"""The contract of a platform: a schema for its source options and a list of steps.
+
+A platform lives in modules/platforms/<name>.py and registers itself by
+subclassing Platform with name=... . Its steps are small objects with run()
+that push their cleanup first (see engine.runner).
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from engine.model import Build, Recipe
+from engine.registry import Registry
+from engine.runner import Step
+
+PLATFORMS: Registry[type["Platform"]] = Registry("platform")
+
+
+class Platform:
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    schema: ClassVar[dict] = {}              # options of a source besides `platform` and `ssh`
+    Config: ClassVar[type] = dict            # a frozen dataclass whose fields are the schema's keys
+    produces_image: ClassVar[bool] = True    # False for platforms that only configure a machine
+    ssh_required: ClassVar[tuple[str, ...]] = ()   # ssh options a source must give (the rest the platform fills)
+
+    def __init_subclass__(cls, name: str | None = None, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        if name:
+            cls.name = name
+            PLATFORMS.add(name, cls)
+
+    @classmethod
+    def configure(cls, validated: dict[str, Any]) -> Any:
+        return cls.Config(**validated) if cls.Config is not dict else validated
+
+    def steps(self, recipe: Recipe, build: Build) -> list[Step]:  # pragma: no cover - interface
+        raise NotImplementedError

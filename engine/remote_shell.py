@@ -1,0 +1,142 @@
+"""A long-lived /bin/sh on the target that runs one command after another.
+
+Opening an SSH channel per command costs a login-shell start on the server
+(tens of milliseconds, more with a heavy .bashrc); a task needs only a fork.
+So each build keeps one shell per user it runs as (the login user, and
+`sudo -u X /bin/sh` for become), writes each command to it framed by markers,
+and reads stdout and stderr up to the markers. Every command runs in its own
+`/bin/sh -c`, so a syntax error, an `exit` or a `cd` cannot disturb the shell.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+import shlex
+from typing import Any
+
+import asyncssh
+
+from engine.connection import Become, CommandResult, OutputCallback
+from engine.errors import BuildError
+
+READ_SIZE = 65536
+
+
+class RemoteShell:
+    def __init__(self, conn: asyncssh.SSHClientConnection, become: Become | None, where: str):
+        self._conn = conn
+        self._become = become
+        self._where = where
+        self._process: Any = None
+        self._token = secrets.token_hex(8)
+        self._serial = 0
+        self._lock = asyncio.Lock()
+
+    def _start_command(self) -> str:
+        if self._become is None:
+            return "exec /bin/sh"
+        prompt = "-S -p ''" if self._become.password else "-n"
+        return f"exec sudo -H {prompt} -u {shlex.quote(self._become.user)} -- /bin/sh"
+
+    async def _ensure_started(self) -> None:
+        if self._process is not None:
+            return
+        self._process = await self._conn.create_process(self._start_command(), encoding=None)
+        if self._become and self._become.password:
+            self._process.stdin.write(self._become.password.encode() + b"\n")
+
+    def _frame(self, script: str, stdin: bytes, marker: str) -> bytes:
+        command = "/bin/sh -c " + shlex.quote(script)
+        if stdin:
+            data_end = f"__RECIPE_DATA_{marker}"
+            encoded = base64.encodebytes(stdin).decode("ascii")
+            lines = f"base64 -d <<'{data_end}' | {command}\n{encoded}{data_end}\n"
+        else:
+            lines = f"{command} </dev/null\n"
+        lines += f"printf '\\n%s %d\\n' {marker} $?\nprintf '\\n%s\\n' {marker} >&2\n"
+        return lines.encode()
+
+    async def run(self, script: str, stdin: bytes, timeout: float | None,
+                  on_output: OutputCallback | None) -> CommandResult:
+        async with self._lock:
+            await self._ensure_started()
+            self._serial += 1
+            marker = f"__RECIPE_END_{self._token}_{self._serial}"
+            seen_stderr: list[bytes] = []
+            try:
+                self._process.stdin.write(self._frame(script, stdin, marker))
+                readers = [asyncio.ensure_future(_read_until(self._process.stdout, marker, "stdout", on_output, [])),
+                           asyncio.ensure_future(_read_until(self._process.stderr, marker, "stderr", on_output,
+                                                             seen_stderr))]
+                (stdout, rc), (stderr, _) = await _both(readers, timeout)
+            except asyncio.TimeoutError:
+                self.close()
+                raise BuildError(f"command timed out after {timeout:g}s on {self._where}",
+                                 hint="raise the task's timeout:, or check what the command waits for") from None
+            except _ShellEnded:
+                self.close()
+                tail = b"\n".join(seen_stderr).decode(errors="replace")
+                raise BuildError(self._ended_message(tail), hint=self._ended_hint(tail)) from None
+            except (asyncssh.Error, OSError) as exc:
+                self.close()
+                raise BuildError(f"connection to {self._where} lost: {exc}",
+                                 hint="the machine rebooted or the network dropped") from None
+        return CommandResult(rc, stdout, stderr)
+
+    def _ended_message(self, stderr_tail: str) -> str:
+        who = f"as {self._become.user} (sudo)" if self._become else "as the login user"
+        return f"the shell on {self._where} {who} ended unexpectedly: {stderr_tail.strip()[-300:] or 'no message'}"
+
+    def _ended_hint(self, stderr_tail: str) -> str:
+        if "password is required" in stderr_tail or "sudo" in stderr_tail:
+            return "become needs passwordless sudo for the login user (or become_password)"
+        return "the connection dropped or the machine rebooted; use the reboot module to reboot"
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.close()
+            self._process = None
+
+
+class _ShellEnded(Exception):
+    """The stream ended before the marker: the shell died or the connection dropped."""
+
+
+async def _both(readers: list[asyncio.Future], timeout: float | None) -> list[Any]:
+    """Both readers' results; if one fails, the other gets a moment to collect what it can."""
+    try:
+        done, _ = await asyncio.wait(readers, timeout=timeout, return_when=asyncio.FIRST_EXCEPTION)
+        if len(done) < len(readers) and not any(r.done() and r.exception() for r in readers):
+            raise asyncio.TimeoutError
+        failed = [r for r in readers if r.done() and r.exception()]
+        if failed:
+            await asyncio.wait(readers, timeout=1.0)
+            raise failed[0].exception()  # type: ignore[misc]
+        return [r.result() for r in readers]
+    finally:
+        for reader in readers:
+            reader.cancel()
+
+
+async def _read_until(stream: Any, marker: str, name: str, on_output: OutputCallback | None,
+                      lines: list[bytes]) -> tuple[str, int]:
+    """Lines up to the marker line; the text before it is exactly what the command wrote."""
+    marker_bytes = marker.encode()
+    pending = b""
+    while True:
+        chunk = await stream.read(READ_SIZE)
+        if not chunk:
+            lines.append(pending)
+            raise _ShellEnded()
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            if line == marker_bytes or line.startswith(marker_bytes + b" "):
+                rc = int(line.split()[1]) if b" " in line else 0
+                if on_output is not None and lines and lines[-1]:
+                    on_output(name, lines[-1].decode(errors="replace"))   # a last line without newline
+                return b"\n".join(lines).decode(errors="replace"), rc
+            if on_output is not None and lines:
+                on_output(name, lines[-1].decode(errors="replace"))
+            lines.append(line)

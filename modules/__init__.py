@@ -1,0 +1,1 @@
+"""Plug-ins: platforms, task modules and exports. Each registers itself by name."""

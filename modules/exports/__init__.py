@@ -1,0 +1,1 @@
+"""exports plug-ins; every submodule is imported by engine.registry."""

@@ -1,0 +1,1 @@
+"""platforms plug-ins; every submodule is imported by engine.registry."""

@@ -1,0 +1,1 @@
+"""tasks plug-ins; every submodule is imported by engine.registry."""

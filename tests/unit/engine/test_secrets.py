@@ -1,0 +1,28 @@
+import base64
+import json
+import shlex
+import urllib.parse
+
+from engine.secrets import MASK, Redactor
+
+
+def test_every_disguise_of_a_secret_is_masked():
+    secret = "p@ss w0rd/\"x"
+    redactor = Redactor([secret])
+    forms = [secret, shlex.quote(secret), json.dumps(secret), base64.b64encode(secret.encode()).decode(),
+             urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)]
+    for form in forms:
+        masked = redactor.text(f"before {form} after")
+        assert secret not in masked and form not in masked, form
+        assert MASK in masked
+
+
+def test_structures_are_masked_and_copied():
+    redactor = Redactor(["hunter2"])
+    event = {"msg": "token hunter2", "items": [{"x": "hunter2"}], "n": 3}
+    assert redactor.value(event) == {"msg": f"token {MASK}", "items": [{"x": MASK}], "n": 3}
+    assert event["msg"] == "token hunter2"
+
+
+def test_short_values_are_not_masked_everywhere():
+    assert Redactor(["a"]).text("a banana") == "a banana"
