@@ -112,14 +112,15 @@ def _secret_values(variables: Variables, names: frozenset[str]) -> list[Any]:
 
 # -- references: variables, handlers, sources -------------------------------------
 
-def _task_lists(loaded: LoadedRecipe) -> Iterator[tuple[str, Any]]:
+def _task_lists(loaded: LoadedRecipe) -> Iterator[tuple[str, Any, Origin]]:
     doc = loaded.document
     for key in ("tasks", "handlers"):
         if isinstance(doc.get(key), YSeq):
-            yield key, doc[key]
+            yield key, doc[key], Origin(base_dir=loaded.path.parent)
     for role in loaded.roles:
-        yield f"roles[{role.name}].tasks", role.tasks
-        yield f"roles[{role.name}].handlers", role.handlers
+        origin = _role_origin(role, loaded.path.parent)
+        yield f"roles[{role.name}].tasks", role.tasks, origin
+        yield f"roles[{role.name}].handlers", role.handlers, origin
 
 
 def _walk_tasks(tasks: Any, path: str) -> Iterator[tuple[YMap, str]]:
@@ -148,7 +149,7 @@ def _defined_names(loaded: LoadedRecipe, variables: Variables, secret_names: fro
     names = set(variables.names()) | set(secret_names) | BUILTIN_NAMES
     for role in loaded.roles:
         names |= set(role.vars) | set(role.params)
-    for _, tasks in _task_lists(loaded):
+    for _, tasks, _ in _task_lists(loaded):
         for task, _ in _walk_tasks(tasks, ""):
             if isinstance(task.get("register"), str):
                 names.add(task["register"])
@@ -176,9 +177,10 @@ def _check_references(loaded: LoadedRecipe, variables: Variables, secret_names: 
     doc = loaded.document
     sources = set(doc["sources"]) if isinstance(doc.get("sources"), dict) else set()
     handler_names = _handler_names(loaded)
-    for list_path, tasks in _task_lists(loaded):
+    for list_path, tasks, origin in _task_lists(loaded):
         for task, task_path in _walk_tasks(tasks, list_path):
             problems += _task_reference_problems(task, task_path, known, sources, handler_names)
+            problems += _local_file_problems(task, task_path, origin)
     for layer_name, layer in (("vars", doc.get("vars")),):
         if isinstance(layer, YMap):
             problems += _template_problems(layer, [layer_name], known, expression_keys=())
@@ -219,6 +221,25 @@ def _task_reference_problems(task: YMap, path: str, known: set[str], sources: se
             if isinstance(name, str) and sources and name not in sources:
                 problems.append(Problem(task.value_pos.get(key), f"no source named {name!r}", path=f"{path}.{key}",
                                         hint=did_you_mean(name, sources, "sources: " + ", ".join(sorted(sources)))))
+    return problems
+
+
+def _local_file_problems(task: YMap, path: str, origin: Origin) -> list[Problem]:
+    """Files a task names on this machine (copy src, template src) must exist before anything runs."""
+    module = next((k for k in task if k in TASK_MODULES), None)
+    args = task.get(module) if module else None
+    if not isinstance(args, YMap):
+        return []
+    problems = []
+    for option, kind in TASK_MODULES.get(module).local_files.items():
+        name = args.get(option)
+        if not isinstance(name, str) or is_template(name):
+            continue
+        candidates = [Path(name)] if Path(name).is_absolute() else [d / name for d in origin.search_dirs(kind)]
+        if not any(c.is_file() for c in candidates):
+            searched = ", ".join(str(c.parent) for c in candidates)
+            problems.append(Problem(args.value_pos.get(option), f"{kind[:-1]} {name!r} not found",
+                                    path=f"{path}.{module}.{option}", hint=f"looked in {searched}"))
     return problems
 
 

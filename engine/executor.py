@@ -157,7 +157,7 @@ async def _attempts(play: Play, task: Task, scope: Scope, label: str) -> Result:
     result = Result()
     for attempt in range(1, attempts + 1):
         result = _apply_conditions(task, scope, await _execute(play, task, scope))
-        if not result.failed and (task.until is None or _until(task, scope, result)):
+        if result.skipped or (not result.failed and (task.until is None or _until(task, scope, result))):
             break
         if attempt == attempts:
             if not result.failed:
@@ -236,7 +236,7 @@ def _context(play: Play, task: Task, scope: Scope) -> TaskContext:
     return TaskContext(connection=state.connection, check=check,
                        become=Become(task.become_user or "root") if become else None,
                        find_file=find_file, render_text=lambda text: render_text(text, scope),
-                       output=output, timeout=task.timeout)
+                       output=output, timeout=task.timeout, diff=state.options.diff)
 
 
 def find_local_file(task: Task, src: str, kind: str) -> Path:

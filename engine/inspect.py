@@ -82,6 +82,7 @@ def _dump(data: Any) -> str:
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
     yaml.sort_base_mapping_type_on_output = False
+    yaml.width = 4096
     stream = StringIO()
     yaml.dump(plain(data), stream)
     return stream.getvalue()

@@ -72,6 +72,9 @@ class SshSession:
         self._shells: dict[tuple[str, str | None] | None, RemoteShell] = {}
 
     async def connect(self, timeout: float) -> None:
+        key = self.endpoint.private_key_file
+        if key and not os.path.isfile(os.path.expanduser(key)):   # no point retrying for minutes
+            raise BuildError(f"private key file not found: {key}", hint="check ssh.private_key_file")
         deadline = time.monotonic() + timeout
         delay = FIRST_RETRY_DELAY
         last_error = "no attempt made"

@@ -71,11 +71,16 @@ class TaskContext:
     render_text: Callable[[str], str]               # render a template file's text in the task's scope
     output: Callable[[str, str], None] | None = None  # (stream, line) while commands run
     timeout: float | None = None
+    diff: bool = False                                # the user asked to see file changes (--diff)
 
-    async def sh(self, script: str, stdin: bytes | str | None = None, become: bool = True) -> CommandResult:
-        """Run a POSIX shell script on the target, as the become user when asked."""
+    async def sh(self, script: str, stdin: bytes | str | None = None, become: bool = True,
+                 stream: bool = True) -> CommandResult:
+        """Run a POSIX shell script on the target, as the become user when asked.
+
+        stream=False for a module's own probes: their output (a whole file, say) is not the task's output.
+        """
         return await self.connection.run(script, stdin=stdin, become=self.become if become else None,
-                                         timeout=self.timeout, on_output=self.output)
+                                         timeout=self.timeout, on_output=self.output if stream else None)
 
     async def upload(self, data: bytes, remote_path: str) -> None:
         await self.connection.upload(data, remote_path)
@@ -89,6 +94,7 @@ class TaskModule:
     free_form: ClassVar[str | None] = None     # `shell: echo hi` means {free_form: "echo hi"}
     description: ClassVar[str] = ""
     Params: ClassVar[type] = dict
+    local_files: ClassVar[dict[str, str]] = {}   # option -> "files"|"templates": checked to exist by validate
 
     def __init_subclass__(cls, name: str | None = None, **kwargs: Any):
         super().__init_subclass__(**kwargs)

@@ -98,7 +98,7 @@ def parse_yaml(text: str, file: str) -> Any:
 
 
 def _yaml_hint(problem: str) -> str:
-    if "tab" in problem:
+    if "tab" in problem or "\\t" in problem or "\t" in problem:
         return "indent with spaces, YAML does not allow tabs"
     if "mapping values are not allowed" in problem:
         return "a value containing ': ' must be quoted"

@@ -76,3 +76,8 @@ def test_render_text_always_gives_a_string():
 def test_names_used():
     assert names_used({"a": "{{ x.y }} {% for i in items %}{{ i }}{% endfor %}"}) == {"x", "items"}
     assert names_used("a and not b", expression=True) == {"a", "b"}
+
+
+def test_text_around_a_single_expression_is_kept():
+    assert render("{{ n }}\n", scope(n="x")) == "x\n"
+    assert render(" {{ n }}", scope(n=1)) == " 1"

@@ -1,0 +1,79 @@
+"""What command, shell and script share: chdir, creates/removes, stdin, check mode, rc -> Result."""
+from __future__ import annotations
+
+import secrets
+
+import voluptuous as vol
+
+from engine.taskmodule import Result, TaskContext
+from modules.tasks._remote import failure, maybe, q, quiet, tail, text
+
+
+def guard(chdir: str | None, creates: str | None, removes: str | None, token: str) -> str:
+    """Shell lines that enter chdir, then print `token creates|removes` and stop when those say not to run.
+
+    The patterns are globs, as in Ansible: expanded from a variable with IFS empty,
+    so they glob but are never word-split or executed.
+    """
+    lines = [f"cd {q(chdir)} || exit"] if chdir else []
+    for name, pattern, negate in (("creates", creates, ""), ("removes", removes, "! ")):
+        if pattern:
+            test = f'(p={q(pattern)}; IFS=; set -- $p; [ -e "$1" ] || [ -L "$1" ])'
+            lines.append(f"if {negate}{test}; then echo '{token} {name}'; exit 0; fi")
+    return "".join(line + "\n" for line in lines)
+
+
+def guard_message(stdout: str, token: str, creates: str | None, removes: str | None) -> str | None:
+    """Why the guard stopped the command, or None when it ran."""
+    words = stdout.strip().split(" ")
+    if len(words) != 2 or words[0] != token:
+        return None
+    return f"did not run: {creates} exists" if words[1] == "creates" else f"did not run: {removes} does not exist"
+
+
+async def run_guarded(ctx: TaskContext, body: str, *, chdir: str | None, creates: str | None,
+                      removes: str | None, stdin: bytes | str | None, label: str, prefix: str = "") -> Result:
+    """The command/shell/script contract: chdir, creates/removes, check mode, rc -> Result.
+
+    One round trip: the guard and the command travel in the same script, and
+    the guard says it stopped by printing a random token no command prints.
+    """
+    token = f"recipe-skip-{secrets.token_hex(6)}"
+    preamble = guard(chdir, creates, removes, token)
+    data = {"cmd": label}
+    if ctx.check:   # no output, but registered as empty as in Ansible, so `x.stdout` still works later
+        data.update(stdout="", stderr="", stdout_lines=[], stderr_lines=[])
+        if not (creates or removes):
+            return Result(skipped=True, msg="skipped in check mode: a command cannot tell what it would change",
+                          data=data)
+        res = await quiet(ctx, preamble + "exit 0\n")
+        if not res.ok:
+            return failure(f"could not enter {chdir}", res)
+        why = guard_message(res.stdout, token, creates, removes)
+        return Result(msg=why, data=data) if why else Result(changed=True, msg="would run (check mode)", data=data)
+    res = await ctx.sh(prefix + preamble + body, stdin=stdin)
+    out, err = res.stdout.rstrip("\r\n"), res.stderr.rstrip("\r\n")   # as Ansible's register shows them
+    why = guard_message(res.stdout, token, creates, removes)
+    if why:
+        return Result(msg=why, rc=0, data=data)
+    if not res.ok:
+        detail = tail(err) or tail(out) or "no output"
+        return Result(changed=True, failed=True, rc=res.rc, stdout=out, stderr=err, data=data,
+                      msg=f"{label} failed with rc {res.rc}: {detail}")
+    return Result(changed=True, rc=res.rc, stdout=out, stderr=err, data=data)
+
+
+def with_newline(stdin: str | None, add: bool) -> str | None:
+    return stdin + "\n" if stdin is not None and add else stdin
+
+
+# Options command, shell and script share, with Ansible's names.
+GUARDS = {
+    vol.Optional("chdir", default=None): maybe(str),
+    vol.Optional("creates", default=None): maybe(str),
+    vol.Optional("removes", default=None): maybe(str),
+}
+STDIN = {
+    vol.Optional("stdin", default=None): maybe(text),
+    vol.Optional("stdin_add_newline", default=True): vol.Boolean(),
+}

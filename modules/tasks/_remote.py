@@ -1,0 +1,175 @@
+"""Shell helpers the task modules share: quoting, probes, staging data, installing files.
+
+The target has a POSIX shell and coreutils, nothing more, so every probe is a
+small sh script whose output is tagged lines ("stat 81a4 12 0 0 ...") that
+Python parses; every decision is made here, on the controller.
+"""
+from __future__ import annotations
+
+import difflib
+import posixpath
+import re
+import secrets
+import shlex
+from typing import Any, Callable
+
+import voluptuous as vol
+
+from engine.connection import CommandResult
+from engine.schema import file_mode
+from engine.taskmodule import Result, TaskContext
+from modules.tasks._attrs import STAT_FMT, Attrs, Stat
+
+CONTENT = "--recipe-content--"       # everything after this line is file content
+DIFF_LIMIT = 256 * 1024              # bigger files are compared by checksum only
+DIFF_LINES = 200
+INLINE_LIMIT = 64 * 1024             # smaller payloads ride on a script's stdin instead of an upload
+
+
+def maybe(validator: Any) -> Callable[[Any], Any]:
+    """None or validator; voluptuous validates defaults too, and vol.Any would hide the hint."""
+    compiled = vol.Schema(validator)
+    return lambda value: None if value is None else compiled(value)
+
+
+def text(value: Any) -> str:
+    """A string; YAML numbers (line: 42, argv: [sleep, 1]) are accepted as their text."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise vol.Invalid(f"expected a string, got {type(value).__name__}")
+    return str(value)
+
+
+def pattern(value: Any) -> str:
+    """A Python regular expression, compiled once here so a typo is reported before anything runs."""
+    value = text(value)
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise vol.Invalid(f"{value!r} is not a valid regular expression: {exc}") from None
+    return value
+
+
+# The attributes every file-writing module takes, in one place.
+ATTRIBUTES = {
+    vol.Optional("mode", default=None): maybe(file_mode),
+    vol.Optional("owner", default=None): maybe(text),
+    vol.Optional("group", default=None): maybe(text),
+}
+
+
+def q(path: str) -> str:
+    """shlex.quote, except that a leading ~ still means the (become) user's home, as in Ansible."""
+    if path == "~" or path.startswith("~/"):
+        return '"$HOME"' + (shlex.quote(path[1:]) if len(path) > 1 else "")
+    return shlex.quote(path)
+
+
+def tail(text_: str, lines: int = 5, limit: int = 600) -> str:
+    kept = [line.strip() for line in text_.strip().splitlines() if line.strip()][-lines:]
+    return "; ".join(kept)[-limit:]
+
+
+def failure(what: str, res: CommandResult) -> Result:
+    """A failed Result for an internal script; its stdout may hold file content, so it is not kept."""
+    return Result(failed=True, msg=f"{what}: {tail(res.stderr) or f'exit status {res.rc}'}")
+
+
+async def quiet(ctx: TaskContext, script: str, stdin: bytes | str | None = None,
+                become: bool = True) -> CommandResult:
+    """Run an internal probe without streaming its output (it may be a whole file) as task output."""
+    return await ctx.sh(script, stdin=stdin, become=become, stream=False)
+
+
+def stat_sh(var: str, tag: str = "stat", follow: bool = False) -> str:
+    """A shell line printing `<tag> <stat fields>` or `<tag> absent` for the path in var.
+
+    Probes print straight to stdout rather than through $(...): every fork
+    counts on a guest emulated without KVM.
+    """
+    flag = "-L " if follow else ""
+    return f"printf '{tag} '; stat {flag}-c '{STAT_FMT}' {var} 2>/dev/null || echo absent\n"
+
+
+UMASK_SH = "printf 'umask '; umask\n"
+
+
+def tagged(stdout: str) -> tuple[dict[str, list[str]], str | None]:
+    """Parse `tag value` lines up to the CONTENT marker; return the tags and the content after it."""
+    tags: dict[str, list[str]] = {}
+    rest = stdout
+    while rest:
+        line, _, rest = rest.partition("\n")
+        if line == CONTENT:
+            return tags, rest
+        key, _, value = line.partition(" ")
+        tags.setdefault(key, []).append(value)
+    return tags, None
+
+
+def first(tags: dict[str, list[str]], key: str, default: str | None = None) -> str | None:
+    return tags.get(key, [default])[0]
+
+
+def _foreign_become(ctx: TaskContext) -> bool:
+    return ctx.become is not None and ctx.become.user not in ("root", "0")
+
+
+def temp_path() -> str:
+    return f"/tmp/.recipe-{secrets.token_hex(8)}"
+
+
+async def payload(ctx: TaskContext, data: bytes) -> tuple[str, bytes | None]:
+    """(uploaded path, None), or ("", data) for a script to read from its stdin.
+
+    Small data goes on stdin: the connection's shell is already open, so that
+    costs no round trip where SFTP costs several, and any become user can read
+    it. Large data is uploaded, which streams instead of passing through a
+    here-document.
+    """
+    if len(data) <= INLINE_LIMIT:
+        return "", data
+    return await stage(ctx, data), None
+
+
+async def stage(ctx: TaskContext, data: bytes) -> str:
+    """Upload data to a fresh temporary file as the login user; return its path."""
+    path = temp_path()
+    await ctx.upload(data, path)
+    if _foreign_become(ctx):   # the upload is 0600 and the become user is not root: let it read
+        await quiet(ctx, f"chmod 0644 {path}", become=False)
+    return path
+
+
+async def unstage(ctx: TaskContext, path: str) -> None:
+    """Scripts remove their upload themselves, except where /tmp's sticky bit forbids the become user."""
+    if _foreign_become(ctx):
+        await quiet(ctx, f"rm -f {path}", become=False)
+
+
+def install_script(upload: str, dest: str, mode: int, attrs: Attrs, existing: Stat | None,
+                   backup: str | None = None, mkdir: bool = False) -> str:
+    """Copy an upload (or stdin, if upload is "") next to dest, set its attributes, rename it over dest.
+
+    The rename is atomic: readers see the old file or the new one, never half of it.
+    """
+    directory = posixpath.dirname(dest) or "."
+    tmp = q(posixpath.join(directory, f".{posixpath.basename(dest)}.recipe-{secrets.token_hex(4)}"))
+    steps = [f"mkdir -p {q(directory)}"] if mkdir else []
+    if backup:
+        steps.append(f"cp -p {q(dest)} {q(backup)}")
+    steps += ["umask 077", f"cat {q(upload) if upload else ''} > {tmp}"]   # unreadable to others until chmod
+    if existing and existing.kind == "file":           # keep the replaced file's owner where we may
+        steps.append(f"{{ chown {existing.uid}:{existing.gid} {tmp} 2>/dev/null || :; }}")
+    steps += Attrs(None, attrs.owner, attrs.group).commands(tmp)
+    steps += [f"chmod {mode:04o} {tmp}", f"mv -f {tmp} {q(dest)}"]
+    cleanup = f"rm -f {q(upload) if upload else ''} {tmp} 2>/dev/null"
+    return "{ " + " && ".join(steps) + f"; }}; rc=$?; {cleanup}; exit $rc"
+
+
+def text_diff(before: str | None, after: str, path: str) -> str:
+    lines = list(difflib.unified_diff((before or "").splitlines(True), after.splitlines(True),
+                                      f"{path} (before)", f"{path} (after)"))
+    if len(lines) > DIFF_LINES:
+        lines = lines[:DIFF_LINES] + [f"... {len(lines) - DIFF_LINES} more lines\n"]
+    # A minified file is one huge line: cut long lines too, or the bound means nothing.
+    return "".join((line if len(line) <= 400 else line[:400] + " ...").rstrip("\n") + "\n" for line in lines)

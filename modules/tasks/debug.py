@@ -1,0 +1,41 @@
+"""debug: show a message or a variable's value; changes nothing."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import voluptuous as vol
+
+from engine.taskmodule import Result, TaskContext, TaskModule
+from engine.template import TemplateFailure
+from modules.tasks._remote import maybe
+
+
+class Debug(TaskModule, name="debug"):
+    description = "Print a message or the value of a variable"
+    free_form = "msg"
+    schema = {
+        vol.Optional("msg", default=None): object,   # any value: a list or mapping shows as itself
+        vol.Optional("var", default=None): maybe(str),
+    }
+
+    @dataclass(frozen=True)
+    class Params:
+        msg: Any = None
+        var: str | None = None
+
+        def __post_init__(self) -> None:
+            if self.msg is not None and self.var is not None:
+                raise vol.Invalid("give msg or var, not both", path=["var"])
+
+    async def run(self, params: Params, ctx: TaskContext) -> Result:
+        if params.var is None:
+            msg = "Hello world!" if params.msg is None else params.msg   # Ansible's default
+            return Result(msg=str(msg), data={"msg": msg})
+        # The arguments are rendered before the module sees them; var names a variable
+        # (or an expression, as in Ansible), so it is evaluated here, in the task's scope.
+        try:
+            value = ctx.render_text("{{ " + params.var + " }}")
+        except TemplateFailure:
+            value = "VARIABLE IS NOT DEFINED!"
+        return Result(msg=f"{params.var}: {value}", data={"msg": value, params.var: value})

@@ -1,0 +1,14 @@
+import pytest
+import voluptuous as vol
+
+
+def test_debug(h):
+    assert h.run("debug", {"msg": "hi"}).data == {"msg": "hi"}
+    assert h.run("debug", "free form").msg == "free form"
+    assert h.run("debug", {"msg": [1, 2]}).data == {"msg": [1, 2]}
+    shown = h.run("debug", {"var": "greeting"})
+    assert shown.status == "ok" and shown.data["msg"] == "hello" and "greeting: hello" in shown.msg
+    assert h.run("debug", {"var": "undefined_thing"}).data["msg"] == "VARIABLE IS NOT DEFINED!"
+    assert h.run("debug", {}).msg == "Hello world!"
+    with pytest.raises(vol.Invalid):
+        h.params("debug", {"msg": "a", "var": "b"})
