@@ -26,7 +26,7 @@ BIN = Path(sys.executable).parent
 
 def recipe_file(directory: Path, server: SshServer, count: int) -> Path:
     tasks = "".join(f"  - name: step {i}\n    command: /bin/true\n" for i in range(count))
-    path = directory / "bench.yml"
+    path = directory / "recipe.yml"
     path.write_text(
         "name: bench\nsources:\n  box:\n    platform: ssh\n"
         f"    ssh: {{host: {server.host}, port: {server.port}, user: {server.user}, "
@@ -46,7 +46,7 @@ def ansible_files(directory: Path, server: SshServer, count: int) -> tuple[Path,
                       "[ssh_connection]\npipelining = True\n"
                       "ssh_args = -o ControlMaster=auto -o ControlPersist=60s\n")
     tasks = "".join(f"    - name: step {i}\n      command: /bin/true\n" for i in range(count))
-    playbook = directory / "bench.yml"
+    playbook = directory / "playbook.yml"
     playbook.write_text(f"- hosts: box\n  gather_facts: false\n  tasks:\n{tasks}")
     return inventory, config, playbook
 

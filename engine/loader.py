@@ -62,7 +62,7 @@ class Loader:
         if not isinstance(document, YMap):
             raise RecipeError.at(getattr(document, "pos", Position(str(path))),
                                  "a recipe must be a mapping (name:, sources:, tasks:, ...)",
-                                 hint="see playbooks/examples/web.yml for the shape of a recipe")
+                                 hint="see playbooks/examples/hello-ssh.yml for the shape of a recipe")
         base = path.parent
         for key in ("tasks", "handlers", "verify"):
             if isinstance(document.get(key), YSeq):

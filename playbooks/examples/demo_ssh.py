@@ -22,7 +22,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="recipe-demo-") as tmp:
         server = start_sshd(Path(tmp) / "sshd")
         prefix = Path(tmp) / "target"
-        prefix.mkdir()
+        (prefix / "etc").mkdir(parents=True)   # a real host has /etc already
         args = [str(Path(sys.executable).parent / "recipe"), "run", str(RECIPE),
                 "--var", f"port={server.port}", "--var", f"user={server.user}",
                 "--var", f"key={server.client_key}", "--var", f"host_key={server.host_public_key}",
