@@ -10,9 +10,11 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from engine.errors import Position, Problem, RecipeError
+from engine.model import Origin
 from engine.yamlpos import YMap, YSeq, load_yaml_file
 
 INCLUDE_KEYS = ("import_tasks", "include_tasks")
@@ -33,6 +35,11 @@ class LoadedRole:
     defaults: YMap
     vars: YMap
     argument_specs: YMap | None
+
+    def origin(self, base_dir: Path) -> Origin:
+        """Where this role's tasks look for files, and the variables they see."""
+        return Origin(base_dir=base_dir, role=self.name, role_dir=self.directory,
+                      role_vars=MappingProxyType({**self.vars, **self.params}))
 
 
 @dataclass

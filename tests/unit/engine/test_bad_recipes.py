@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
-
 import pytest
 
 from engine.cli import main
