@@ -35,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="variables from a YAML file")
     common.add_argument("--roles-path", action="append", default=[], type=Path, metavar="DIR",
                         help="another directory to find roles in")
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    # SUPPRESS: otherwise the verb's default would undo `recipe --debug run ...`
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     run = verbs.add_parser("run", parents=[common], help="build every source of the recipe")
     run.add_argument("--check", action="store_true", help="show what would change, change nothing")
     run.add_argument("--diff", action="store_true", help="show the changes made to files")

@@ -246,3 +246,37 @@ def test_sigint_mid_task_cleans_up_and_exits_130(tmp_path, sshd):
     assert process.returncode == 130, out + err
     assert "cleanup: ssh connection" in out
     assert "Traceback" not in out + err
+
+
+def test_sigterm_also_cleans_up(tmp_path, sshd):
+    marker = tmp_path / "started"
+    recipe = write_recipe(tmp_path, "name: slow\n" + source_block(sshd) +
+                          f"tasks:\n  - shell: touch {marker}; sleep 60\n")
+    process = subprocess.Popen([RECIPE, "run", str(recipe)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, out + err
+    assert "cleanup: ssh connection" in out and "interrupted" in out
+
+
+def test_secret_in_a_failure_is_masked(tmp_path, sshd):
+    recipe = write_recipe(tmp_path, "name: leak\nvars: {pw: " + SECRET + "}\nsecrets: [pw]\n" + source_block(sshd) +
+                          "tasks:\n  - shell: echo \"bad {{ pw }}\" >&2; exit 1\n")
+    events = tmp_path / "events.jsonl"
+    result = run(recipe, "--json", str(events))
+    assert result.returncode == 1
+    assert "bad ********" in result.stdout
+    for text in (result.stdout, result.stderr, events.read_text()):
+        assert SECRET not in text
+
+
+def test_on_error_abort_says_what_it_left(tmp_path, sshd):
+    recipe = write_recipe(tmp_path, "name: abort\n" + source_block(sshd) + "tasks:\n  - shell: exit 1\n")
+    result = run(recipe, "--on-error", "abort")
+    assert result.returncode == 1
+    assert "left in place: ssh connection" in result.stdout
+    assert "cleanup:" not in result.stdout
