@@ -6,10 +6,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-DEBS   := openssh-server openssh-client sudo
+DEBS   := openssh-server openssh-client sudo qemu-system-x86 qemu-utils debootstrap ovmf mtools \
+          dosfstools syslinux syslinux-common systemd-boot-efi xorriso
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test deps venv bench clean
+.PHONY: demo demo-ssh test deps venv bench clean
 
 deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -30,6 +31,10 @@ test: deps venv
 	$(BIN)/python -m pytest tests
 
 demo: deps venv
+	$(BIN)/recipe run playbooks/examples/web.yml
+	@echo; echo "artifacts:"; ls -l output/web-local/
+
+demo-ssh: deps venv
 	$(BIN)/python playbooks/examples/demo_ssh.py
 
 bench: deps venv

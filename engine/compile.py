@@ -63,6 +63,8 @@ def compile_recipe(path: Path, options: CompileOptions = CompileOptions(),
         name=doc["name"], path=loaded.path, digest=loaded.digest(), description=doc.get("description", ""),
         variables=variables, secrets=secret_names, become=bool(doc.get("become", False)),
         tasks=_all_tasks(loaded), handlers=_all_handlers(loaded), builds=tuple(builds),
+        verify=tuple(make_task(t, f"verify[{i}]", Origin(base_dir=loaded.path.parent))
+                     for i, t in enumerate(doc.get("verify") or [])),
     )
 
 

@@ -35,5 +35,9 @@ class Connection(Protocol):
         """Write data to remote_path as the login user (modules move it into place)."""
         ...
 
+    async def reconnect(self, timeout: float) -> None:
+        """Connect again (after a reboot), verifying the same host key."""
+        ...
+
     async def close(self) -> None:
         ...

@@ -232,5 +232,6 @@ RECIPE_SCHEMA = strict({
     "roles": each(role_reference),
     "tasks": each(task_validator(handler=False)),
     "handlers": each(task_validator(handler=True)),
+    "verify": each(task_validator(handler=False)),
     "exports": each(export_entry),
 }, what="top-level key")

@@ -21,7 +21,7 @@ BUILTIN_NAMES = frozenset({"build", "facts", "item", "loop", "result", "failed_t
 
 def _task_lists(loaded: LoadedRecipe) -> Iterator[tuple[str, Any, Origin]]:
     doc = loaded.document
-    for key in ("tasks", "handlers"):
+    for key in ("tasks", "handlers", "verify"):
         if isinstance(doc.get(key), YSeq):
             yield key, doc[key], Origin(base_dir=loaded.path.parent)
     for role in loaded.roles:

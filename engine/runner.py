@@ -45,6 +45,8 @@ class BuildState:
     work_dir: Path | None = None
     connection: Connection | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    disk: Path | None = None                 # the machine's disk, on image platforms
+    disk_format: str = "qcow2"
     artifacts: list[Path] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "changed": 0, "skipped": 0, "failed": 0})
 
@@ -107,7 +109,9 @@ async def run_steps(state: BuildState, steps: list[Step]) -> BuildOutcome:
     try:
         for step in steps:
             events.emit("step.start", step=step.name)
+            step_started = time.monotonic()
             await step.run(state, cleanup)
+            events.emit("step.end", step=step.name, duration=round(time.monotonic() - step_started, 3))
     except asyncio.CancelledError:
         status, error = "interrupted", "interrupted"
         raise

@@ -70,6 +70,7 @@ class SshSession:
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
         self._shells: dict[tuple[str, str | None] | None, RemoteShell] = {}
+        self.host_key_verified = False
 
     async def connect(self, timeout: float) -> None:
         key = self.endpoint.private_key_file
@@ -94,7 +95,8 @@ class SshSession:
                 last_error = f"{type(exc).__name__}: {exc}".rstrip(": ")
             await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, MAX_RETRY_DELAY)
-        if _known_hosts(self.endpoint) is None:
+        self.host_key_verified = _known_hosts(self.endpoint) is not None
+        if not self.host_key_verified:
             key = self._conn.get_server_host_key()
             fingerprint = key.get_fingerprint() if key else "unknown"
             self._warn(f"host key of {self.endpoint.host}:{self.endpoint.port} not verified ({fingerprint}); "

@@ -22,7 +22,7 @@ class Connect:
         cleanup.push(f"ssh connection to {self.endpoint}", session.close)
         await session.connect(self.timeout)
         state.connection = session
-        state.events.emit("connected", endpoint=str(self.endpoint))
+        state.events.emit("connected", endpoint=str(self.endpoint), host_key_verified=session.host_key_verified)
 
 
 @dataclass

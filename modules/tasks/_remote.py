@@ -158,12 +158,34 @@ def install_script(upload: str, dest: str, mode: int, attrs: Attrs, existing: St
     if backup:
         steps.append(f"cp -p {q(dest)} {q(backup)}")
     steps += ["umask 077", f"cat {q(upload) if upload else ''} > {tmp}"]   # unreadable to others until chmod
+    steps += place_commands(tmp, dest, mode, attrs, existing)
+    cleanup = f"rm -f {q(upload) if upload else ''} {tmp} 2>/dev/null"
+    return "{ " + " && ".join(steps) + f"; }}; rc=$?; {cleanup}; exit $rc"
+
+
+def place_commands(tmp: str, dest: str, mode: int, attrs: Attrs, existing: Stat | None) -> list[str]:
+    """Give tmp (already quoted, beside dest) its owner and mode, then rename it over dest."""
+    steps = []
     if existing and existing.kind == "file":           # keep the replaced file's owner where we may
         steps.append(f"{{ chown {existing.uid}:{existing.gid} {tmp} 2>/dev/null || :; }}")
     steps += Attrs(None, attrs.owner, attrs.group).commands(tmp)
-    steps += [f"chmod {mode:04o} {tmp}", f"mv -f {tmp} {q(dest)}"]
-    cleanup = f"rm -f {q(upload) if upload else ''} {tmp} 2>/dev/null"
-    return "{ " + " && ".join(steps) + f"; }}; rc=$?; {cleanup}; exit $rc"
+    return steps + [f"chmod {mode:04o} {tmp}", f"mv -f {tmp} {q(dest)}"]
+
+
+WHOAMI_SH = "printf 'whoami %s %s\\n' \"$(id -u)\" \"$(id -un)\"\n"
+
+
+def not_root(tags: dict[str, list[str]], module: str) -> Result | None:
+    """A failed Result when the probe's WHOAMI_SH line says the task does not run as root."""
+    uid, _, user = (first(tags, "whoami") or "0 root").partition(" ")
+    if uid == "0":
+        return None
+    return Result(failed=True, msg=f"{module} must run as root but runs as {user}; add become: true to the task")
+
+
+def words(items: list[str] | tuple[str, ...]) -> str:
+    """Arguments for a command line, each quoted."""
+    return " ".join(shlex.quote(item) for item in items)
 
 
 def text_diff(before: str | None, after: str, path: str) -> str:

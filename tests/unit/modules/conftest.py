@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from engine.template import TemplateFailure
 class LocalConnection:
     scripts: list[str] = field(default_factory=list)
     uploads: list[str] = field(default_factory=list)
+    reconnects: int = 0
 
     async def run(self, command: str, *, stdin: bytes | str | None = None, become: Become | None = None,
                   timeout: float | None = None, on_output: Any = None) -> CommandResult:
@@ -48,12 +50,25 @@ class LocalConnection:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
 
+    async def reconnect(self, timeout: float) -> None:
+        self.reconnects += 1
+
     async def close(self) -> None:
         pass
 
     def reset(self) -> None:
         self.scripts.clear()
         self.uploads.clear()
+        self.reconnects = 0
+
+
+@dataclass
+class NobodyConnection(LocalConnection):
+    """LocalConnection whose commands run as nobody (setpriv): what a task without become gets on a guest."""
+
+    async def run(self, command: str, **kwargs: Any) -> CommandResult:
+        return await super().run(f"exec setpriv --reuid=65534 --regid=65534 --clear-groups /bin/sh -c "
+                                 f"{shlex.quote(command)}", **kwargs)
 
 
 @dataclass
