@@ -32,6 +32,8 @@ class RemoteShell:
         self._token = secrets.token_hex(8)
         self._serial = 0
         self._lock = asyncio.Lock()
+        self._pid: int | None = None          # the shell's pid: sshd makes it a process group leader
+        self._in_flight = False                # a command was sent and its end not yet read
 
     def _start_command(self) -> str:
         if self._become is None:
@@ -45,6 +47,29 @@ class RemoteShell:
         self._process = await self._conn.create_process(self._start_command(), encoding=None)
         if self._become and self._become.password:
             self._process.stdin.write(self._become.password.encode() + b"\n")
+        self._process.stdin.write(b"echo $$\n")
+        try:
+            self._pid = int((await self._process.stdout.readline()).strip() or 0) or None
+        except ValueError:
+            self._pid = None
+
+    @property
+    def busy(self) -> bool:
+        """A command may still run: it was sent and its end never read (cancelled, timed out)."""
+        return self._in_flight
+
+    async def terminate(self) -> None:
+        """Stop what the shell is running, children included, then the shell (on Ctrl-C, say)."""
+        if self._process is None or self._pid is None:
+            return
+        kill = f"kill -TERM -- -{self._pid} {self._pid} 2>/dev/null; true"
+        if self._become:
+            kill = f"sudo -n -- sh -c {shlex.quote(kill)}"
+        try:
+            await asyncio.wait_for(self._conn.run(kill, check=False), 10)
+        except (asyncio.TimeoutError, asyncssh.Error, OSError):
+            pass  # the connection is going away anyway
+        self.close()
 
     def _frame(self, script: str, stdin: bytes, marker: str) -> bytes:
         command = "/bin/sh -c " + shlex.quote(script)
@@ -65,13 +90,15 @@ class RemoteShell:
             marker = f"__RECIPE_END_{self._token}_{self._serial}"
             seen_stderr: list[bytes] = []
             try:
+                self._in_flight = True
                 self._process.stdin.write(self._frame(script, stdin, marker))
                 readers = [asyncio.ensure_future(_read_until(self._process.stdout, marker, "stdout", on_output, [])),
                            asyncio.ensure_future(_read_until(self._process.stderr, marker, "stderr", on_output,
                                                              seen_stderr))]
                 (stdout, rc), (stderr, _) = await _both(readers, timeout)
+                self._in_flight = False
             except asyncio.TimeoutError:
-                self.close()
+                await self.terminate()
                 raise BuildError(f"command timed out after {timeout:g}s on {self._where}",
                                  hint="raise the task's timeout:, or check what the command waits for") from None
             except _ShellEnded:
@@ -97,6 +124,7 @@ class RemoteShell:
         if self._process is not None:
             self._process.close()
             self._process = None
+        self._in_flight = False
 
 
 class _ShellEnded(Exception):

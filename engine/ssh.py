@@ -145,6 +145,8 @@ class SshSession:
 
     async def close(self) -> None:
         for shell in self._shells.values():
+            if shell.busy:           # interrupted mid-command: leave nothing running on the host
+                await shell.terminate()
             shell.close()
         self._shells.clear()
         if self._sftp is not None:

@@ -246,6 +246,8 @@ def test_sigint_mid_task_cleans_up_and_exits_130(tmp_path, sshd):
     assert process.returncode == 130, out + err
     assert "cleanup: ssh connection" in out
     assert "Traceback" not in out + err
+    left = subprocess.run(["pgrep", "-f", f"touch {marker}; sleep 60"], capture_output=True, text=True)
+    assert left.stdout.strip() == "", "the interrupted remote command must not keep running"
 
 
 def test_sigterm_also_cleans_up(tmp_path, sshd):
