@@ -6,8 +6,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-DEBS   := openssh-server openssh-client sudo qemu-system-x86 qemu-utils debootstrap ovmf mtools \
-          dosfstools syslinux syslinux-common systemd-boot-efi xorriso
+DEBS   := openssh-server openssh-client sudo qemu-system-x86 qemu-utils debootstrap debian-archive-keyring \
+          fdisk ovmf mtools dosfstools syslinux syslinux-common systemd-boot-efi xorriso binutils
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo demo-ssh test deps venv bench clean

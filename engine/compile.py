@@ -160,7 +160,8 @@ def _builds(doc: YMap, variables: Variables, options: CompileOptions) -> tuple[l
             continue
         options_only = {k: v for k, v in valid.items() if k not in ("platform", "ssh")}
         source = Source(name=name, platform=platform.name, position=entry.pos,
-                        config=platform.configure(options_only), ssh=SshSettings(**valid.get("ssh", {})))
+                        config=platform.configure(options_only, Path(doc.pos.file).parent),
+                        ssh=SshSettings(**valid.get("ssh", {})))
         builds.append(Build(info=info, source=source, exports=tuple(exports)))
     return builds, problems
 

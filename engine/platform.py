@@ -6,6 +6,7 @@ that push their cleanup first (see engine.runner).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from engine.model import Build, Recipe
@@ -30,7 +31,8 @@ class Platform:
             PLATFORMS.add(name, cls)
 
     @classmethod
-    def configure(cls, validated: dict[str, Any]) -> Any:
+    def configure(cls, validated: dict[str, Any], base_dir: Path) -> Any:
+        """The platform's config from its validated options; relative paths are taken from base_dir."""
         return cls.Config(**validated) if cls.Config is not dict else validated
 
     def steps(self, recipe: Recipe, build: Build) -> list[Step]:  # pragma: no cover - interface

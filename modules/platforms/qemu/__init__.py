@@ -1,0 +1,83 @@
+"""The qemu platform: boot a temporary VM from a base image, provision it, shut it down, export it.
+
+  sources:
+    local:
+      platform: qemu
+      base: {bootstrap: {distro: debian, suite: bookworm}}   # or {url:, checksum:} or {path:}
+      cpus: 2
+      memory: 1024
+      disk_size: 4G
+      firmware: bios              # or uefi (OVMF)
+      accelerator: auto           # kvm only when a probe guest really runs under it
+      ssh: {user: debian}
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
+
+import voluptuous as vol
+
+from engine.model import Build, Recipe
+from engine.platform import Platform
+from engine.runner import Step
+from engine.schema import HintedInvalid, positive_number
+from engine.steps import GatherFacts, Provision
+from modules.platforms.qemu.base import BASE_SCHEMA, parse_base
+from modules.platforms.qemu.steps import (Boot, ConnectVm, CreateDisk, Export, MakeWorkDir, PrepareBase,
+                                          RunVerify, Shutdown, VerifyDisk, VmRun)
+
+SIZE = re.compile(r"^\d+(\.\d+)?[KMGT]?$")
+
+
+def disk_size(value: Any) -> str:
+    if isinstance(value, str) and SIZE.match(value):
+        return value
+    raise HintedInvalid(f"{value!r} is not a disk size", hint='e.g. disk_size: 4G (K, M, G or T)')
+
+
+@dataclass(frozen=True)
+class QemuConfig:
+    base: Any
+    cpus: int = 2
+    memory: int = 1024
+    disk_size: str | None = None
+    firmware: str = "bios"
+    accelerator: str = "auto"
+    qemu_args: tuple[str, ...] = ()
+    shutdown_timeout: float = 120.0
+    hostname: str | None = None
+
+
+class QemuPlatform(Platform, name="qemu"):
+    description = "a local QEMU VM from a cloud image or a debootstrap base; exports qcow2, raw, ..."
+    schema = {
+        vol.Required("base"): BASE_SCHEMA,
+        vol.Optional("cpus", default=2): vol.All(int, vol.Range(min=1, max=64)),
+        vol.Optional("memory", default=1024): vol.All(int, vol.Range(min=128)),
+        vol.Optional("disk_size", default=None): vol.Any(None, disk_size),
+        vol.Optional("firmware", default="bios"): vol.In(["bios", "uefi"]),
+        vol.Optional("accelerator", default="auto"): vol.In(["auto", "kvm", "tcg"]),
+        vol.Optional("qemu_args", default=[]): [str],
+        vol.Optional("shutdown_timeout", default=120.0): positive_number,
+        vol.Optional("hostname", default=None): vol.Any(None, str),
+    }
+    Config = QemuConfig
+
+    @classmethod
+    def configure(cls, validated: dict[str, Any], base_dir: Path) -> QemuConfig:
+        return QemuConfig(**{**validated, "base": parse_base(validated["base"], base_dir),
+                             "qemu_args": tuple(validated["qemu_args"])})
+
+    def steps(self, recipe: Recipe, build: Build) -> list[Step]:
+        run = VmRun(build=build, config=build.source.config)
+        boot = Boot(run)
+        steps: list[Step] = [MakeWorkDir(run), PrepareBase(run), CreateDisk(run), boot, ConnectVm(run, boot),
+                             GatherFacts(), Provision(), Shutdown(run), Export(run)]
+        if recipe.verify:
+            verify_boot = Boot(run, boot_name="verify", name="boot the image to verify it")
+            steps += [VerifyDisk(run, verify_boot), verify_boot, ConnectVm(run, verify_boot), GatherFacts(),
+                      RunVerify(), Shutdown(run)]
+        return steps

@@ -1,0 +1,118 @@
+"""One QEMU process: its command line, start, graceful stop, forced kill, console tail."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import BuildError
+
+QEMU = "qemu-system-x86_64"
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS.fd")
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    name: str
+    disk: Path
+    console_log: Path
+    ssh_port: int
+    accel: str = "tcg"
+    cpus: int = 2
+    memory: int = 1024                   # MiB
+    firmware: str = "bios"               # bios | uefi
+    disk_format: str = "qcow2"
+    seed: Path | None = None
+    ovmf_vars: Path | None = None        # a writable copy, for uefi
+    extra_args: tuple[str, ...] = field(default_factory=tuple)
+    qemu: str = QEMU
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def command(spec: MachineSpec) -> list[str]:
+    args = [spec.qemu, "-name", spec.name, "-machine", "q35", "-accel", spec.accel,
+            "-cpu", "host" if spec.accel == "kvm" else "max", "-smp", str(spec.cpus), "-m", str(spec.memory),
+            "-display", "none", "-vga", "none", "-monitor", "none",
+            # cache=unsafe: a build VM is disposable, and guest flushes cost a lot under emulation
+            "-drive", f"file={spec.disk},if=virtio,format={spec.disk_format},discard=unmap,cache=unsafe",
+            "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22",
+            "-device", "virtio-net-pci,netdev=net0",
+            "-device", "virtio-rng-pci",       # entropy for sshd and cloud-init on first boot
+            "-chardev", f"file,id=console,path={spec.console_log}", "-serial", "chardev:console"]
+    if spec.seed:
+        args += ["-drive", f"file={spec.seed},if=virtio,format=raw,readonly=on"]
+    if spec.firmware == "uefi":
+        args += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                 "-drive", f"if=pflash,format=raw,file={spec.ovmf_vars}"]
+    return args + list(spec.extra_args)
+
+
+class Machine:
+    def __init__(self, spec: MachineSpec, log_path: Path):
+        self.spec = spec
+        self._log_path = log_path
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    async def start(self) -> None:
+        with open(self._log_path, "ab") as log:
+            self._process = await asyncio.create_subprocess_exec(
+                *command(self.spec), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True)   # Ctrl-C in the terminal goes to recipe, which stops QEMU itself
+        await asyncio.sleep(0.3)
+        if not self.running:
+            raise BuildError(f"QEMU exited at once: {self.qemu_log()[-500:]}",
+                             hint="check qemu_args, the disk image, and that the forwarded port is free")
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """True once QEMU has exited; False if it still runs after timeout."""
+        if self._process is None:
+            return True
+        try:
+            await asyncio.wait_for(self._process.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM (QEMU closes its files), then SIGKILL after grace seconds."""
+        if not self.running:
+            return
+        assert self._process is not None
+        try:
+            self._process.send_signal(signal.SIGTERM)
+            if not await self.wait(grace):
+                os.killpg(self._process.pid, signal.SIGKILL)
+                await self._process.wait()
+        except ProcessLookupError:
+            pass
+
+    def qemu_log(self) -> str:
+        try:
+            return self._log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def console_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.spec.console_log.read_bytes().decode(errors="replace")
+        except FileNotFoundError:
+            return "(no console output)"
+        tail = [line.rstrip("\r") for line in text.splitlines() if line.strip()][-lines:]
+        return "\n".join(tail) or "(no console output)"

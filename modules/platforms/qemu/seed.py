@@ -1,0 +1,71 @@
+"""The NoCloud seed of one boot: a temporary login key and a temporary host key.
+
+The guest gets the host key through cloud-init, so the client can verify the
+guest's identity instead of trusting whatever answers on the forwarded port.
+Both keys live only in the build's work directory; the login key carries the
+comment recipe-build-<id>, which sysprep removes from the image.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+
+from engine.errors import BuildError
+
+KEY_COMMENT_PREFIX = "recipe-build-"
+
+
+@dataclass(frozen=True)
+class Seed:
+    iso: Path
+    private_key: Path              # the login key (OpenSSH format, mode 0600)
+    host_public_key: str           # "ssh-ed25519 AAAA..." the guest will present
+
+
+def user_data(user: str, login_public_key: str, host_private: str, host_public: str) -> str:
+    config = {
+        "users": [{"name": user, "sudo": "ALL=(ALL) NOPASSWD:ALL", "shell": "/bin/bash",
+                              "lock_passwd": True, "ssh_authorized_keys": [login_public_key]}],
+        "ssh_deletekeys": True,
+        "ssh_genkeytypes": [],
+        "ssh_keys": {"ed25519_private": host_private, "ed25519_public": host_public},
+        "disable_root": user != "root",
+        "ssh_pwauth": False,
+    }
+    if user == "root":   # cloud-init adds the default user's keys to root when root logins are allowed
+        config["users"] = ["default"]
+        config["disable_root"] = False
+        config["ssh_authorized_keys"] = [login_public_key]
+    # JSON is YAML, and it needs no YAML writer here
+    return "#cloud-config\n" + json.dumps(config, indent=2) + "\n"
+
+
+async def make_seed(directory: Path, build_id: str, boot_name: str, user: str, hostname: str) -> Seed:
+    """Write keys and user-data into directory and build the seed ISO (volume label cidata)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    login = asyncssh.generate_private_key("ssh-ed25519", comment=f"{KEY_COMMENT_PREFIX}{build_id}")
+    host = asyncssh.generate_private_key("ssh-ed25519", comment=f"recipe-host-{build_id}")
+    private_key = directory / "login_key"
+    private_key.touch(mode=0o600)
+    private_key.write_bytes(login.export_private_key("openssh"))
+    host_public = host.export_public_key("openssh").decode().strip()
+    content = directory / "cidata"
+    content.mkdir(exist_ok=True)
+    (content / "user-data").write_text(user_data(
+        user, login.export_public_key("openssh").decode().strip(),
+        host.export_private_key("openssh").decode(), host_public))
+    (content / "meta-data").write_text(f"instance-id: recipe-{build_id}-{boot_name}\nlocal-hostname: {hostname}\n")
+    iso = directory / "seed.iso"
+    process = await asyncio.create_subprocess_exec(
+        "xorriso", "-as", "mkisofs", "-quiet", "-volid", "cidata", "-joliet", "-rock", "-output", str(iso),
+        str(content / "user-data"), str(content / "meta-data"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await process.communicate()
+    if process.returncode != 0:
+        raise BuildError(f"could not make the cloud-init seed: {output.decode(errors='replace')[-300:]}",
+                         hint="is xorriso installed? (make installs it)")
+    return Seed(iso, private_key, " ".join(host_public.split()[:2]))

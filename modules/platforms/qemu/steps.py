@@ -1,0 +1,244 @@
+"""The steps of a qemu build: work dir, base, disk, boot, connect, shut down, export, verify.
+
+Each step pushes its cleanup before it acts (see engine.runner), so a build
+stopped anywhere releases its QEMU process and files in reverse order.
+"""
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.connection import Become
+from engine.errors import BuildError
+from engine.executor import provision
+from engine.export import EXPORTS, Artifact, ExportContext
+from engine.model import Build
+from engine.model import Export as ModelExport
+from engine.process import run_tool
+from engine.runner import BuildState, Cleanup
+from engine.ssh import Endpoint, SshSession
+from modules.platforms.qemu.accel import choose_accelerator
+from modules.platforms.qemu.base import default_cache_dir, resolve_base
+from modules.platforms.qemu.machine import OVMF_VARS, Machine, MachineSpec, free_port
+from modules.platforms.qemu.seed import make_seed
+
+
+@dataclass
+class VmRun:
+    """What the steps of one qemu build share."""
+
+    build: Build
+    config: object
+    work_dir: Path | None = None
+    base: Path | None = None
+    base_format: str = "qcow2"
+    accel: str = "tcg"
+    machine: Machine | None = None
+    artifacts: list[Artifact] = field(default_factory=list)
+
+
+@dataclass
+class MakeWorkDir:
+    vm: VmRun
+    name: str = "work directory"
+
+    async def run(self, state: BuildState, cleanup: Cleanup) -> None:
+        path = Path(tempfile.mkdtemp(prefix=f"recipe-{state.build.info.name}-"))
+        cleanup.push(f"work directory {path}", lambda: asyncio.to_thread(shutil.rmtree, path, True))
+        self.vm.work_dir = path
+        state.work_dir = path
+
+
+@dataclass
+class PrepareBase:
+    vm: VmRun
+    name: str = "base image"
+
+    async def run(self, state: BuildState, cleanup: Cleanup) -> None:
+        def progress(phase: str, done: int, total: int | None) -> None:
+            state.events.emit("progress", phase=phase, done=done, total=total)
+
+        def log(line: str) -> None:
+            state.events.emit("log", source="base", line=line)
+
+        resolved = await resolve_base(self.vm.config.base, default_cache_dir(), progress, log)
+        self.vm.base, self.vm.base_format = resolved.path, resolved.format
+        self.vm.accel = await choose_accelerator(self.vm.config.accelerator)
+        state.events.emit("base", path=str(resolved.path), accelerator=self.vm.accel)
+
+
+@dataclass
+class CreateDisk:
+    """A qcow2 overlay on the cached base, which is never written."""
+
+    vm: VmRun
+    name: str = "disk"
+
+    async def run(self, state: BuildState, cleanup: Cleanup) -> None:
+        assert self.vm.work_dir and self.vm.base
+        disk = self.vm.work_dir / "disk.qcow2"
+        size = [self.vm.config.disk_size] if self.vm.config.disk_size else []
+        await run_tool("qemu-img", "create", "-q", "-f", "qcow2", "-F", self.vm.base_format, "-b",
+                       self.vm.base, disk, *size, what="qemu-img create (overlay)",
+                       hint="disk_size must not be smaller than the base image")
+        state.disk, state.disk_format = disk, "qcow2"
+
+
+@dataclass
+class Boot:
+    """Start QEMU on a disk with a fresh seed; the Connect step after it uses its endpoint."""
+
+    vm: VmRun
+    boot_name: str = "build"
+    disk: Path | None = None          # None: the build's disk
+    name: str = "boot"
+    endpoint: Endpoint | None = None
+
+    async def run(self, state: BuildState, cleanup: Cleanup) -> None:
+        assert self.vm.work_dir
+        config, info = self.vm.config, state.build.info
+        boot_dir = self.vm.work_dir / self.boot_name
+        user = state.build.source.ssh.user
+        seed = await make_seed(boot_dir, info.id, self.boot_name, user, config.hostname or info.recipe)
+        port = free_port()
+        vars_copy = None
+        if config.firmware == "uefi":
+            vars_copy = boot_dir / "OVMF_VARS.fd"
+            shutil.copyfile(OVMF_VARS, vars_copy)
+        disk = self.disk or state.disk
+        assert disk is not None
+        spec = MachineSpec(name=f"recipe-{info.name}-{self.boot_name}", disk=disk,
+                           console_log=boot_dir / "console.log", ssh_port=port, accel=self.vm.accel,
+                           cpus=config.cpus, memory=config.memory, firmware=config.firmware, seed=seed.iso,
+                           ovmf_vars=vars_copy, extra_args=tuple(config.qemu_args))
+        machine = Machine(spec, boot_dir / "qemu.log")
+        cleanup.push(f"QEMU ({self.boot_name})", lambda: self._release(machine, state))
+        await machine.start()
+        self.vm.machine = machine
+        state.events.emit("booted", pid=machine.pid, port=port, accelerator=self.vm.accel)
+        self.endpoint = Endpoint(host="127.0.0.1", port=port, user=user, private_key_file=str(seed.private_key),
+                                 host_key=seed.host_public_key)
+
+    async def _release(self, machine: Machine, state: BuildState) -> None:
+        await machine.stop()
+        keep = state.options.output_dir / state.build.info.name
+        keep.mkdir(parents=True, exist_ok=True)
+        if machine.spec.console_log.exists():
+            shutil.copyfile(machine.spec.console_log, keep / f"console-{self.boot_name}.log")
+
+
+@dataclass
+class ConnectVm:
+    """Connect as soon as sshd answers; if QEMU dies or time runs out, quote the console."""
+
+    vm: VmRun
+    boot: Boot
+    name: str = "connect"
+
+    async def run(self, state: BuildState, cleanup: Cleanup) -> None:
+        machine, endpoint = self.vm.machine, self.boot.endpoint
+        assert machine and endpoint
+        session = SshSession(endpoint, warn=lambda msg: state.events.emit("warning", msg=msg))
+        cleanup.push(f"ssh connection to {endpoint}", session.close)
+        timeout = state.build.source.ssh.connect_timeout
+        connect = asyncio.ensure_future(session.connect(timeout))
+        exited = asyncio.ensure_future(machine.wait())
+        try:
+            await asyncio.wait([connect, exited], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            exited.cancel()
+            qemu_died = not connect.done()
+            if qemu_died:               # or this step was cancelled (Ctrl-C): stop connecting either way
+                connect.cancel()
+        if qemu_died:
+            raise BuildError(f"QEMU exited before SSH answered; console:\n{machine.console_tail()}",
+                             hint="the image did not boot; see the console above")
+        try:
+            connect.result()
+        except BuildError as exc:
+            raise BuildError(f"{exc.message}; last lines of the console:\n{machine.console_tail()}",
+                             hint="the guest booted but sshd or cloud-init did not come up in time"
+                             if "timed out" not in exc.message else exc.hint) from None
+        state.connection = session
+        state.events.emit("connected", endpoint=str(endpoint), host_key_verified=session.host_key_verified)
+
+
+@dataclass
+class Shutdown:
+    """poweroff over SSH, wait for QEMU to exit, and kill it only after the timeout."""
+
+    vm: VmRun
+    name: str = "shutdown"
+
+    async def run(self, state: BuildState, cleanup: Cleanup) -> None:
+        machine = self.vm.machine
+        assert machine and state.connection
+        become = None if state.build.source.ssh.user == "root" else Become("root")
+        try:
+            await state.connection.run("sync; nohup sh -c 'sleep 0.5; poweroff' >/dev/null 2>&1 &",
+                                       become=become, timeout=30)
+        except BuildError:
+            pass  # the connection may drop as the machine goes down
+        await state.connection.close()
+        state.connection = None
+        if not await machine.wait(self.vm.config.shutdown_timeout):
+            state.events.emit("warning", msg=f"no poweroff after {self.vm.config.shutdown_timeout:g}s; killing QEMU")
+            await machine.stop(grace=1.0)
+
+
+@dataclass
+class Export:
+    """Run the exports in order, each receiving what the one before made (a chain)."""
+
+    vm: VmRun
+    name: str = "export"
+
+    async def run(self, state: BuildState, cleanup: Cleanup) -> None:
+        assert state.disk
+        context = ExportContext(build_name=state.build.info.name, disk=state.disk, disk_format=state.disk_format,
+                                output_dir=state.options.output_dir / state.build.info.name, events=state.events)
+        for export in self.vm.build.exports or (default_export(),):
+            exporter = EXPORTS.get(export.kind)
+            assert exporter is not None
+            state.events.emit("export.start", kind=export.kind)
+            made = await exporter().run(export.config, context)
+            context.inputs = made
+            self.vm.artifacts += made
+            state.artifacts += [artifact.path for artifact in made]
+            state.events.emit("export.end", kind=export.kind, artifacts=[str(a.path) for a in made])
+
+
+def default_export() -> ModelExport:
+    """With no exports: the qcow2 image, as Packer's qemu builder leaves one."""
+    qcow2 = EXPORTS.get("qcow2")
+    assert qcow2 is not None
+    return ModelExport(kind="qcow2", position=None, config=qcow2.configure({"compress": False, "name": None}))
+
+
+@dataclass
+class VerifyDisk:
+    """A throwaway overlay on the exported image (or on the build disk), so verifying writes nothing back."""
+
+    vm: VmRun
+    boot: Boot
+    name: str = "verify disk"
+
+    async def run(self, state: BuildState, cleanup: Cleanup) -> None:
+        assert self.vm.work_dir and state.disk
+        image = next((a for a in self.vm.artifacts if a.format in ("qcow2", "raw")), None)
+        backing, backing_format = (image.path, image.format) if image else (state.disk, state.disk_format)
+        disk = self.vm.work_dir / "verify.qcow2"
+        await run_tool("qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format, "-b", backing.resolve(),
+                       disk, what="qemu-img create (verify overlay)")
+        self.boot.disk = disk
+
+
+@dataclass
+class RunVerify:
+    name: str = "verify"
+
+    async def run(self, state: BuildState, cleanup: Cleanup) -> None:
+        await provision(state, state.recipe.verify, ())
