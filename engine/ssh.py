@@ -20,6 +20,7 @@ from engine.errors import BuildError
 from engine.remote_shell import RemoteShell
 from engine.model import SshSettings
 
+BANNER_TIMEOUT = 3.0
 FIRST_RETRY_DELAY = 0.2
 MAX_RETRY_DELAY = 2.0
 
@@ -85,6 +86,7 @@ class SshSession:
                 raise BuildError(f"could not connect to {self.endpoint} within {timeout:.0f}s: {last_error}",
                                  hint=_connect_hint(last_error))
             try:
+                await _wait_for_banner(self.endpoint.host, self.endpoint.port, min(remaining, BANNER_TIMEOUT))
                 self._conn = await asyncio.wait_for(self._open(), timeout=min(remaining, 30))
                 break
             except asyncssh.HostKeyNotVerifiable as exc:
@@ -159,6 +161,30 @@ class SshSession:
             except (asyncio.TimeoutError, OSError, asyncssh.Error):
                 pass
             self._conn = None
+
+
+async def _wait_for_banner(host: str, port: int, timeout: float) -> None:
+    """Raise unless an SSH server greets within timeout.
+
+    A forwarded port (QEMU user networking, a bastion) accepts the TCP
+    connection long before the guest's sshd can answer, and would hold a full
+    SSH handshake for its whole timeout; a short look for "SSH-" does not.
+    """
+    async def greet() -> bytes:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            return await reader.readexactly(4)
+        finally:
+            writer.close()
+
+    try:
+        banner = await asyncio.wait_for(greet(), timeout)
+    except asyncio.IncompleteReadError:
+        raise ConnectionResetError("the connection closed before an SSH greeting") from None
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"no SSH greeting within {timeout:g}s") from None
+    if banner != b"SSH-":
+        raise ConnectionError(f"not an SSH server (it said {banner!r})")
 
 
 def _connect_hint(last_error: str) -> str:

@@ -35,6 +35,7 @@ class VmRun:
     work_dir: Path | None = None
     base: Path | None = None
     base_format: str = "qcow2"
+    base_size: int | None = None             # bytes, as qemu-img reports the virtual size
     accel: str = "tcg"
     machine: Machine | None = None
     artifacts: list[Artifact] = field(default_factory=list)
@@ -65,7 +66,7 @@ class PrepareBase:
             state.events.emit("log", source="base", line=line)
 
         resolved = await resolve_base(self.vm.config.base, default_cache_dir(), progress, log)
-        self.vm.base, self.vm.base_format = resolved.path, resolved.format
+        self.vm.base, self.vm.base_format, self.vm.base_size = resolved.path, resolved.format, resolved.virtual_size
         self.vm.accel = await choose_accelerator(self.vm.config.accelerator)
         state.events.emit("base", path=str(resolved.path), accelerator=self.vm.accel)
 
@@ -80,11 +81,25 @@ class CreateDisk:
     async def run(self, state: BuildState, cleanup: Cleanup) -> None:
         assert self.vm.work_dir and self.vm.base
         disk = self.vm.work_dir / "disk.qcow2"
-        size = [self.vm.config.disk_size] if self.vm.config.disk_size else []
+        wanted = self.vm.config.disk_size
+        if wanted and self.vm.base_size and size_in_bytes(wanted) < self.vm.base_size:
+            # qemu-img would cut the disk short, and the guest would find a broken filesystem
+            raise BuildError(f"disk_size {wanted} is smaller than the base image "
+                             f"({self.vm.base_size / 2 ** 30:.2f} GiB)",
+                             hint="raise disk_size, or leave it out to keep the base image's size")
+        size = [wanted] if wanted else []
         await run_tool("qemu-img", "create", "-q", "-f", "qcow2", "-F", self.vm.base_format, "-b",
                        self.vm.base, disk, *size, what="qemu-img create (overlay)",
                        hint="disk_size must not be smaller than the base image")
         state.disk, state.disk_format = disk, "qcow2"
+
+
+def size_in_bytes(size: str) -> int:
+    """'4G' -> bytes, with qemu-img's binary units."""
+    units = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
+    if size[-1] in units:
+        return int(float(size[:-1]) * units[size[-1]])
+    return int(size)
 
 
 @dataclass

@@ -46,7 +46,7 @@ def test_seed_has_keys_and_user_data(tmp_path):
     assert (tmp_path / "cidata" / "user-data").read_text().startswith("#cloud-config\n")
     user = data["users"][0]
     assert user["name"] == "debian" and user["sudo"] == "ALL=(ALL) NOPASSWD:ALL"
-    assert user["ssh_authorized_keys"][0].endswith(f"{KEY_COMMENT_PREFIX}b123")
+    assert user["ssh_authorized_keys"][0].endswith(f"{KEY_COMMENT_PREFIX}b123-build")
     host_private = asyncssh.import_private_key(data["ssh_keys"]["ed25519_private"])
     assert host_private.export_public_key("openssh").decode().split()[:2] == seed.host_public_key.split()
     login = asyncssh.read_private_key(str(seed.private_key))
@@ -74,3 +74,10 @@ def test_machine_that_cannot_start_says_why(tmp_path):
     with pytest.raises(BuildError, match="QEMU exited at once"):
         asyncio.run(machine.start())
     assert not machine.running
+
+
+def test_sizes_use_binary_units():
+    from modules.platforms.qemu.steps import size_in_bytes
+    assert size_in_bytes("4G") == 4 * 2 ** 30
+    assert size_in_bytes("1.5M") == 3 * 2 ** 19
+    assert size_in_bytes("512") == 512
