@@ -88,6 +88,7 @@ class ConsoleView:
         from rich.console import Console
         self.console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True)
         self.verbose = verbose
+        self._shown_tenths: dict[tuple[Any, Any], int] = {}
 
     def __call__(self, event: dict[str, Any]) -> None:
         handler = getattr(self, "_" + event["event"].replace(".", "_"), None)
@@ -117,6 +118,18 @@ class ConsoleView:
     def _task_output(self, e: dict[str, Any]) -> None:
         if self.verbose:
             self._print(f"      {e['stream']}: {e['line']}", "dim")
+
+    def _progress(self, e: dict[str, Any]) -> None:
+        """A line per tenth of a download or conversion; the live bars come with the console view."""
+        total, done = e.get("total"), e.get("done", 0)
+        if not total:
+            return
+        tenth = int(10 * done / total)
+        key = (e.get("build"), e.get("phase"))
+        if tenth > self._shown_tenths.get(key, -1):
+            self._shown_tenths[key] = tenth
+            size = f" of {total / 2 ** 20:.0f} MiB" if total >= 2 ** 20 else ""   # bytes, or steps
+            self._print(f"  [{e.get('build', 'recipe')}] {e.get('phase', '')}: {10 * tenth}%{size}", "dim")
 
     def _warning(self, e: dict[str, Any]) -> None:
         self._print(f"  [{e.get('build', 'recipe')}] warning: {e['msg']}", "magenta")

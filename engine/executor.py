@@ -34,6 +34,7 @@ class Play:
     """The mutable part of one build's run: registered values and notified handlers."""
 
     state: BuildState
+    handlers: tuple[Handler, ...] = ()
     host_vars: dict[str, Any] = field(default_factory=dict)
     notified: set[str] = field(default_factory=set)
 
@@ -64,6 +65,9 @@ async def run_tasks(play: Play, tasks: tuple[Task, ...], block_vars: list[Mappin
 async def run_task(play: Play, task: Task, block_vars: list[Mapping[str, Any]]) -> None:
     if task.module is None:
         await _run_block(play, task, block_vars)
+        return
+    if task.module == "meta":          # flush_handlers, the only action: the handlers run now
+        await run_handlers(play, play.handlers)
         return
     scope = _scope(play, task, block_vars, None)
     if task.loop is None:
@@ -266,7 +270,7 @@ async def run_handlers(play: Play, handlers: tuple[Handler, ...]) -> None:
 
 
 async def provision(state: BuildState, tasks: tuple[Task, ...], handlers: tuple[Handler, ...]) -> Play:
-    play = Play(state)
+    play = Play(state, handlers)
     await run_tasks(play, tasks)
     await run_handlers(play, handlers)
     return play

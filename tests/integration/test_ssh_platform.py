@@ -282,3 +282,14 @@ def test_on_error_abort_says_what_it_left(tmp_path, sshd):
     assert result.returncode == 1
     assert "left in place: ssh connection" in result.stdout
     assert "cleanup:" not in result.stdout
+
+
+def test_flush_handlers_runs_them_before_later_tasks(tmp_path, sshd):
+    log = tmp_path / "order"
+    recipe = write_recipe(tmp_path, "name: flush\n" + source_block(sshd) +
+                          f"tasks:\n  - shell: echo task1 >> {log}\n    notify: h\n"
+                          f"  - meta: flush_handlers\n  - shell: echo task2 >> {log}\n"
+                          f"handlers:\n  - name: h\n    shell: echo handler >> {log}\n")
+    result = run(recipe)
+    assert result.returncode == 0, result.stdout
+    assert log.read_text() == "task1\nhandler\ntask2\n"
