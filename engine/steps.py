@@ -11,18 +11,30 @@ from engine.ssh import Endpoint, SshSession
 
 @dataclass
 class Connect:
-    """Open the build's one SSH connection; every task reuses it."""
+    """Open the build's one SSH connection; every task reuses it.
 
-    endpoint: Endpoint
-    timeout: float
+    Platforms whose endpoint is known only once a machine runs, or that can
+    tell more about a failure, override target() and wait_connected().
+    """
+
+    endpoint: Endpoint | None = None
+    timeout: float = 300.0
     name: str = "connect"
 
-    async def run(self, state: BuildState, cleanup: Cleanup) -> None:
-        session = SshSession(self.endpoint, warn=lambda msg: state.events.emit("warning", msg=msg))
-        cleanup.push(f"ssh connection to {self.endpoint}", session.close)
+    def target(self, state: BuildState) -> Endpoint:
+        assert self.endpoint is not None
+        return self.endpoint
+
+    async def wait_connected(self, session: SshSession, state: BuildState) -> None:
         await session.connect(self.timeout)
+
+    async def run(self, state: BuildState, cleanup: Cleanup) -> None:
+        endpoint = self.target(state)
+        session = SshSession(endpoint, warn=lambda msg: state.events.emit("warning", msg=msg))
+        cleanup.push(f"ssh connection to {endpoint}", session.close)
+        await self.wait_connected(session, state)
         state.connection = session
-        state.events.emit("connected", endpoint=str(self.endpoint), host_key_verified=session.host_key_verified)
+        state.events.emit("connected", endpoint=str(endpoint), host_key_verified=session.host_key_verified)
 
 
 @dataclass

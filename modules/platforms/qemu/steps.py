@@ -20,6 +20,7 @@ from engine.model import Export as ModelExport
 from engine.process import run_tool
 from engine.runner import BuildState, Cleanup
 from engine.ssh import Endpoint, SshSession
+from engine.steps import Connect
 from modules.platforms.qemu.accel import choose_accelerator
 from modules.platforms.qemu.base import default_cache_dir, resolve_base
 from modules.platforms.qemu.machine import OVMF_VARS, Machine, MachineSpec, free_port
@@ -145,21 +146,21 @@ class Boot:
             shutil.copyfile(machine.spec.console_log, keep / f"console-{self.boot_name}.log")
 
 
-@dataclass
-class ConnectVm:
+class ConnectVm(Connect):
     """Connect as soon as sshd answers; if QEMU dies or time runs out, quote the console."""
 
-    vm: VmRun
-    boot: Boot
-    name: str = "connect"
+    def __init__(self, vm: VmRun, boot: Boot):
+        super().__init__()
+        self.vm, self.boot = vm, boot
 
-    async def run(self, state: BuildState, cleanup: Cleanup) -> None:
-        machine, endpoint = self.vm.machine, self.boot.endpoint
-        assert machine and endpoint
-        session = SshSession(endpoint, warn=lambda msg: state.events.emit("warning", msg=msg))
-        cleanup.push(f"ssh connection to {endpoint}", session.close)
-        timeout = state.build.source.ssh.connect_timeout
-        connect = asyncio.ensure_future(session.connect(timeout))
+    def target(self, state: BuildState) -> Endpoint:
+        assert self.boot.endpoint is not None
+        return self.boot.endpoint
+
+    async def wait_connected(self, session: SshSession, state: BuildState) -> None:
+        machine = self.vm.machine
+        assert machine is not None
+        connect = asyncio.ensure_future(session.connect(state.build.source.ssh.connect_timeout))
         exited = asyncio.ensure_future(machine.wait())
         try:
             await asyncio.wait([connect, exited], return_when=asyncio.FIRST_COMPLETED)
@@ -177,8 +178,6 @@ class ConnectVm:
             raise BuildError(f"{exc.message}; last lines of the console:\n{machine.console_tail()}",
                              hint="the guest booted but sshd or cloud-init did not come up in time"
                              if "timed out" not in exc.message else exc.hint) from None
-        state.connection = session
-        state.events.emit("connected", endpoint=str(endpoint), host_key_verified=session.host_key_verified)
 
 
 @dataclass
