@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import voluptuous as vol
 
 from engine.errors import Position, Problem, RecipeError
-from engine.export import EXPORTS
+from engine.export import EVERYTHING, EXPORTS, Exporter
 from engine.loader import LoadedRecipe, LoadedRole, load_recipe
 from engine.model import (Build, BuildInfo, Export, Handler, Origin, Recipe, Source, SshSettings, Task,
                           Variables)
@@ -166,6 +166,13 @@ def _builds(doc: YMap, variables: Variables, options: CompileOptions) -> tuple[l
     return builds, problems
 
 
+def chain_options(exporter: type[Exporter]) -> dict:
+    """Options every export that reads an earlier export's files has (see engine.export_chain)."""
+    if not exporter.consumes or EVERYTHING in exporter.consumes:
+        return {}
+    return {vol.Optional("keep_input", default=True): bool}
+
+
 def _exports(doc: YMap, scope: Scope) -> tuple[list[Export], list[Problem]]:
     entries = doc.get("exports")
     if not isinstance(entries, YSeq):
@@ -177,11 +184,14 @@ def _exports(doc: YMap, scope: Scope) -> tuple[list[Export], list[Problem]]:
         (kind, raw), = entry.items()
         exporter = EXPORTS.get(kind)
         rendered, found = _render_located(raw if raw is not None else YMap(), scope, ["exports", index, kind])
-        valid, schema_found = validate(strict(exporter.schema, what="option"), rendered, root=doc,
+        schema = {**exporter.schema, **chain_options(exporter)}
+        valid, schema_found = validate(strict(schema, what="option"), rendered, root=doc,
                                        prefix=["exports", index, kind])
         problems += found + schema_found
         if not found and not schema_found:
-            exports.append(Export(kind=kind, position=entries.item_pos[index], config=exporter.configure(valid)))
+            keep_input = valid.pop("keep_input", True)
+            exports.append(Export(kind=kind, position=entries.item_pos[index], config=exporter.configure(valid),
+                                  keep_input=keep_input))
     return exports, problems
 
 

@@ -142,8 +142,9 @@ class Source:
 @dataclass(frozen=True)
 class Export:
     kind: str
-    position: Position
+    position: Position | None
     config: Any                               # the export's own frozen dataclass
+    keep_input: bool = True                   # false: remove what this export consumed once it is done
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ class BuildState:
     disk: Path | None = None                 # the machine's disk, on image platforms
     disk_format: str = "qcow2"
     artifacts: list[Path] = field(default_factory=list)
+    started: float = field(default_factory=time.time)       # wall-clock start, for manifests
     counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "changed": 0, "skipped": 0, "failed": 0})
 
 

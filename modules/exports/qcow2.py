@@ -16,6 +16,7 @@ class Qcow2Config:
 
 
 class Qcow2(Exporter, name="qcow2"):
+    produces = frozenset({"qcow2"})
     description = "a standalone qcow2 image; unused and zeroed clusters are dropped"
     schema = {vol.Optional("compress", default=False): bool, vol.Optional("name", default=None): vol.Any(None, str)}
     Config = Qcow2Config

@@ -15,6 +15,7 @@ class RawConfig:
 
 
 class Raw(Exporter, name="raw"):
+    produces = frozenset({"raw"})
     description = "a sparse raw disk image"
     schema = {vol.Optional("name", default=None): vol.Any(None, str)}
     Config = RawConfig

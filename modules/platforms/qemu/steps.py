@@ -10,11 +10,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.connection import Become
 from engine.errors import BuildError
 from engine.executor import provision
-from engine.export import EXPORTS, Artifact, ExportContext
+from engine.export import EXPORTS, Artifact
+from engine.export_chain import Chain, export_context, machine_shape
 from engine.model import Build
 from engine.model import Export as ModelExport
 from engine.process import run_tool
@@ -26,13 +28,16 @@ from modules.platforms.qemu.base import default_cache_dir, resolve_base
 from modules.platforms.qemu.machine import OVMF_VARS, Machine, MachineSpec, free_port
 from modules.platforms.qemu.seed import make_seed
 
+if TYPE_CHECKING:
+    from modules.platforms.qemu import QemuConfig
+
 
 @dataclass
 class VmRun:
     """What the steps of one qemu build share."""
 
     build: Build
-    config: object
+    config: QemuConfig
     work_dir: Path | None = None
     base: Path | None = None
     base_format: str = "qcow2"
@@ -211,18 +216,12 @@ class Export:
     name: str = "export"
 
     async def run(self, state: BuildState, cleanup: Cleanup) -> None:
-        assert state.disk
-        context = ExportContext(build_name=state.build.info.name, disk=state.disk, disk_format=state.disk_format,
-                                output_dir=state.options.output_dir / state.build.info.name, events=state.events)
-        for export in self.vm.build.exports or (default_export(),):
-            exporter = EXPORTS.get(export.kind)
-            assert exporter is not None
-            state.events.emit("export.start", kind=export.kind)
-            made = await exporter().run(export.config, context)
-            context.inputs = made
-            self.vm.artifacts += made
-            state.artifacts += [artifact.path for artifact in made]
-            state.events.emit("export.end", kind=export.kind, artifacts=[str(a.path) for a in made])
+        config = self.vm.config
+        machine = machine_shape(state, cpus=config.cpus, memory_mib=config.memory, firmware=config.firmware)
+        chain = Chain(self.vm.build.exports or (default_export(),), export_context(state, machine))
+        made = await chain.run()
+        self.vm.artifacts += made
+        state.artifacts += [artifact.path for artifact in made]
 
 
 def default_export() -> ModelExport:

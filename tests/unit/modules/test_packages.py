@@ -184,7 +184,7 @@ def test_apt_check_mode_remove_and_unknown_package(h):
     if not installed("zip"):
         pytest.skip("zip is not installed here")
     result = h.run("apt", {"name": "zip", "state": "absent"}, check=True)
-    assert result.changed and result.data["packages"] == ["zip"] and installed("zip")
+    assert result.changed and "zip" in result.data["packages"] and installed("zip")   # and what depends on it
     unknown = h.run("apt", {"name": "no-such-package-here"}, check=True)
     assert unknown.failed and "no-such-package-here" in unknown.msg
 

@@ -1,0 +1,62 @@
+"""SHA-256 of artifacts: computed once per file, in a thread, and stoppable."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from pathlib import Path
+from typing import BinaryIO
+
+from engine.errors import BuildError
+
+CHUNK = 1 << 20
+
+# (path, size, mtime_ns) -> hex: the manifest and the checksum file of a build read each artifact once
+_known: dict[tuple[str, int, int], str] = {}
+
+
+def _key(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def remember(path: Path, sha256: str) -> None:
+    """Record a digest computed while the file was written (the file must not change after)."""
+    _known[_key(path)] = sha256
+
+
+def sha256_file(path: Path, cancel: threading.Event | None = None) -> str:
+    key = _key(path)
+    if key in _known:
+        return _known[key]
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(CHUNK):
+            if cancel is not None and cancel.is_set():
+                raise BuildError(f"hashing {path.name} was cancelled")
+            digest.update(chunk)
+    _known[key] = digest.hexdigest()
+    return _known[key]
+
+
+async def sha256_of(path: Path, cancel: threading.Event | None = None) -> str:
+    return await asyncio.to_thread(sha256_file, path, cancel)
+
+
+class HashingReader:
+    """Wraps a binary stream: hashes what is read through it and stops when cancel is set."""
+
+    def __init__(self, stream: BinaryIO, cancel: threading.Event | None = None):
+        self._stream = stream
+        self._cancel = cancel
+        self._digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        if self._cancel is not None and self._cancel.is_set():
+            raise BuildError("the export was cancelled")
+        data = self._stream.read(size)
+        self._digest.update(data)
+        return data
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()

@@ -1,0 +1,88 @@
+"""vmdk: the build's disk as a VMware disk, streamOptimized (what OVF and ESXi take) or monolithicSparse.
+
+qemu-img writes a random CID and the temporary file's name into the VMDK's
+embedded descriptor; both are rewritten, so the same disk always gives the
+same bytes and the descriptor names the file by its final name.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import voluptuous as vol
+
+from engine.errors import BuildError
+from engine.export import Artifact, ExportContext, Exporter
+from engine.process import atomic_path, run_tool
+
+SUBFORMATS = ("streamOptimized", "monolithicSparse")
+ADAPTERS = ("lsilogic", "ide", "buslogic", "legacyESX")
+HEADER = struct.Struct("<4sIIQQQQ")      # magic, version, flags, capacity, grain size, descriptor offset, size
+SECTOR = 512
+
+
+@dataclass(frozen=True)
+class VmdkConfig:
+    subformat: str = "streamOptimized"
+    adapter_type: str = "lsilogic"      # what the descriptor tells VMware the disk hangs on
+    name: str | None = None
+
+
+class Vmdk(Exporter, name="vmdk"):
+    description = "a VMware disk (streamOptimized or monolithicSparse)"
+    schema = {vol.Optional("subformat", default="streamOptimized"): vol.In(SUBFORMATS),
+              vol.Optional("adapter_type", default="lsilogic"): vol.In(ADAPTERS),
+              vol.Optional("name", default=None): vol.Any(None, str)}
+    Config = VmdkConfig
+    produces = frozenset({"vmdk"})
+
+    async def run(self, config: VmdkConfig, ctx: ExportContext) -> list[Artifact]:
+        final = ctx.output_dir / f"{config.name or ctx.build_name}.vmdk"
+        with atomic_path(final) as temporary:
+            await convert_to_vmdk(ctx.disk, ctx.disk_format, temporary, final.name, config.subformat,
+                                  config.adapter_type)
+        return [Artifact(final, "vmdk", variant=config.subformat)]
+
+
+async def convert_to_vmdk(disk: Path, disk_format: str, destination: Path, file_name: str,
+                          subformat: str = "streamOptimized", adapter_type: str = "lsilogic") -> None:
+    """qemu-img convert, then a descriptor that names file_name and has a stable CID."""
+    await run_tool("qemu-img", "convert", "-O", "vmdk", "-o", f"subformat={subformat},adapter_type={adapter_type}",
+                   "-f", disk_format, disk, destination, what=f"qemu-img convert to vmdk ({subformat})")
+    await asyncio.to_thread(stabilize_descriptor, destination, file_name)
+
+
+def stabilize_descriptor(path: Path, file_name: str) -> None:
+    with path.open("r+b") as vmdk:
+        magic, _version, _flags, _capacity, _grain, offset, size = HEADER.unpack(vmdk.read(HEADER.size))
+        if magic != b"KDMV" or not offset or not size:
+            raise BuildError(f"{path.name}: not a sparse VMDK with an embedded descriptor")
+        vmdk.seek(offset * SECTOR)
+        text = vmdk.read(size * SECTOR).rstrip(b"\0").decode()
+        cid = hashlib.sha256(file_name.encode()).hexdigest()[:8]
+        text = re.sub(r"(?m)^CID=[0-9a-fA-F]+$", f"CID={cid}", text)
+        text = re.sub(r'(?m)^(RW \d+ SPARSE) ".*"$', lambda m: f'{m.group(1)} "{file_name}"', text)
+        data = text.encode()
+        if len(data) > size * SECTOR:
+            raise BuildError(f"{path.name}: the VMDK descriptor does not fit its {size * SECTOR} bytes "
+                             f"with the name {file_name!r}", hint="use a shorter export name")
+        vmdk.seek(offset * SECTOR)
+        vmdk.write(data.ljust(size * SECTOR, b"\0"))
+
+
+async def virtual_size(disk: Path, disk_format: str) -> int:
+    info = json.loads(await run_tool("qemu-img", "info", "--output=json", "-f", disk_format, disk,
+                                     what="qemu-img info"))
+    return int(info["virtual-size"])
+
+
+async def populated_size(disk: Path, disk_format: str) -> int:
+    """Bytes of the disk that hold data (what OVF calls populatedSize), from qemu-img map."""
+    extents = json.loads(await run_tool("qemu-img", "map", "--output=json", "-f", disk_format, disk,
+                                        what="qemu-img map"))
+    return sum(extent["length"] for extent in extents if extent.get("data"))
