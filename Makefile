@@ -7,7 +7,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEBS   := openssh-server openssh-client sudo qemu-system-x86 qemu-utils debootstrap debian-archive-keyring \
-          fdisk ovmf mtools dosfstools syslinux syslinux-common systemd-boot-efi xorriso binutils
+          fdisk ovmf mtools dosfstools syslinux syslinux-common systemd-boot-efi xorriso binutils \
+          vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients dnsmasq-base iptables
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo demo-ssh test deps venv bench clean
