@@ -2,15 +2,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
+import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from modules.platforms.qemu.base import BootstrapBase, ResolvedBase, default_cache_dir, resolve_base
 from modules.platforms.qemu.bootstrap import image_path
+
+DATA = Path(__file__).parent / "data"
+RECIPE = str(Path(sys.executable).parent / "recipe")
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +51,33 @@ def bootstrap_base() -> ResolvedBase:
     took = time.monotonic() - started
     sys.stderr.write(f"\nbootstrap base {resolved.path}: {'built in %.0f s' % took if built else 'cached'}\n")
     return resolved
+
+
+@dataclass(frozen=True)
+class ExportedImage:
+    """A real build exported to every appliance format (tests/integration/data/appliance.yml)."""
+
+    name: str            # the build's name: <recipe>-<source>
+    output: Path         # output/<name>/ with the OVA, OVF, boxes, catalog, SHA256SUMS
+    run_dir: Path        # the run's output dir, holding <recipe>.manifest.json
+    events: list[dict]   # the run's JSON events
+    marker: str = "exported-by-recipe"    # the content of /etc/recipe-test-marker in the image
+
+
+@pytest.fixture(scope="session")
+def exported_image(bootstrap_base, tmp_path_factory) -> ExportedImage:
+    """One build of the appliance recipe on the bootstrap base, exported as vmdk -> ova (keep_input: false),
+    ovf, libvirt and virtualbox Vagrant boxes with a catalog, SHA256SUMS and the manifest. About 3 min."""
+    work = tmp_path_factory.mktemp("exported")
+    recipe = work / "appliance.yml"
+    recipe.write_text((DATA / "appliance.yml").read_text().replace("@BASE@", str(bootstrap_base.path)))
+    run_dir = work / "output"
+    started = time.monotonic()
+    events_file = work / "events.jsonl"
+    result = subprocess.run([RECIPE, "run", str(recipe), "--output-dir", str(run_dir), "--json", str(events_file)],
+                            capture_output=True, text=True, timeout=1500,
+                            env={**os.environ, "SOURCE_DATE_EPOCH": "1700000000"})
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+    events = [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
+    sys.stderr.write(f"\nexported appliance in {time.monotonic() - started:.0f} s\n")
+    return ExportedImage(name="appliance-vm", output=run_dir / "appliance-vm", run_dir=run_dir, events=events)

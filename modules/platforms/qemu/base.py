@@ -32,7 +32,7 @@ from modules.platforms.qemu import bootstrap, download
 Progress = Callable[[str, int, "int | None"], None]
 Log = Callable[[str], None]
 
-FORMATS = ("qcow2", "raw")
+FORMATS = ("qcow2", "raw", "vmdk", "vdi", "vhdx")   # what QEMU reads as the backing file of an overlay
 KINDS = ("url", "path", "bootstrap")
 MIN_BOOTSTRAP_SIZE = 2 << 30
 COMPRESSED_MAGIC = {b"\xfd7zXZ\x00": "xz", b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2"}
@@ -116,7 +116,7 @@ def _url(value: Any) -> str:
 def _format(value: Any) -> str:
     if value not in FORMATS:
         raise HintedInvalid(f"{value!r} is not an image format",
-                            hint=did_you_mean(value, FORMATS, "use qcow2 or raw, or leave it out to detect it"))
+                            hint=did_you_mean(value, FORMATS, "use qcow2, raw, vmdk, vdi or vhdx, or leave it out to detect it"))
     return value
 
 
@@ -292,7 +292,7 @@ async def inspect_image(path: Path, declared: str | None, what: str, allow_backi
             raise BuildError(f"{what} is {kind}-compressed, not a disk image",
                              hint=f"give the url or path of the uncompressed image, or decompress it first ({kind} -d)")
     if detected not in FORMATS:
-        raise BuildError(f"{what} is in {detected} format; a base must be qcow2 or raw",
+        raise BuildError(f"{what} is in {detected} format; a base must be one of {', '.join(FORMATS)}",
                          hint=f"convert it: qemu-img convert -O qcow2 {path} base.qcow2")
     if declared and declared != detected:
         raise BuildError(f"{what} is a {detected} image, but format: {declared} was given",

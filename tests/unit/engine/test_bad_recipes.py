@@ -62,6 +62,12 @@ CASES = [
     ("rescue-without-block", HEAD + "tasks:\n  - shell: 'true'\n    rescue: []\n", {}, "8:5", "rescue goes with block"),
     ("error-in-role-task", HEAD + "roles: [broken]\n", {"roles/broken/tasks/main.yml": "- shell: 'true'\n  whn: x\n"},
      "2:3", "did you mean 'when'"),
+    ("unknown-export", HEAD + "exports:\n  - ovaa: {}\n", {}, "7:5", "did you mean 'ova'"),
+    ("keep-input-on-a-first-export", HEAD + "exports:\n  - qcow2: {keep_input: false}\n", {}, "7:13",
+     "unknown option"),
+    ("vagrant-provider", HEAD + "exports:\n  - vagrant: {provider: [libvirt, virtualbx]}\n", {}, "7:35",
+     "virtualbox"),
+    ("ova-controller", HEAD + "exports:\n  - ova: {controller: ide}\n", {}, "7:23", "scsi"),
 ]
 
 

@@ -180,10 +180,12 @@ def test_path_base_errors(tmp_path):
     assert error.value.message.endswith("is a qcow2 image, but format: raw was given")
     with pytest.raises(BuildError, match="does not exist"):
         resolve(PathBase(tmp_path / "nope.qcow2"), tmp_path)
-    qemu_img("create", "-q", "-f", "vmdk", tmp_path / "a.vmdk", "16M")
+    qemu_img("create", "-q", "-f", "vmdk", tmp_path / "a.vmdk", "16M")      # an appliance's disk is a fine base
+    assert resolve(PathBase(tmp_path / "a.vmdk"), tmp_path).format == "vmdk"
+    qemu_img("create", "-q", "-f", "vpc", tmp_path / "a.vhd", "16M")
     with pytest.raises(BuildError) as error:
-        resolve(PathBase(tmp_path / "a.vmdk"), tmp_path)
-    assert "vmdk format" in error.value.message and "qemu-img convert" in error.value.hint
+        resolve(PathBase(tmp_path / "a.vhd"), tmp_path)
+    assert "vpc format" in error.value.message and "qemu-img convert" in error.value.hint
     (tmp_path / "a.qcow2.gz").write_bytes(gzip.compress((tmp_path / "a.qcow2").read_bytes()))
     with pytest.raises(BuildError, match="gzip-compressed"):
         resolve(PathBase(tmp_path / "a.qcow2.gz"), tmp_path)
