@@ -44,19 +44,21 @@ async def sha256_of(path: Path, cancel: threading.Event | None = None) -> str:
 
 
 class HashingReader:
-    """Wraps a binary stream: hashes what is read through it and stops when cancel is set."""
+    """Wraps a binary stream: hashes what is read through it (if asked) and stops when cancel is set."""
 
-    def __init__(self, stream: BinaryIO, cancel: threading.Event | None = None):
+    def __init__(self, stream: BinaryIO, cancel: threading.Event | None = None, digest: bool = True):
         self._stream = stream
         self._cancel = cancel
-        self._digest = hashlib.sha256()
+        self._digest = hashlib.sha256() if digest else None
 
     def read(self, size: int = -1) -> bytes:
         if self._cancel is not None and self._cancel.is_set():
             raise BuildError("the export was cancelled")
         data = self._stream.read(size)
-        self._digest.update(data)
+        if self._digest is not None:
+            self._digest.update(data)
         return data
 
     def hexdigest(self) -> str:
+        assert self._digest is not None, "read with digest=False"
         return self._digest.hexdigest()

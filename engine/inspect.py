@@ -7,6 +7,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from engine.export_chain import plan
 from engine.filters import plain
 from engine.model import Recipe, Task
 from engine.template import Scope, TemplateFailure
@@ -74,7 +75,11 @@ def describe(recipe: Recipe) -> str:
     lines.append(f"handlers ({len(recipe.handlers)}):")
     lines += [f"       {h.task.label}  [{h.task.module}]" for h in recipe.handlers]
     exports = recipe.builds[0].exports if recipe.builds else ()
-    lines.append(f"exports ({len(exports)}): " + ", ".join(e.kind for e in exports))
+    lines.append(f"exports ({len(exports)}, a chain):")
+    for link in plan(exports):
+        reads = ", ".join(dep.export.kind for dep in link.depends_on) or "the disk"
+        keep = "" if link.export.keep_input else ", then removes it (keep_input: false)"
+        lines.append(f"  {link.index + 1:>3}. {link.export.kind:<10} reads {reads}{keep}")
     return "\n".join(lines) + "\n"
 
 

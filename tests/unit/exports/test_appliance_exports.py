@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import subprocess
 import tarfile
 
 import pytest
@@ -59,6 +60,9 @@ def test_ova_order_manifest_and_schema(make_context, disk, ovf_schema, tmp_path)
     assert all(m.mtime == 1_700_000_000 and m.uid == 0 and m.mode == 0o644 for m in members)
     raw = artifact.path.read_bytes()
     assert raw[257:263] == b"ustar\x00"            # POSIX ustar, as OVF 1.x asks
+    assert len(raw) % 10240 == 0
+    listed = subprocess.run(["tar", "-tf", str(artifact.path)], capture_output=True, text=True, check=True)
+    assert listed.stdout.split() == [m.name for m in members]     # GNU tar reads it the same
 
     lines = data["web-local.mf"].decode().splitlines()
     assert lines == [f"SHA256({name})= {hashlib.sha256(data[name]).hexdigest()}"
