@@ -139,7 +139,7 @@ def _write_box(path: Path, ctx: ExportContext, members: list[tuple[str, bytes]],
         for name, data in members:
             tar.add_bytes(name, data)
         for name, file in files:
-            tar.add_file(name, file)
+            tar.add_file(name, file, digest=False)
 
 
 def libvirt_vagrantfile(machine: MachineShape) -> bytes:
