@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, TextIO
 
 import structlog
@@ -130,6 +131,14 @@ class ConsoleView:
             self._shown_tenths[key] = tenth
             size = f" of {total / 2 ** 20:.0f} MiB" if total >= 2 ** 20 else ""   # bytes, or steps
             self._print(f"  [{e.get('build', 'recipe')}] {e.get('phase', '')}: {10 * tenth}%{size}", "dim")
+
+    def _export_end(self, e: dict[str, Any]) -> None:
+        made = ", ".join(f"{Path(path).name} ({size / 2 ** 20:.0f} MiB)"
+                         for path, size in zip(e.get("artifacts", []), e.get("sizes", [])))
+        self._print(f"  [{e['build']}] exported {e['kind']}: {made}  ({e.get('duration', 0):.1f}s)")
+
+    def _export_removed(self, e: dict[str, Any]) -> None:
+        self._print(f"  [{e['build']}] removed {Path(e['path']).name}: consumed (keep_input: false)", "dim")
 
     def _warning(self, e: dict[str, Any]) -> None:
         self._print(f"  [{e.get('build', 'recipe')}] warning: {e['msg']}", "magenta")

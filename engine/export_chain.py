@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
+import time
 from dataclasses import dataclass, field
 
 from engine.export import EVERYTHING, EXPORTS, Artifact, ExportContext, Exporter, MachineShape, source_date_epoch
@@ -109,14 +110,16 @@ class Chain:
         self._cancels.append(cancel)
         context = dataclasses.replace(self.context, inputs=self._inputs(link), cancel=cancel)
         events = self.context.events
-        events.emit("export.start", kind=link.export.kind)
+        events.emit("export.start", kind=link.export.kind, reads=[a.path.name for a in context.inputs])
+        started = time.monotonic()
         try:
             link.made = list(await link.exporter().run(link.export.config, context))
         except asyncio.CancelledError:
             cancel.set()
             raise
         self._release_inputs(link)
-        events.emit("export.end", kind=link.export.kind, artifacts=[str(a.path) for a in link.made])
+        events.emit("export.end", kind=link.export.kind, duration=round(time.monotonic() - started, 3),
+                    artifacts=[str(a.path) for a in link.made], sizes=[a.path.stat().st_size for a in link.made])
         link.done.set()
 
     def _release_inputs(self, finished: Link) -> None:

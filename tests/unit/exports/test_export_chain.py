@@ -91,3 +91,18 @@ def test_a_failing_export_cancels_the_others_and_leaves_no_final_names(make_cont
     leftovers = list(context.output_dir.iterdir()) if context.output_dir.exists() else []
     assert leftovers == []
     assert not any(context.work_dir.iterdir()) if context.work_dir.exists() else True
+
+
+def test_the_console_says_what_each_export_made_and_removed(make_context, recorder):
+    import io
+
+    from engine.events import ConsoleView
+    exports = [export("vmdk", VmdkConfig()), export("ova", OvfConfig(), keep_input=False)]
+    asyncio.run(Chain(exports, make_context()).run())
+    screen = io.StringIO()
+    view = ConsoleView(screen)
+    for event in recorder.events:
+        view(event)
+    lines = screen.getvalue().splitlines()
+    assert any(line.startswith("  [web-local] exported ova: web-local.ova (") for line in lines), lines
+    assert "  [web-local] removed web-local.vmdk: consumed (keep_input: false)" in lines
