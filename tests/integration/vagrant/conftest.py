@@ -24,8 +24,9 @@ from tests.integration.vagrant.helpers import (DATA, DEBS_HINT, POOL, POOL_DIR, 
                                                make_boxes, report, require_tools)
 from tests.libvirt import Libvirt, LibvirtError, libvirt_daemon
 
-# The one line to change when the `vagrant` export lands: "exported_image".
-BOX_FIXTURE = "handmade_box"
+# The one line to change when the `vagrant` export lands: "exported_image" (tests/integration/conftest.py).
+# RECIPE_TEST_VAGRANT_BOXES=<fixture name> picks another for one run.
+BOX_FIXTURE = os.environ.get("RECIPE_TEST_VAGRANT_BOXES") or "handmade_box"
 
 
 def pytest_configure(config):

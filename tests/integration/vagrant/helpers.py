@@ -4,11 +4,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,6 +180,27 @@ def make_boxes(qcow2: Path, output: Path, name: str, box_name: str) -> None:
 # ------------------------------------------------------------------ Vagrant
 
 
+@dataclass(frozen=True)
+class Ran:
+    """A finished vagrant command: its exit status and its output lines, each with when it came (s)."""
+
+    returncode: int
+    lines: list[tuple[float, str]]
+    err_lines: list[tuple[float, str]]
+
+    @property
+    def stdout(self) -> str:
+        return "".join(line + "\n" for _, line in self.lines if "Progress:" not in line)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(line + "\n" for _, line in self.err_lines)
+
+    def first(self, text: str) -> float | None:
+        """When the first stdout line holding text came."""
+        return next((at for at, line in self.lines if text in line), None)
+
+
 @dataclass
 class Vagrant:
     """The vagrant command with VAGRANT_HOME in a temporary directory; a project directory per test."""
@@ -187,26 +211,48 @@ class Vagrant:
     timings: dict[str, float] = field(default_factory=dict)
 
     def run(self, *args: str, cwd: Path | None = None, timeout: float = 900, check: bool = True,
-            what: str | None = None) -> subprocess.CompletedProcess:
-        """vagrant with args; a failure quotes its output (and the guest's console, when there is one)."""
+            what: str | None = None) -> "Ran":
+        """vagrant with args, each output line stamped with the seconds since the start; a failure or a
+        timeout (which kills vagrant and its children) quotes the output and the guest's console."""
         started = time.monotonic()
+        process = subprocess.Popen([tool("vagrant"), *args], cwd=cwd or self.home, env=self.env,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, errors="replace", start_new_session=True)
+        streams: dict[str, list[tuple[float, str]]] = {"stdout": [], "stderr": []}
+
+        def read(name: str) -> None:
+            for line in getattr(process, name):   # universal newlines: a progress bar's \r ends a line too
+                streams[name].append((time.monotonic() - started, line.rstrip("\n")))
+
+        readers = [threading.Thread(target=read, args=(name,), daemon=True) for name in streams]
+        for reader in readers:
+            reader.start()
+        timed_out = False
         try:
-            result = subprocess.run([tool("vagrant"), *args], cwd=cwd or self.home, env=self.env,
-                                    stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-            pytest.fail(f"vagrant {' '.join(args)} did not end within {timeout:.0f} s:\n{out[-3000:]}"
-                        f"{console_tail()}", pytrace=False)
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        for reader in readers:
+            reader.join(10)
         took = time.monotonic() - started
+        ran = Ran(process.returncode, streams["stdout"], streams["stderr"])
         if what:
             self.timings[what] = took
         with open(self.logs / "vagrant.log", "a") as log:
-            log.write(f"$ vagrant {' '.join(args)}  ({took:.1f} s, exit {result.returncode})\n"
-                      f"{result.stdout}{result.stderr}\n")
-        if check and result.returncode != 0:
-            pytest.fail(f"vagrant {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
-                        f"{result.stderr[-3000:]}{console_tail()}", pytrace=False)
-        return result
+            log.write(f"$ vagrant {' '.join(args)}  ({took:.1f} s, exit {ran.returncode})\n")
+            log.writelines(f"{at:7.1f} {line}\n" for at, line in ran.lines + ran.err_lines
+                           if "Progress:" not in line)
+        command = f"vagrant {' '.join(args)} (in {cwd or self.home})"
+        if timed_out:
+            pytest.fail(f"{command} did not end within {timeout:.0f} s:\n{ran.stdout[-3000:]}\n"
+                        f"{ran.stderr[-3000:]}{console_tail()}", pytrace=False)
+        if check and ran.returncode != 0:
+            pytest.fail(f"{command} failed ({ran.returncode}):\n{ran.stdout[-3000:]}\n"
+                        f"{ran.stderr[-3000:]}{console_tail()}", pytrace=False)
+        return ran
 
     def boxes(self) -> set[tuple[str, str, str]]:
         """`vagrant box list`, as (name, provider, version)."""

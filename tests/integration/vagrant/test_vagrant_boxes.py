@@ -19,7 +19,7 @@ from urllib.request import url2pathname
 import pytest
 
 from tests.integration.vagrant.helpers import (CONSOLE_LOG, NETWORK, POOL, PREFIX, QEMU_LOG, SUBNET, BoxBuild,
-                                               Vagrant, report)
+                                               Ran, Vagrant, report)
 from tests.libvirt import tool
 
 pytestmark = [pytest.mark.vagrant, pytest.mark.timeout(2400)]
@@ -175,7 +175,7 @@ def project(vagrant, libvirt, boxes, tmp_path_factory):
 def test_vagrant_up_ssh_destroy(request, vagrant, libvirt, boxes, project):
     _, catalog = catalog_of(boxes)
     name, version = catalog["name"], catalog["versions"][-1]["version"]
-    vagrant.run("up", "--provider=libvirt", cwd=project, timeout=1500, what="up")
+    up = vagrant.run("up", "--provider=libvirt", cwd=project, timeout=1500, what="up")
 
     domain = PREFIX + "default"
     assert libvirt.virsh("domstate", domain).strip() == "running"
@@ -207,5 +207,19 @@ def test_vagrant_up_ssh_destroy(request, vagrant, libvirt, boxes, project):
         assert not [v for v in libvirt.names("vol", pool) if v.startswith(box_volume)], pool
 
     t = vagrant.timings
-    report(request, f"\nvagrant under TCG: up {t['up']:.1f} s, ssh -c {t['ssh']:.1f} s, "
+    report(request, f"\nvagrant under TCG: up {t['up']:.1f} s ({up_phases(up)}), ssh -c {t['ssh']:.1f} s, "
                     f"destroy {t['destroy']:.1f} s, total {t['up'] + t['ssh'] + t['destroy']:.1f} s")
+
+
+# the steps of `vagrant up` with vagrant-libvirt, by the output line each begins with
+UP_PHASES = (("prepare", "Bringing machine"), ("upload", "Uploading base box image"),
+             ("create", "Creating image (snapshot of base box volume)"), ("start", "Starting domain"),
+             ("DHCP", "Waiting for domain to get an IP address"), ("SSH", "Waiting for machine to boot"),
+             ("key", "Inserting generated public key"), ("ready", "Machine booted and ready"))
+
+
+def up_phases(up: Ran) -> str:
+    """How long each step of `vagrant up` took, from when its output lines came."""
+    stamps = [(label, up.first(text)) for label, text in UP_PHASES]
+    stamps = [(label, at) for label, at in stamps if at is not None]
+    return ", ".join(f"{a} {tb - ta:.0f} s" for (a, ta), (_, tb) in zip(stamps, stamps[1:]))
