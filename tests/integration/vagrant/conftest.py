@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -87,6 +88,12 @@ def libvirt(request, tmp_path_factory) -> Libvirt:
                 yield daemon
                 left = daemon.leftovers(PREFIX, pools=(POOL,))
             left += daemon.purge(PREFIX)
+            if not any(n.startswith(PREFIX) for n in daemon.names("net")):   # libvirt keeps its dnsmasq's pid file
+                for path in Path("/run/libvirt/network").glob(PREFIX + "*"):
+                    if path.is_dir():
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        path.unlink(missing_ok=True)
             if left:
                 pytest.fail(f"the Vagrant tests left in libvirt: {', '.join(left)}", pytrace=False)
     except LibvirtError as exc:
