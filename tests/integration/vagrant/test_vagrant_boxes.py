@@ -214,8 +214,9 @@ def test_vagrant_up_ssh_destroy(request, vagrant, libvirt, boxes, project):
 # the steps of `vagrant up` with vagrant-libvirt, by the output line each begins with
 UP_PHASES = (("prepare", "Bringing machine"), ("upload", "Uploading base box image"),
              ("create", "Creating image (snapshot of base box volume)"), ("start", "Starting domain"),
-             ("DHCP", "Waiting for domain to get an IP address"), ("SSH", "Waiting for machine to boot"),
-             ("key", "Inserting generated public key"), ("ready", "Machine booted and ready"))
+             ("boot to DHCP", "Waiting for domain to get an IP address"), ("SSH", "Waiting for machine to boot"),
+             ("guest detection", "Vagrant insecure key detected"), ("key", "Inserting generated public key"),
+             ("ready", "Machine booted and ready"))
 
 
 def up_phases(up: Ran) -> str:
