@@ -18,8 +18,9 @@ from urllib.request import url2pathname
 
 import pytest
 
-from tests.integration.vagrant.helpers import (CONSOLE_LOG, NETWORK, POOL, PREFIX, QEMU_LOG, SUBNET, BoxBuild,
-                                               Ran, Vagrant, report)
+from tests.integration.vagrant.helpers import (CONSOLE_LOG, NETWORK, POOL, PREFIX, QEMU_LOG, SUBNET, Ran, Vagrant,
+                                               report)
+from tests.integration.conftest import ExportedImage
 from tests.libvirt import tool
 
 pytestmark = [pytest.mark.vagrant, pytest.mark.timeout(2400)]
@@ -28,13 +29,13 @@ OVF_NS = "{http://schemas.dmtf.org/ovf/envelope/1}"
 GIB = 1 << 30
 
 
-def box_file(boxes: BoxBuild, provider: str) -> Path:
+def box_file(boxes: ExportedImage, provider: str) -> Path:
     path = boxes.output / f"{boxes.name}-{provider}.box"
     assert path.is_file(), f"no {path.name} in {boxes.output}: {sorted(p.name for p in boxes.output.iterdir())}"
     return path
 
 
-def catalog_of(boxes: BoxBuild) -> tuple[Path, dict]:
+def catalog_of(boxes: ExportedImage) -> tuple[Path, dict]:
     path = boxes.output / f"{boxes.name}.box.json"
     assert path.is_file(), f"no {path.name} in {boxes.output}: {sorted(p.name for p in boxes.output.iterdir())}"
     return path, json.loads(path.read_text())
@@ -183,7 +184,7 @@ def test_vagrant_up_ssh_destroy(request, vagrant, libvirt, boxes, project):
 
     out = vagrant.run("ssh", "-c", GUEST_SCRIPT, cwd=project, timeout=300, what="ssh").stdout
     seen = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    marker = boxes.marker if getattr(boxes, "marker", "") else boxes.name
+    marker = boxes.marker
     assert seen.get("marker") == marker, out
     assert seen.get("user") == "vagrant", out
     assert seen.get("sudo") == "ok", out
