@@ -87,7 +87,21 @@ def export(exporter: object, config: object, context: ExportContext) -> float:
     return timed(run_and_sync)
 
 
-def one_round(disk: Path, work: Path) -> dict[str, tuple[float, float]]:
+def bare(disk: Path, work: Path, archive: bool, *options: str) -> float:
+    """The baseline: qemu-img convert alone, plus one sequential write of its output for archives."""
+    converted, copied = work / "bare.img", work / "bare-copy.img"
+    took = convert(disk, converted, *options) + (copy(converted, copied) if archive else 0.0)
+    for path in (converted, copied):
+        path.unlink(missing_ok=True)
+    return took
+
+
+QCOW2 = ("-O", "qcow2")
+VMDK = ("-O", "vmdk", "-o", "subformat=streamOptimized")
+
+
+def one_round(disk: Path, work: Path, number: int) -> dict[str, tuple[float, float]]:
+    """Each export beside its baseline; odd rounds measure the baseline first, even rounds the export."""
     def context(name: str) -> ExportContext:
         out = work / name
         shutil.rmtree(out, ignore_errors=True)
@@ -95,26 +109,26 @@ def one_round(disk: Path, work: Path) -> dict[str, tuple[float, float]]:
                              events=EventBus().bind(build="bench"), work_dir=work / "scratch", epoch=0,
                              machine=MachineShape(name="bench", cpus=2, memory_mib=1024, os_id="debian"))
 
-    base_qcow2 = work / "bare.qcow2"
-    base_vmdk = work / "bare.vmdk"
-    t_qcow2 = convert(disk, base_qcow2, "-O", "qcow2")
-    t_vmdk = convert(disk, base_vmdk, "-O", "vmdk", "-o", "subformat=streamOptimized")
-    w_qcow2 = copy(base_qcow2, work / "copy.qcow2")
-    w_vmdk = copy(base_vmdk, work / "copy.vmdk")
-    for path in (base_qcow2, base_vmdk, work / "copy.qcow2", work / "copy.vmdk"):
-        path.unlink()
-    results = {
-        "qcow2": (export(Qcow2(), Qcow2Config(), context("qcow2")), t_qcow2),
-        "vmdk (streamOptimized)": (export(Vmdk(), VmdkConfig(), context("vmdk")), t_vmdk),
-        "ova": (export(Ova(), OvfConfig(), context("ova")), t_vmdk + w_vmdk),
-        "vagrant libvirt box": (export(Vagrant(), VagrantConfig(provider=("libvirt",)), context("libvirt")),
-                                t_qcow2 + w_qcow2),
-        "vagrant virtualbox box": (export(Vagrant(), VagrantConfig(provider=("virtualbox",)), context("vbox")),
-                                   t_vmdk + w_vmdk),
+    cases = {
+        "qcow2": (Qcow2(), Qcow2Config(), False, QCOW2),
+        "vmdk (streamOptimized)": (Vmdk(), VmdkConfig(), False, VMDK),
+        "ova": (Ova(), OvfConfig(), True, VMDK),
+        "vagrant libvirt box": (Vagrant(), VagrantConfig(provider=("libvirt",)), True, QCOW2),
+        "vagrant virtualbox box": (Vagrant(), VagrantConfig(provider=("virtualbox",)), True, VMDK),
     }
-    sizes = {name: sum(p.stat().st_size for p in (work / name).iterdir())
-             for name in ("qcow2", "vmdk", "ova", "libvirt", "vbox")}
-    print("  sizes (MiB): " + ", ".join(f"{k} {v / 2 ** 20:.0f}" for k, v in sizes.items()))
+    results = {}
+    for index, (name, (exporter, config, archive, options)) in enumerate(cases.items()):
+        folder = f"out-{index}"
+        if number % 2:
+            baseline = bare(disk, work, archive, *options)
+            took = export(exporter, config, context(folder))
+        else:
+            took = export(exporter, config, context(folder))
+            baseline = bare(disk, work, archive, *options)
+        size = sum(p.stat().st_size for p in (work / folder).iterdir())
+        shutil.rmtree(work / folder)
+        results[name] = (took, baseline)
+        print(f"  {name}: {took:.2f} s against {baseline:.2f} s, {size / 2 ** 20:.0f} MiB")
     return results
 
 
@@ -132,7 +146,7 @@ def main() -> None:
         rounds = []
         for number in range(args.rounds):
             print(f"round {number + 1}")
-            rounds.append(one_round(disk, work))
+            rounds.append(one_round(disk, work, number + 1))
         print(f"\n{'export':<26}{'export s':>10}{'baseline s':>12}{'overhead':>10}   baseline")
         for name in rounds[0]:
             took = statistics.median(r[name][0] for r in rounds)
