@@ -133,7 +133,7 @@ class ConsoleView:
             self._print(f"  [{e.get('build', 'recipe')}] {e.get('phase', '')}: {10 * tenth}%{size}", "dim")
 
     def _export_end(self, e: dict[str, Any]) -> None:
-        made = ", ".join(f"{Path(path).name} ({size / 2 ** 20:.0f} MiB)"
+        made = ", ".join(f"{Path(path).name} ({_size(size)})"
                          for path, size in zip(e.get("artifacts", []), e.get("sizes", [])))
         self._print(f"  [{e['build']}] exported {e['kind']}: {made}  ({e.get('duration', 0):.1f}s)")
 
@@ -155,3 +155,7 @@ class ConsoleView:
             self._print(f"    {e['error']}", "red")
         for artifact in e.get("artifacts", []):
             self._print(f"    artifact: {artifact}")
+
+
+def _size(size: int) -> str:
+    return f"{size / 2 ** 20:.0f} MiB" if size >= 2 ** 20 else f"{max(1, round(size / 1024))} KiB"
