@@ -68,6 +68,8 @@ CASES = [
     ("vagrant-provider", HEAD + "exports:\n  - vagrant: {provider: [libvirt, virtualbx]}\n", {}, "7:35",
      "virtualbox"),
     ("ova-controller", HEAD + "exports:\n  - ova: {controller: ide}\n", {}, "7:23", "scsi"),
+    ("ami-without-name", HEAD + "exports:\n  - ami: {region: eu-west-1}\n", {}, "7:10", "required key 'name'"),
+    ("ami-bad-region", HEAD + "exports:\n  - ami: {name: web, region: Ireland}\n", {}, "7:30", "a region like"),
 ]
 
 
