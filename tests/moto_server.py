@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -30,7 +31,9 @@ def moto_server() -> Iterator[str]:
     """Start moto_server from the venv; its endpoint URL. Stopped afterwards."""
     port = _free_port()
     command = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # its request log goes to a file: a pipe nobody reads fills up and stops the server mid-test
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -40,7 +43,8 @@ def moto_server() -> Iterator[str]:
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start: {process.stderr.read().decode()[-2000:]}")
+                    log.seek(0)
+                    raise RuntimeError(f"moto_server did not start: {log.read().decode()[-2000:]}")
                 time.sleep(0.2)
         yield endpoint
     finally:
@@ -50,6 +54,7 @@ def moto_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log.close()
 
 
 def reset(endpoint: str) -> None:
