@@ -1,4 +1,4 @@
-"""The `recipe` command: run, validate, render, inspect.
+"""The `recipe` command: run, validate, render, inspect, sweep.
 
 Exit codes: 0 ok, 1 a build failed, 2 the recipe is invalid, 130 interrupted.
 Errors are one paragraph with file:line:column and a hint; a traceback only
@@ -19,7 +19,9 @@ from engine.events import ConsoleView, EventBus, json_lines
 from engine.inspect import describe, rendered_document
 from engine.runner import OnError, RunOptions
 from engine.run import run_recipe
+from engine.registry import load_plugins
 from engine.secrets import Redactor
+from engine.sweep import SWEEPERS, SweepOptions, parse_duration
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -48,6 +50,15 @@ def _parser() -> argparse.ArgumentParser:
     verbs.add_parser("validate", parents=[common], help="check the recipe; no side effects, no credentials")
     verbs.add_parser("render", parents=[common], help="print the recipe as rendered for each build")
     verbs.add_parser("inspect", parents=[common], help="sources, variables, tasks and exports at a glance")
+    sweep = verbs.add_parser("sweep", help="remove what killed runs left behind (tagged recipe:build-id)")
+    sweep.add_argument("--region", action="append", default=[], help="an AWS region (repeatable; default: "
+                       "the configured one)")
+    sweep.add_argument("--older-than", default="2h", help="only what builds started this long ago left "
+                       "(default 2h, so a running build is spared; s, m, h or d)")
+    sweep.add_argument("--dry-run", action="store_true", help="list, remove nothing")
+    sweep.add_argument("--profile", help="the AWS profile")
+    sweep.add_argument("--endpoint-url", help="an EC2-compatible endpoint")
+    sweep.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
 
 
@@ -99,7 +110,35 @@ def _dispatch(args: argparse.Namespace, redactor: Redactor) -> int:
         recipe = _compile(args, redactor, placeholder=True)
         sys.stdout.write(redactor.text(describe(recipe)))
         return EXIT_OK
+    if args.verb == "sweep":
+        return _sweep(args)
     return _run(args, redactor)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    load_plugins()
+    options = SweepOptions(regions=tuple(args.region), older_than=parse_duration(args.older_than),
+                           dry_run=args.dry_run, profile=args.profile, endpoint_url=args.endpoint_url)
+    failures = 0
+    for name in SWEEPERS.names():
+        sweeper = SWEEPERS.get(name)()
+        try:
+            leftovers = sweeper.find(options)
+        except Exception as error:      # no credentials, no network: say so, go on with the other sweepers
+            sys.stderr.write(f"sweep {name}: cannot list resources: {error}\n")
+            failures += 1
+            continue
+        verb = "would remove" if options.dry_run else "removing"
+        for leftover in leftovers:
+            print(f"{name}: {verb} {leftover.describe()}")
+        if not leftovers:
+            print(f"{name}: nothing left behind older than {args.older_than}")
+        if options.dry_run or not leftovers:
+            continue
+        for leftover, why in sweeper.remove(options, leftovers):
+            sys.stderr.write(f"{name}: could not remove {leftover.describe()}: {why}\n")
+            failures += 1
+    return EXIT_FAILED if failures else EXIT_OK
 
 
 def _run(args: argparse.Namespace, redactor: Redactor) -> int:

@@ -8,3 +8,28 @@ def sshd(tmp_path_factory):
     server = start_sshd(tmp_path_factory.mktemp("sshd"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """moto's server on 127.0.0.1 for the session, with test credentials in the environment."""
+    import os
+
+    from tests.moto_server import moto_server, set_credentials
+    saved = dict(os.environ)
+    set_credentials()
+    with moto_server() as url:
+        yield url
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def aws(moto_endpoint):
+    """A fresh moto (every resource forgotten) and a client maker for it."""
+    import boto3
+
+    from tests.moto_server import reset
+    reset(moto_endpoint)
+    return lambda service, region="eu-west-1": boto3.client(service, endpoint_url=moto_endpoint,
+                                                            region_name=region)

@@ -9,31 +9,18 @@ import os
 import urllib.parse
 import urllib.request
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from modules.exports import _aws, _ebs_direct
 from modules.exports.ami import Ami, AmiConfig
-from tests.moto_server import moto_server, reset, set_credentials
 
 BLOCK = _ebs_direct.BLOCK
 
 
-@pytest.fixture(scope="module")
-def endpoint():
-    saved = dict(os.environ)
-    set_credentials()
-    with moto_server() as url:
-        yield url
-    os.environ.clear()
-    os.environ.update(saved)
-
-
 @pytest.fixture
-def aws(endpoint):
-    reset(endpoint)
-    return lambda service: boto3.client(service, endpoint_url=endpoint, region_name="eu-west-1")
+def endpoint(moto_endpoint):
+    return moto_endpoint
 
 
 def recorded(endpoint: str, action: str) -> list[dict]:
