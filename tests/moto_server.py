@@ -33,7 +33,8 @@ def moto_server() -> Iterator[str]:
     command = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
     # its request log goes to a file: a pipe nobody reads fills up and stops the server mid-test
     log = tempfile.TemporaryFile()
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    home = tempfile.TemporaryDirectory(prefix="recipe-moto-")     # its recorder writes a file in its cwd
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=home.name)
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -55,6 +56,7 @@ def moto_server() -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
+        home.cleanup()
 
 
 def reset(endpoint: str) -> None:
