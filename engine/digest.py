@@ -5,9 +5,12 @@ import asyncio
 import hashlib
 import threading
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from engine.errors import BuildError
+
+if TYPE_CHECKING:
+    from engine.export import Artifact
 
 CHUNK = 1 << 20
 
@@ -18,11 +21,6 @@ _known: dict[tuple[str, int, int], str] = {}
 def _key(path: Path) -> tuple[str, int, int]:
     stat = path.stat()
     return str(path.resolve()), stat.st_size, stat.st_mtime_ns
-
-
-def remember(path: Path, sha256: str) -> None:
-    """Record a digest computed while the file was written (the file must not change after)."""
-    _known[_key(path)] = sha256
 
 
 def sha256_file(path: Path, cancel: threading.Event | None = None) -> str:
@@ -41,6 +39,11 @@ def sha256_file(path: Path, cancel: threading.Event | None = None) -> str:
 
 async def sha256_of(path: Path, cancel: threading.Event | None = None) -> str:
     return await asyncio.to_thread(sha256_file, path, cancel)
+
+
+async def artifact_sha256(artifact: "Artifact", cancel: threading.Event | None = None) -> str:
+    """The digest its export computed while writing it, or one read now."""
+    return artifact.sha256 or await sha256_of(artifact.path, cancel)
 
 
 class HashingReader:

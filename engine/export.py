@@ -11,11 +11,12 @@ consumes nothing starts from the disk and runs beside the others.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar
 
 from engine.events import Emitter
 from engine.model import Build, Recipe
@@ -73,6 +74,22 @@ class ExportContext:
         """The last consumed artifact of a format (and variant), if an earlier export made one."""
         found = [a for a in self.inputs if a.format == format and (not variant or a.variant == variant)]
         return found[-1] if found else None
+
+    @contextlib.asynccontextmanager
+    async def reused_or_converted(self, format: str, convert: Callable[[Path], Awaitable[Any]],
+                                  variant: str = "") -> AsyncIterator[Path]:
+        """The file of that format an earlier export made, or one `convert` writes into scratch space,
+        removed when the block ends: an export never converts the disk twice in one chain."""
+        earlier = self.input(format, variant)
+        if earlier is not None:
+            yield earlier.path
+            return
+        scratch = self.scratch / f".{format}-{os.getpid()}-{id(self)}.tmp"
+        try:
+            await convert(scratch)
+            yield scratch
+        finally:
+            scratch.unlink(missing_ok=True)
 
 
 def source_date_epoch(default: int) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,17 +71,12 @@ class Ami(Exporter, name="ami"):
     produces = frozenset({"ami"})
 
     async def run(self, config: AmiConfig, ctx: ExportContext) -> list[Artifact]:
-        earlier = ctx.input("raw")
-        raw = earlier.path if earlier else ctx.scratch / f".ami-{os.getpid()}-{id(ctx)}.raw"
-        try:
-            if earlier is None:
-                await run_tool("qemu-img", "convert", "-O", "raw", "-f", ctx.disk_format, ctx.disk, raw,
-                               what="qemu-img convert to raw (ami)")
+        async def convert(path: Path) -> None:
+            await run_tool("qemu-img", "convert", "-O", "raw", "-f", ctx.disk_format, ctx.disk, path,
+                           what="qemu-img convert to raw (ami)")
+        async with ctx.reused_or_converted("raw", convert) as raw:
             size = await virtual_size(raw, "raw")
             record = await asyncio.to_thread(make_image, config, ctx, raw, size)
-        finally:
-            if earlier is None:
-                raw.unlink(missing_ok=True)
         final = ctx.output_dir / f"{ctx.build_name}.ami.json"
         with atomic_path(final) as temporary:
             temporary.write_text(json.dumps(record, indent=2) + "\n")

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import voluptuous as vol
 
-from engine.digest import sha256_of
+from engine.digest import artifact_sha256
 from engine.export import EVERYTHING, Artifact, ExportContext, Exporter
 from engine.process import atomic_path
 
@@ -26,7 +26,7 @@ class Checksum(Exporter, name="checksum"):
         final = ctx.output_dir / config.name
         lines = []
         for artifact in ctx.inputs:
-            digest = artifact.sha256 or await sha256_of(artifact.path, ctx.cancel)
+            digest = await artifact_sha256(artifact, ctx.cancel)
             name = artifact.path.relative_to(ctx.output_dir) if artifact.path.is_relative_to(ctx.output_dir) \
                 else artifact.path
             lines.append(f"{digest}  {name}\n")

@@ -21,7 +21,7 @@ from typing import Any
 
 import voluptuous as vol
 
-from engine.digest import sha256_of
+from engine.digest import artifact_sha256
 from engine.export import EVERYTHING, Artifact, ExportContext, Exporter
 from engine.process import atomic_path
 
@@ -54,7 +54,7 @@ class Manifest(Exporter, name="manifest"):
 async def build_entry(ctx: ExportContext, base: Path) -> dict[str, Any]:
     artifacts = []
     for artifact in ctx.inputs:
-        digest = artifact.sha256 or await sha256_of(artifact.path, ctx.cancel)
+        digest = await artifact_sha256(artifact, ctx.cancel)
         artifacts.append({"path": _relative(artifact.path, base), "format": artifact.format,
                           **({"variant": artifact.variant} if artifact.variant else {}),
                           "size": artifact.path.stat().st_size, "sha256": digest})

@@ -12,13 +12,12 @@ and the manifest's slot, which comes before the disk, is filled in after it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncContextManager
 
 import voluptuous as vol
 
@@ -59,19 +58,11 @@ def adapter_for(controller: str) -> str:
     return "lsilogic" if controller == "scsi" else "ide"
 
 
-@contextlib.asynccontextmanager
-async def streamable_vmdk(ctx: ExportContext, file_name: str, controller: str = "scsi") -> AsyncIterator[Path]:
+def streamable_vmdk(ctx: ExportContext, file_name: str, controller: str = "scsi") -> AsyncContextManager[Path]:
     """The streamOptimized vmdk an earlier export made, or one converted into scratch space for the duration."""
-    earlier = ctx.input("vmdk", "streamOptimized")
-    if earlier is not None:
-        yield earlier.path
-        return
-    scratch = ctx.scratch / f".{file_name}.{os.getpid()}.tmp"
-    try:
-        await convert_to_vmdk(ctx.disk, ctx.disk_format, scratch, file_name, adapter_type=adapter_for(controller))
-        yield scratch
-    finally:
-        scratch.unlink(missing_ok=True)
+    async def convert(path: Path) -> None:
+        await convert_to_vmdk(ctx.disk, ctx.disk_format, path, file_name, adapter_type=adapter_for(controller))
+    return ctx.reused_or_converted("vmdk", convert, variant="streamOptimized")
 
 
 async def ovf_disk(ctx: ExportContext, vmdk: Path, file_name: str) -> OvfDisk:

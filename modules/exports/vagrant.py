@@ -16,14 +16,12 @@ reused rather than converted again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncContextManager
 
 import voluptuous as vol
 
@@ -98,20 +96,12 @@ class Vagrant(Exporter, name="vagrant"):
         return boxes
 
 
-@contextlib.asynccontextmanager
-async def compact_qcow2(ctx: ExportContext) -> AsyncIterator[Path]:
+def compact_qcow2(ctx: ExportContext) -> AsyncContextManager[Path]:
     """The qcow2 an earlier export made, or a compacted one in scratch space for the duration."""
-    earlier = ctx.input("qcow2")
-    if earlier is not None:
-        yield earlier.path
-        return
-    scratch = ctx.scratch / f".box-{os.getpid()}-{id(ctx)}.qcow2"
-    try:
-        await run_tool("qemu-img", "convert", "-O", "qcow2", "-f", ctx.disk_format, ctx.disk, scratch,
+    async def convert(path: Path) -> None:
+        await run_tool("qemu-img", "convert", "-O", "qcow2", "-f", ctx.disk_format, ctx.disk, path,
                        what="qemu-img convert to qcow2 (libvirt box)")
-        yield scratch
-    finally:
-        scratch.unlink(missing_ok=True)
+    return ctx.reused_or_converted("qcow2", convert)
 
 
 async def write_libvirt_box(path: Path, ctx: ExportContext, machine: MachineShape, gzip_level: int | None) -> None:

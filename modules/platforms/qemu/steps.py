@@ -210,7 +210,7 @@ class Shutdown:
 
 @dataclass
 class Export:
-    """Run the exports in order, each receiving what the one before made (a chain)."""
+    """Run the build's exports as a chain (engine.export_chain); the default is one qcow2."""
 
     vm: VmRun
     name: str = "export"
