@@ -20,7 +20,7 @@ from engine.export import EVERYTHING, EXPORTS, Exporter
 from engine.loader import LoadedRecipe, LoadedRole, load_recipe
 from engine.model import (Build, BuildInfo, Export, Handler, Origin, Recipe, Source, SshSettings, Task,
                           Variables)
-from engine.platform import PLATFORMS
+from engine.platform import PLATFORMS, Platform
 from engine.recipe_schema import RECIPE_SCHEMA, ssh_schema, task_validator
 from engine.registry import load_plugins
 from engine.references import check_references
@@ -152,7 +152,7 @@ def _builds(doc: YMap, variables: Variables, options: CompileOptions) -> tuple[l
         ssh = ssh_schema(platform.ssh_required)
         schema = strict({vol.Required("platform"): str, (vol.Required("ssh") if platform.ssh_required else "ssh"): ssh,
                          **platform.schema}, what="option")
-        valid, found = validate(schema, rendered, root=doc, prefix=["sources", name])
+        valid, found = validate(vol.All(schema, platform.check), rendered, root=doc, prefix=["sources", name])
         problems += found
         exports, found = _exports(doc, scope)
         problems += found
@@ -162,8 +162,16 @@ def _builds(doc: YMap, variables: Variables, options: CompileOptions) -> tuple[l
         source = Source(name=name, platform=platform.name, position=entry.pos,
                         config=platform.configure(options_only, Path(doc.pos.file).parent),
                         ssh=SshSettings(**valid.get("ssh", {})))
-        builds.append(Build(info=info, source=source, exports=tuple(exports)))
+        builds.append(Build(info=info, source=source, exports=tuple(for_platform(exports, platform))))
     return builds, problems
+
+
+def for_platform(exports: list[Export], platform: type[Platform]) -> list[Export]:
+    """A platform with no local disk (amazon) makes its image remotely: of the recipe's exports it takes the
+    ones that read everything (manifest, checksum), so one recipe can export a qcow2 locally and an AMI."""
+    if platform.has_disk:
+        return exports
+    return [e for e in exports if EVERYTHING in (EXPORTS.get(e.kind) or Exporter).consumes]
 
 
 def chain_options(exporter: type[Exporter]) -> dict:
@@ -185,7 +193,7 @@ def _exports(doc: YMap, scope: Scope) -> tuple[list[Export], list[Problem]]:
         exporter = EXPORTS.get(kind)
         rendered, found = _render_located(raw if raw is not None else YMap(), scope, ["exports", index, kind])
         schema = {**exporter.schema, **chain_options(exporter)}
-        valid, schema_found = validate(strict(schema, what="option"), rendered, root=doc,
+        valid, schema_found = validate(vol.All(strict(schema, what="option"), exporter.check), rendered, root=doc,
                                        prefix=["exports", index, kind])
         problems += found + schema_found
         if not found and not schema_found:

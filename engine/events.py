@@ -140,6 +140,9 @@ class ConsoleView:
     def _export_removed(self, e: dict[str, Any]) -> None:
         self._print(f"  [{e['build']}] removed {Path(e['path']).name}: consumed (keep_input: false)", "dim")
 
+    def _aws(self, e: dict[str, Any]) -> None:
+        self._print(f"  [{e['build']}] {e['msg']}", "dim")
+
     def _warning(self, e: dict[str, Any]) -> None:
         self._print(f"  [{e.get('build', 'recipe')}] warning: {e['msg']}", "magenta")
 

@@ -51,7 +51,7 @@ class MachineShape:
 @dataclass
 class ExportContext:
     build_name: str               # <recipe>-<source>: the default base name of files
-    disk: Path                    # the build's disk after shutdown
+    disk: Path | None             # the build's disk after shutdown; None on platforms without one (amazon)
     disk_format: str
     output_dir: Path              # output/<recipe>-<source>/
     events: Emitter
@@ -111,6 +111,12 @@ class Exporter:
         if name:
             cls.name = name
             EXPORTS.add(name, cls)
+
+    @classmethod
+    def check(cls, validated: dict[str, Any]) -> dict[str, Any]:
+        """Rules across options, after the schema: raise vol.Invalid with the path of the option to blame,
+        so the error points at its line:column."""
+        return validated
 
     @classmethod
     def configure(cls, validated: dict[str, Any]) -> Any:

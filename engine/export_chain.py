@@ -23,8 +23,7 @@ from engine.runner import BuildState
 
 
 def export_context(state: BuildState, machine: MachineShape) -> ExportContext:
-    """The context a platform hands its exports after shutdown."""
-    assert state.disk is not None
+    """The context a platform hands its exports after shutdown (disk None: a platform with no local disk)."""
     return ExportContext(build_name=state.build.info.name, disk=state.disk, disk_format=state.disk_format,
                          output_dir=state.options.output_dir / state.build.info.name, events=state.events,
                          machine=machine, work_dir=state.work_dir,
@@ -74,9 +73,11 @@ def plan(exports: tuple[Export, ...] | list[Export]) -> list[Link]:
 
 
 class Chain:
-    def __init__(self, exports: tuple[Export, ...] | list[Export], context: ExportContext):
+    def __init__(self, exports: tuple[Export, ...] | list[Export], context: ExportContext,
+                 given: tuple[Artifact, ...] = ()):
         self.links = plan(exports)
         self.context = context
+        self.given = given                     # what the platform itself made (an AMI): manifest and checksum list it
         self.released: set[str] = set()        # paths removed by keep_input: false
         self._cancels: list[threading.Event] = []
 
@@ -97,11 +98,12 @@ class Chain:
         return self.kept()
 
     def kept(self) -> list[Artifact]:
-        return [a for link in self.links for a in link.made if str(a.path) not in self.released]
+        return [*self.given, *(a for link in self.links for a in link.made if str(a.path) not in self.released)]
 
     def _inputs(self, link: Link) -> tuple[Artifact, ...]:
-        return tuple(a for dep in link.depends_on for a in dep.made
-                     if link.reads(a) and str(a.path) not in self.released)
+        given = self.given if link.reads_everything else ()
+        return given + tuple(a for dep in link.depends_on for a in dep.made
+                             if link.reads(a) and str(a.path) not in self.released)
 
     async def _run_link(self, link: Link) -> None:
         for dep in link.depends_on:

@@ -22,6 +22,8 @@ class Platform:
     schema: ClassVar[dict] = {}              # options of a source besides `platform` and `ssh`
     Config: ClassVar[type] = dict            # a frozen dataclass whose fields are the schema's keys
     produces_image: ClassVar[bool] = True    # False for platforms that only configure a machine
+    has_disk: ClassVar[bool] = True          # False: the image stays remote (an AMI); only exports that
+                                             # read everything (manifest, checksum) apply to its builds
     ssh_required: ClassVar[tuple[str, ...]] = ()   # ssh options a source must give (the rest the platform fills)
 
     def __init_subclass__(cls, name: str | None = None, **kwargs: Any):
@@ -29,6 +31,12 @@ class Platform:
         if name:
             cls.name = name
             PLATFORMS.add(name, cls)
+
+    @classmethod
+    def check(cls, validated: dict[str, Any]) -> dict[str, Any]:
+        """Rules across a source's options (ssh included), after the schema: raise vol.Invalid with the
+        path of the option to blame, so the error points at its line:column."""
+        return validated
 
     @classmethod
     def configure(cls, validated: dict[str, Any], base_dir: Path) -> Any:

@@ -58,10 +58,16 @@ class Cleanup:
     def __init__(self, events: Emitter):
         self._stack = AsyncExitStack()
         self._events = events
+        self._failed = True
         self.pending: list[str] = []
 
-    def push(self, what: str, release: Callable[[], Awaitable[Any]]) -> None:
+    def push(self, what: str, release: Callable[[], Awaitable[Any]], only_on_failure: bool = False) -> None:
+        """release runs at close, in reverse order; with only_on_failure, only if the build did not succeed
+        (e.g. a half-made AMI is deregistered, a finished one is kept)."""
         async def run_and_report(*_exc: Any) -> None:
+            if only_on_failure and not self._failed:
+                self.pending.remove(what)
+                return
             self._events.emit("cleanup", what=what)
             try:
                 await release()
@@ -73,7 +79,8 @@ class Cleanup:
         self.pending.append(what)
         self._stack.push_async_exit(run_and_report)
 
-    async def close(self) -> None:
+    async def close(self, succeeded: bool = False) -> None:
+        self._failed = not succeeded
         await self._stack.aclose()
 
     def abandon(self) -> list[str]:
@@ -129,7 +136,7 @@ async def run_steps(state: BuildState, steps: list[Step]) -> BuildOutcome:
             if left:
                 events.emit("warning", msg="--on-error=abort: left in place: " + "; ".join(left))
         else:
-            await cleanup.close()
+            await cleanup.close(succeeded=status == "succeeded")
         outcome = BuildOutcome(state.build.info.name, status, error, time.monotonic() - started,
                                dict(state.counts), list(state.artifacts), left)
         events.emit("build.end", status=status, error=error, duration=round(outcome.duration, 3),

@@ -1,12 +1,28 @@
 """Steps every platform shares once it has a machine: connect, gather facts, provision."""
 from __future__ import annotations
 
+import asyncio
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from engine.executor import provision
 from engine.facts import gather_facts
 from engine.runner import BuildState, Cleanup
 from engine.ssh import Endpoint, SshSession
+
+
+@dataclass
+class MakeWorkDir:
+    """A private temporary folder for the build's keys, disks and logs (state.work_dir), removed at the end."""
+
+    name: str = "work directory"
+
+    async def run(self, state: BuildState, cleanup: Cleanup) -> None:
+        path = Path(tempfile.mkdtemp(prefix=f"recipe-{state.build.info.name}-"))
+        cleanup.push(f"work directory {path}", lambda: asyncio.to_thread(shutil.rmtree, path, True))
+        state.work_dir = path
 
 
 @dataclass

@@ -65,6 +65,8 @@ class Sweeper:
 
 
 def parse_duration(text: str) -> float:
+    if text.strip() == "0":          # zero needs no unit: everything, however young
+        return 0.0
     found = DURATION.match(text.strip())
     if not found:
         raise RecipeError([Problem(None, f"{text!r} is not a duration", hint="e.g. --older-than 2h (s, m, h or d)")])

@@ -7,8 +7,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import boto3
+import voluptuous as vol
 from botocore.config import Config
 
+REGION = vol.Match(r"^[a-z]{2}(-[a-z]+)+-\d$", msg="a region like eu-west-1")
 RETRIES = Config(retries={"max_attempts": 10, "mode": "adaptive"}, max_pool_connections=32)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import errno
 import os
 import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -39,8 +40,10 @@ def data_blocks(path: Path) -> Iterator[int]:
         while offset < size:
             try:
                 start = os.lseek(fd, offset, os.SEEK_DATA)
-            except OSError:          # ENXIO: no data after offset
-                return
+            except OSError as error:
+                if error.errno == errno.ENXIO:      # no data after offset; anything else is a real error
+                    return
+                raise
             end = os.lseek(fd, start, os.SEEK_HOLE)
             for index in range(max(start // BLOCK, last + 1), (end - 1) // BLOCK + 1):
                 yield index

@@ -24,9 +24,9 @@ from engine.model import Build, Recipe
 from engine.platform import Platform
 from engine.runner import Step
 from engine.schema import HintedInvalid, positive_number
-from engine.steps import GatherFacts, Provision
+from engine.steps import GatherFacts, MakeWorkDir, Provision
 from modules.platforms.qemu.base import BASE_SCHEMA, parse_base
-from modules.platforms.qemu.steps import (Boot, ConnectVm, CreateDisk, Export, MakeWorkDir, PrepareBase,
+from modules.platforms.qemu.steps import (Boot, ConnectVm, CreateDisk, Export, PrepareBase,
                                           RunVerify, Shutdown, VerifyDisk, VmRun)
 
 SIZE = re.compile(r"^\d+(\.\d+)?[KMGT]?$")
@@ -74,7 +74,7 @@ class QemuPlatform(Platform, name="qemu"):
     def steps(self, recipe: Recipe, build: Build) -> list[Step]:
         run = VmRun(build=build, config=build.source.config)
         boot = Boot(run)
-        steps: list[Step] = [MakeWorkDir(run), PrepareBase(run), CreateDisk(run), boot, ConnectVm(run, boot),
+        steps: list[Step] = [MakeWorkDir(), PrepareBase(run), CreateDisk(run), boot, ConnectVm(run, boot),
                              GatherFacts(), Provision(), Shutdown(run), Export(run)]
         if recipe.verify:
             verify_boot = Boot(run, boot_name="verify", name="boot the image to verify it")

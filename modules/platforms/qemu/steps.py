@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,25 +37,12 @@ class VmRun:
 
     build: Build
     config: QemuConfig
-    work_dir: Path | None = None
     base: Path | None = None
     base_format: str = "qcow2"
     base_size: int | None = None             # bytes, as qemu-img reports the virtual size
     accel: str = "tcg"
     machine: Machine | None = None
     artifacts: list[Artifact] = field(default_factory=list)
-
-
-@dataclass
-class MakeWorkDir:
-    vm: VmRun
-    name: str = "work directory"
-
-    async def run(self, state: BuildState, cleanup: Cleanup) -> None:
-        path = Path(tempfile.mkdtemp(prefix=f"recipe-{state.build.info.name}-"))
-        cleanup.push(f"work directory {path}", lambda: asyncio.to_thread(shutil.rmtree, path, True))
-        self.vm.work_dir = path
-        state.work_dir = path
 
 
 @dataclass
@@ -85,8 +71,8 @@ class CreateDisk:
     name: str = "disk"
 
     async def run(self, state: BuildState, cleanup: Cleanup) -> None:
-        assert self.vm.work_dir and self.vm.base
-        disk = self.vm.work_dir / "disk.qcow2"
+        assert state.work_dir and self.vm.base
+        disk = state.work_dir / "disk.qcow2"
         wanted = self.vm.config.disk_size
         if wanted and self.vm.base_size and size_in_bytes(wanted) < self.vm.base_size:
             # qemu-img would cut the disk short, and the guest would find a broken filesystem
@@ -119,9 +105,9 @@ class Boot:
     endpoint: Endpoint | None = None
 
     async def run(self, state: BuildState, cleanup: Cleanup) -> None:
-        assert self.vm.work_dir
+        assert state.work_dir
         config, info = self.vm.config, state.build.info
-        boot_dir = self.vm.work_dir / self.boot_name
+        boot_dir = state.work_dir / self.boot_name
         user = state.build.source.ssh.user
         seed = await make_seed(boot_dir, info.id, self.boot_name, user, config.hostname or info.recipe)
         port = free_port()
@@ -240,10 +226,10 @@ class VerifyDisk:
     name: str = "verify disk"
 
     async def run(self, state: BuildState, cleanup: Cleanup) -> None:
-        assert self.vm.work_dir and state.disk
+        assert state.work_dir and state.disk
         image = next((a for a in self.vm.artifacts if a.format in ("qcow2", "raw")), None)
         backing, backing_format = (image.path, image.format) if image else (state.disk, state.disk_format)
-        disk = self.vm.work_dir / "verify.qcow2"
+        disk = state.work_dir / "verify.qcow2"
         await run_tool("qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format, "-b", backing.resolve(),
                        disk, what="qemu-img create (verify overlay)")
         self.boot.disk = disk
