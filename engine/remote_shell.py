@@ -62,7 +62,12 @@ class RemoteShell:
         """Stop what the shell is running, children included, then the shell (on Ctrl-C, say)."""
         if self._process is None or self._pid is None:
             return
-        kill = f"kill -TERM -- -{self._pid} {self._pid} 2>/dev/null; true"
+        # The group sshd made for the session: under sudo it is sudo's, not the shell's (sudo without a
+        # pty keeps its command in its own group), and every child of the shell is in it.
+        # One kill per target and no "--": dash's kill (sh under sudo) rejects "--" and stops at a bad pid.
+        pid = self._pid
+        kill = (f"g=$(cut -d' ' -f5 /proc/{pid}/stat 2>/dev/null); kill -TERM -${{g:-{pid}}} 2>/dev/null; "
+                f"kill -TERM -{pid} 2>/dev/null; kill -TERM {pid} 2>/dev/null; true")
         if self._become:
             kill = f"sudo -n -- sh -c {shlex.quote(kill)}"
         try:

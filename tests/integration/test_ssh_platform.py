@@ -231,11 +231,14 @@ def test_unreachable_host_fails_within_the_timeout(tmp_path, sshd):
     assert "could not connect" in result.stdout and "refused" in result.stdout.lower()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_interrupt_mid_task_cleans_up_and_exits_130(tmp_path, sshd, signum):
+@pytest.mark.parametrize("signum, become", [(signal.SIGINT, ""), (signal.SIGTERM, ""),
+                                           (signal.SIGINT, "    become: true\n")],
+                         ids=["SIGINT", "SIGTERM", "SIGINT-become"])
+def test_interrupt_mid_task_cleans_up_and_exits_130(tmp_path, sshd, signum, become):
+    """With become the command runs under sudo, whose group holds it; dash's kill must reach it too."""
     marker = tmp_path / "started"
     recipe = write_recipe(tmp_path, "name: slow\n" + source_block(sshd) +
-                          f"tasks:\n  - shell: touch {marker}; sleep 60\n")
+                          f"tasks:\n  - shell: touch {marker}; sleep 60\n" + become)
     process = subprocess.Popen([RECIPE, "run", str(recipe)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     deadline = time.monotonic() + 30

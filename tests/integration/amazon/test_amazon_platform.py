@@ -216,3 +216,30 @@ def test_sweep_removes_what_a_sigkilled_build_left(aws, moto_endpoint, tmp_path)
                             "--older-than", "0"], capture_output=True, text=True, env=env)
     assert swept.returncode == 0, swept.stdout + swept.stderr
     assert not any(leftovers(aws, before).values())
+
+
+def test_ctrl_c_mid_provisioning_releases_everything(instance_stand_in, aws, moto_endpoint, tmp_path):
+    """SIGINT while a task runs on the instance: exit 130, the remote command killed, the instance
+    terminated, key pair and security group deleted, no AMI made."""
+    import threading
+
+    before = register_source(aws)
+    recipe = write_recipe(tmp_path, moto_endpoint, instance_stand_in.port, extra='ssh_cidrs: ["192.0.2.0/24"]')
+    recipe.write_text(recipe.read_text() + "  - name: A long task\n    command: sleep 61\n")
+
+    def interrupt_once_the_task_runs() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if instance_stand_in.ssh("pgrep -f '[s]leep 61'").returncode == 0:
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=interrupt_once_the_task_runs, daemon=True)
+    watcher.start()
+    code, events = run(recipe, tmp_path)
+    watcher.join()
+    assert code == 130
+    assert any(e["event"] == "task.start" and e.get("task") == "A long task" for e in events)
+    assert not any(leftovers(aws, before).values()), leftovers(aws, before)
+    assert instance_stand_in.ssh("pgrep -f '[s]leep 61' || true").stdout.strip() == b""
