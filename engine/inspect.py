@@ -9,7 +9,8 @@ from ruamel.yaml import YAML
 
 from engine.export_chain import plan
 from engine.filters import plain
-from engine.model import Recipe, Task
+from engine.model import Build, Recipe, Task
+from engine.platform import PLATFORMS
 from engine.template import Scope, TemplateFailure
 
 
@@ -55,11 +56,22 @@ def rendered_document(recipe: Recipe) -> str:
     return _dump(doc)
 
 
+def _build_exports(build: Build) -> str:
+    """What this build exports: a platform with no local disk takes only the exports that read everything."""
+    platform = PLATFORMS.get(build.source.platform)
+    if platform is None or not platform.produces_image:
+        return ""
+    if build.exports:
+        return "  exports: " + ", ".join(e.kind for e in build.exports)
+    return "  exports: qcow2 (default)" if platform.has_disk else "  exports: none"
+
+
 def describe(recipe: Recipe) -> str:
     lines = [f"recipe {recipe.name}: {recipe.description}".rstrip(": "), f"  file: {recipe.path}",
              f"  digest: sha256:{recipe.digest[:16]}", "sources:"]
     for build in recipe.builds:
-        lines.append(f"  {build.source.name:<12} platform={build.source.platform}  user={build.source.ssh.user}")
+        lines.append(f"  {build.source.name:<12} platform={build.source.platform}  user={build.source.ssh.user}"
+                     + _build_exports(build))
     lines.append("variables:")
     variables = recipe.variables
     layer_names = ["role default", "recipe", "var file", "--var", "env"]

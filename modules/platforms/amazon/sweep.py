@@ -12,6 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.sweep import BUILD_ID_TAG, Leftover, Sweeper, SweepOptions, build_age, old_enough
 from modules.exports import _aws
+from modules.platforms.amazon.ec2 import deregister_with_snapshots
 
 TAGGED = [{"Name": "tag-key", "Values": [BUILD_ID_TAG]}]
 ORDER = ("instance", "image", "snapshot", "key pair", "security group")
@@ -68,7 +69,8 @@ class AwsSweeper(Sweeper, name="aws"):
                 failed += self._try([l for l in items if l.kind == "instance"],
                                     lambda: self._terminate(ec2, instances))
             removers: dict[str, Callable[[str], Any]] = {
-                "image": lambda id_: ec2.deregister_image(ImageId=id_),
+                # its snapshots too: a build killed before tagging them leaves them untagged
+                "image": lambda id_: deregister_with_snapshots(ec2, id_),
                 "snapshot": lambda id_: ec2.delete_snapshot(SnapshotId=id_),
                 "key pair": lambda id_: ec2.delete_key_pair(KeyName=id_),
                 "security group": lambda id_: ec2.delete_security_group(GroupId=id_)}
@@ -86,6 +88,10 @@ class AwsSweeper(Sweeper, name="aws"):
     def _try(leftovers: list[Leftover], action: Callable[[], Any]) -> list[tuple[Leftover, str]]:
         try:
             action()
-        except (ClientError, BotoCoreError) as error:
+        except ClientError as error:
+            if error.response["Error"]["Code"].endswith(".NotFound"):   # gone with its image already
+                return []
+            return [(leftover, str(error)) for leftover in leftovers]
+        except BotoCoreError as error:
             return [(leftover, str(error)) for leftover in leftovers]
         return []

@@ -57,13 +57,17 @@ def test_an_amazon_source_validates_offline(offline, tmp_path, capsys):
     assert main(["validate", str(recipe)]) == 0, capsys.readouterr().err
 
 
-def test_an_amazon_build_takes_only_the_exports_that_read_everything(tmp_path):
+def test_an_amazon_build_takes_only_the_exports_that_read_everything(tmp_path, capsys):
     (tmp_path / "base.qcow2").write_bytes(b"")
     recipe = tmp_path / "web.yml"
     recipe.write_text(GOOD)
     compiled = compile_recipe(recipe, CompileOptions())
     kinds = {b.source.name: [e.kind for e in b.exports] for b in compiled.builds}
     assert kinds == {"local": ["qcow2", "vmdk", "checksum"], "aws": ["checksum"]}
+    assert main(["inspect", str(recipe)]) == 0                 # inspect says so per source
+    shown = capsys.readouterr().out
+    assert "platform=qemu  user=debian  exports: qcow2, vmdk, checksum" in shown
+    assert "platform=amazon  user=admin  exports: checksum" in shown
     aws = next(b for b in compiled.builds if b.source.name == "aws").source.config
     assert aws.regions == ("us-east-1", "eu-central-1") and aws.share.groups == ("all",)
     assert aws.source_ami == SourceAmiQuery({"name": ["debian-12-amd64-*"]}, ("136693071363",), True)

@@ -84,3 +84,16 @@ def test_durations_and_ages():
 def test_a_bad_duration_exits_2(capsys):
     assert main(["sweep", "--older-than", "soon"]) == 2
     assert "not a duration" in capsys.readouterr().err
+
+
+def test_an_image_goes_with_its_untagged_snapshots(aws, moto_endpoint, capsys):
+    """A build killed between CreateImage and tagging the snapshots leaves them untagged: the image takes them."""
+    ec2 = aws("ec2")
+    image = ec2.register_image(Name="web-killed", RootDeviceName="/dev/xvda")["ImageId"]
+    (mapping,) = ec2.describe_images(ImageIds=[image])["Images"][0]["BlockDeviceMappings"]
+    snapshot = mapping["Ebs"]["SnapshotId"]                # made with the image (moto's own), untagged
+    assert not ec2.describe_snapshots(SnapshotIds=[snapshot])["Snapshots"][0].get("Tags")
+    ec2.create_tags(Resources=[image], Tags=tags(OLD))
+    assert main(["sweep", "--region", "eu-west-1", "--endpoint-url", moto_endpoint]) == 0
+    assert image in capsys.readouterr().out
+    assert not {image, snapshot} & present(aws)
