@@ -14,6 +14,7 @@ import pytest
 
 from engine.cli import main
 from tests.integration.conftest import RECIPE
+from tests.moto_server import TEST_CREDENTIALS
 
 SOURCE_NAME = "debian-12-amd64-20261101-1"
 SHARE_USER = "123456789012"
@@ -156,6 +157,7 @@ def test_a_failing_aws_step_leaves_nothing_behind(operation, instance_stand_in, 
     code, events = run(write_recipe(tmp_path, moto_endpoint, instance_stand_in.port,
                                     extra='ssh_cidrs: ["192.0.2.0/24"]'), tmp_path)
     assert hits, f"{operation} was never called"
+    assert TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in json.dumps(events)   # errors never carry credentials
     (end,) = [e for e in events if e["event"] == "build.end"]
     assert code == 1 and end["status"] == "failed" and f"{operation} failed" in end["error"], end
     assert not [e for e in events if e["event"] == "warning" and "cleanup" in e["msg"]]
