@@ -37,6 +37,15 @@ class Play:
     handlers: tuple[Handler, ...] = ()
     host_vars: dict[str, Any] = field(default_factory=dict)
     notified: set[str] = field(default_factory=set)
+    total: int = 0                           # the most tasks this play can start (task.start's `total`)
+    started: int = 0                         # tasks started so far (task.start's `number`)
+    _last_started: Task | None = None        # a loop's iterations share their task's number
+
+    def number(self, task: Task) -> int:
+        if task is not self._last_started:
+            self.started += 1
+            self._last_started = task
+        return self.started
 
     @property
     def recipe(self) -> Recipe:
@@ -129,7 +138,7 @@ async def _run_once(play: Play, task: Task, scope: Scope, item: Any, block_vars:
     if not _when(task, scope):
         result = Result(skipped=True, msg="condition was false")
     else:
-        events.emit("task.start", task=label, handler=handler)
+        events.emit("task.start", task=label, handler=handler, number=play.number(task), total=play.total)
         result = await _attempts(play, task, scope, label)
     play.state.counts[result.status] += 1
     events.emit("task.end", task=label, status=result.status, msg=result.msg, changed=result.changed,
@@ -222,6 +231,10 @@ async def _execute(play: Play, task: Task, scope: Scope) -> Result:
         return await module_class().run(params, ctx)
     except TemplateFailure as exc:
         raise _fail_at(task, where, f"{task.path}.{task.module}", exc) from None
+    except TaskFailed:
+        raise
+    except BuildError as exc:   # e.g. the connection dropped: the task failed, so retries and ignore_errors apply
+        return Result(failed=True, msg=str(exc))
 
 
 def _context(play: Play, task: Task, scope: Scope) -> TaskContext:
@@ -269,8 +282,24 @@ async def run_handlers(play: Play, handlers: tuple[Handler, ...]) -> None:
     play.notified.clear()
 
 
+def count_tasks(tasks: tuple[Task, ...], source: str) -> int:
+    """The most tasks that can start on this source: leaves of blocks (rescue and always included), a loop
+    counting as one; flush_handlers counts as none."""
+    count = 0
+    for task in tasks:
+        if not task.runs_on(source):
+            continue
+        if task.module is None:
+            count += count_tasks(task.block + task.rescue + task.always, source)
+        elif task.module != "meta":
+            count += 1
+    return count
+
+
 async def provision(state: BuildState, tasks: tuple[Task, ...], handlers: tuple[Handler, ...]) -> Play:
-    play = Play(state, handlers)
+    source = state.build.source.name
+    total = count_tasks(tasks, source) + count_tasks(tuple(h.task for h in handlers), source)
+    play = Play(state, handlers, total=total)
     await run_tasks(play, tasks)
     await run_handlers(play, handlers)
     return play

@@ -108,13 +108,19 @@ class RemoteShell:
                                  hint="raise the task's timeout:, or check what the command waits for") from None
             except _ShellEnded:
                 self.close()
+                if self._conn.is_closed():
+                    raise self._lost("the connection closed") from None
                 tail = b"\n".join(seen_stderr).decode(errors="replace")
                 raise BuildError(self._ended_message(tail), hint=self._ended_hint(tail)) from None
             except (asyncssh.Error, OSError) as exc:
                 self.close()
-                raise BuildError(f"connection to {self._where} lost: {exc}",
-                                 hint="the machine rebooted or the network dropped") from None
+                raise self._lost(str(exc) or type(exc).__name__) from None
         return CommandResult(rc, stdout, stderr)
+
+    def _lost(self, why: str) -> BuildError:
+        return BuildError(f"connection to {self._where} lost while the command ran ({why})",
+                          hint="the network dropped, sshd restarted or the machine went down; with retries: "
+                               "the task reconnects and runs again")
 
     def _ended_message(self, stderr_tail: str) -> str:
         who = f"as {self._become.user} (sudo)" if self._become else "as the login user"

@@ -14,6 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
+from engine.claims import Claim
 from engine.connection import Connection
 from engine.errors import BuildError
 from engine.events import Emitter
@@ -50,6 +51,8 @@ class BuildState:
     artifacts: list[Path] = field(default_factory=list)
     started: float = field(default_factory=time.time)       # wall-clock start, for manifests
     counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "changed": 0, "skipped": 0, "failed": 0})
+    cleanup: Cleanup | None = None          # what the build still has to release; set by run_steps
+    claim: Claim | None = None              # the build's hold on its output folder (engine.claims)
 
 
 class Cleanup:
@@ -111,7 +114,7 @@ class BuildOutcome:
 async def run_steps(state: BuildState, steps: list[Step]) -> BuildOutcome:
     events = state.events
     started = time.monotonic()
-    cleanup = Cleanup(events)
+    cleanup = state.cleanup = Cleanup(events)
     status, error, left = "succeeded", "", []
     events.emit("build.start", platform=state.build.source.platform, build_id=state.build.info.id)
     try:
@@ -133,8 +136,11 @@ async def run_steps(state: BuildState, steps: list[Step]) -> BuildOutcome:
     finally:
         if status == "failed" and state.options.on_error is OnError.ABORT:
             left = cleanup.abandon()
+            if state.claim:
+                state.claim.keep()
             if left:
-                events.emit("warning", msg="--on-error=abort: left in place: " + "; ".join(left))
+                events.emit("warning", msg="--on-error=abort: left in place: " + "; ".join(reversed(left))
+                            + " (`recipe sweep --local` removes them)")
         else:
             await cleanup.close(succeeded=status == "succeeded")
         outcome = BuildOutcome(state.build.info.name, status, error, time.monotonic() - started,

@@ -23,6 +23,7 @@ from engine.model import SshSettings
 BANNER_TIMEOUT = 3.0
 FIRST_RETRY_DELAY = 0.2
 MAX_RETRY_DELAY = 2.0
+RECONNECT_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,11 @@ class SshSession:
 
     async def run(self, command: str, *, stdin: bytes | str | None = None, become: Become | None = None,
                   timeout: float | None = None, on_output: OutputCallback | None = None) -> CommandResult:
+        if self._conn is not None and self._conn.is_closed():
+            # the connection dropped (network, sshd restart): the command that was running failed with
+            # "connection lost"; this one, a retry or the next task, gets a fresh connection
+            self._warn(f"connection to {self.endpoint} was lost; reconnecting")
+            await self.reconnect(RECONNECT_TIMEOUT)
         conn = self._require()
         key = (become.user, become.password) if become else None
         shell = self._shells.get(key)

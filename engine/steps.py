@@ -7,10 +7,25 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine import claims
 from engine.executor import provision
 from engine.facts import gather_facts
 from engine.runner import BuildState, Cleanup
 from engine.ssh import Endpoint, SshSession
+
+
+@dataclass
+class ClaimOutput:
+    """Every build's first step: hold its output folder (engine.claims), so a second run writing the same
+    folder refuses, and a dead run's leftovers can be told from a live one's."""
+
+    name: str = "claim output"
+
+    async def run(self, state: BuildState, cleanup: Cleanup) -> None:
+        output = state.options.output_dir / state.build.info.name
+        claim = claims.take(output, state.build.info.name, state.build.info.id)
+        cleanup.push(f"claim on {output}", lambda: asyncio.to_thread(claim.release))
+        state.claim = claim
 
 
 @dataclass
@@ -23,6 +38,8 @@ class MakeWorkDir:
         path = Path(tempfile.mkdtemp(prefix=f"recipe-{state.build.info.name}-"))
         cleanup.push(f"work directory {path}", lambda: asyncio.to_thread(shutil.rmtree, path, True))
         state.work_dir = path
+        if state.claim:
+            state.claim.note_work_dir(path)
 
 
 @dataclass

@@ -32,6 +32,7 @@ class SweepOptions:
     dry_run: bool = False
     profile: str | None = None
     endpoint_url: str | None = None
+    include_kept: bool = True           # local: also what --on-error=abort kept on purpose
 
 
 @dataclass(frozen=True)

@@ -123,8 +123,16 @@ def test_sigint_mid_provisioning_leaves_nothing(bootstrap_base, tmp_path):
     assert process.poll() is None, process.communicate()
     assert qemu_processes("recipe-sigint-vm"), "the guest should be running"
     process.send_signal(signal.SIGINT)
+    seen = []
+    for line in process.stdout:             # the first cleanup has started: a second Ctrl-C says what is left
+        seen.append(line)
+        if "cleanup:" in line:
+            process.send_signal(signal.SIGINT)
+            break
     out, err = process.communicate(timeout=120)
+    out = "".join(seen) + out
     assert process.returncode == 130, out[-3000:] + err[-2000:]
+    assert "still cleaning up: sigint-vm: " in out and "QEMU (build)" in out.split("still cleaning up:")[1]
     assert not qemu_processes("recipe-sigint-vm")
     assert not list(Path("/tmp").glob("recipe-sigint-vm-*"))
     finals = list((output / "sigint-vm").glob("*.qcow2")) + list((output / "sigint-vm").glob(".*part*"))

@@ -29,7 +29,8 @@ def run(recipe: Path, *args: str, timeout: float = 120) -> subprocess.CompletedP
 
 
 def recap(output: str) -> dict[str, int]:
-    line = next(l for l in output.splitlines() if l.startswith("==> ") and ("succeeded" in l or "failed" in l))
+    line = next(l[l.index("==> "):] for l in output.splitlines()    # after the time, when not on a terminal
+                if "==> " in l and ("succeeded" in l or "failed" in l))
     return {k: int(v) for k, v in (part.split("=") for part in line.split()[1:] if "=" in part)}
 
 
@@ -282,3 +283,27 @@ def test_flush_handlers_runs_them_before_later_tasks(tmp_path, sshd):
     result = run(recipe)
     assert result.returncode == 0, result.stdout
     assert log.read_text() == "task1\nhandler\ntask2\n"
+
+
+DROP = "kill -9 $(ps -o ppid= -p $PPID)"      # the sshd process serving this connection: the link drops
+
+
+def test_a_dropped_connection_fails_the_task_clearly(tmp_path, sshd):
+    recipe = write_recipe(tmp_path, "name: drop\n" + source_block(sshd) +
+                          f"tasks:\n  - shell: sleep 0.5; {DROP}; sleep 5\n")
+    result = run(recipe)
+    assert result.returncode == 1
+    assert f"connection to root@127.0.0.1:{sshd.port} lost while the command ran" in result.stdout, result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_task_with_retries_reconnects_after_a_drop_and_carries_on(tmp_path, sshd):
+    dropped, after = tmp_path / "dropped", tmp_path / "after"
+    recipe = write_recipe(tmp_path, "name: drop\n" + source_block(sshd) + "tasks:\n"
+                          f"  - shell: test -e {dropped} || {{ touch {dropped}; {DROP}; sleep 5; }}\n"
+                          "    retries: 2\n    delay: 0.5\n"
+                          f"  - shell: touch {after}\n")
+    result = run(recipe)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dropped.exists() and after.exists()
+    assert "was lost; reconnecting" in result.stdout

@@ -28,6 +28,7 @@ class MachineSpec:
     disk_format: str = "qcow2"
     seed: Path | None = None
     ovmf_vars: Path | None = None        # a writable copy, for uefi
+    pid_file: Path | None = None         # for `recipe sweep --local`, should this run die by SIGKILL
     extra_args: tuple[str, ...] = field(default_factory=tuple)
     qemu: str = QEMU
 
@@ -48,6 +49,8 @@ def command(spec: MachineSpec) -> list[str]:
             "-device", "virtio-net-pci,netdev=net0",
             "-device", "virtio-rng-pci",       # entropy for sshd and cloud-init on first boot
             "-chardev", f"file,id=console,path={spec.console_log}", "-serial", "chardev:console"]
+    if spec.pid_file:
+        args += ["-pidfile", str(spec.pid_file)]
     if spec.seed:
         args += ["-drive", f"file={spec.seed},if=virtio,format=raw,readonly=on"]
     if spec.firmware == "uefi":

@@ -120,7 +120,8 @@ class Boot:
         spec = MachineSpec(name=f"recipe-{info.name}-{self.boot_name}", disk=disk,
                            console_log=boot_dir / "console.log", ssh_port=port, accel=self.vm.accel,
                            cpus=config.cpus, memory=config.memory, firmware=config.firmware, seed=seed.iso,
-                           ovmf_vars=vars_copy, extra_args=tuple(config.qemu_args))
+                           ovmf_vars=vars_copy, extra_args=tuple(config.qemu_args),
+                           pid_file=boot_dir / "qemu.pid")
         machine = Machine(spec, boot_dir / "qemu.log")
         cleanup.push(f"QEMU ({self.boot_name})", lambda: self._release(machine, state))
         await machine.start()
