@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import threading
 import time
 from dataclasses import dataclass, field
 
+from engine.errors import BuildError
 from engine.export import EVERYTHING, EXPORTS, Artifact, ExportContext, Exporter, MachineShape, source_date_epoch
 from engine.model import Export
 from engine.runner import BuildState
+
+
+NO_SPACE_HINT = "free space on that filesystem, or give --output-dir on a larger one; nothing partial was kept"
 
 
 def export_context(state: BuildState, machine: MachineShape) -> ExportContext:
@@ -119,6 +124,11 @@ class Chain:
         except asyncio.CancelledError:
             cancel.set()
             raise
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+            raise BuildError(f"{link.export.kind} export: no space left on device ({error.filename or context.output_dir})",
+                             hint=NO_SPACE_HINT) from None
         self._release_inputs(link)
         events.emit("export.end", kind=link.export.kind, duration=round(time.monotonic() - started, 3),
                     artifacts=[str(a.path) for a in link.made], sizes=[a.path.stat().st_size for a in link.made])

@@ -24,6 +24,8 @@ async def run_tool(*args: str | Path, what: str, hint: str = "") -> str:
         raise
     text = output.decode(errors="replace")
     if process.returncode != 0:
+        if "No space left on device" in text:
+            hint = "free space on the filesystem it writes to, or give --output-dir on a larger one"
         raise BuildError(f"{what} failed (exit {process.returncode}): {text.strip()[-400:]}", hint=hint)
     return text
 

@@ -16,6 +16,7 @@ from modules.exports.checksum import ChecksumConfig
 from modules.exports.manifest import ManifestConfig
 from modules.exports.ovf import OvfConfig
 from modules.exports.qcow2 import Qcow2Config
+from modules.exports.raw import RawConfig
 from modules.exports.vagrant import VagrantConfig
 from modules.exports.vmdk import VmdkConfig
 
@@ -106,3 +107,25 @@ def test_the_console_says_what_each_export_made_and_removed(make_context, record
     lines = screen.getvalue().splitlines()
     assert any(line.startswith("  [web-local] exported ova: web-local.ova (") for line in lines), lines
     assert "  [web-local] removed web-local.vmdk: consumed (keep_input: false)" in lines
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 1 MiB tmpfs: the disk's 3 MiB of data (1 MiB of it random) cannot fit, even compressed. Needs root, which make test has."""
+    mount_point = tmp_path / "full"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], check=True)
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+@pytest.mark.parametrize("kind, config", [("raw", RawConfig()), ("ova", OvfConfig())],
+                         ids=["raw by qemu-img", "ova by recipe's tar writer"])
+def test_a_full_disk_fails_the_export_clearly_and_keeps_nothing(kind, config, small_filesystem, make_context):
+    output = small_filesystem / "web-local"
+    chain = Chain([export(kind, config)], make_context(output_dir=output))
+    with pytest.raises(BuildError) as failed:
+        asyncio.run(chain.run())
+    assert "no space left on device" in failed.value.message.lower()
+    assert "--output-dir" in failed.value.hint
+    assert not output.exists() or list(output.iterdir()) == []
