@@ -16,7 +16,8 @@ from typing import Any, Sequence, TextIO
 
 from engine.compile import CompileOptions, compile_recipe
 from engine.errors import BuildError, Position, Problem, RecipeError
-from engine.events import ConsoleView, EventBus, json_lines
+from engine.console import console_sinks
+from engine.events import EventBus, json_lines
 from engine.inspect import describe, rendered_document
 from engine.runner import OnError, RunOptions
 from engine.run import Runs, run_recipes
@@ -220,7 +221,10 @@ def _sweep(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, redactor: Redactor) -> int:
     recipes = select_builds(_compile_all(args, redactor, placeholder=False), args.only, args.except_)
     bus = EventBus(redactor=redactor)
-    bus.sinks.append(ConsoleView(verbose=args.verbose))
+    # no live view when JSON lines go to stdout: they would be drawn into it
+    console, close_console = console_sinks(sys.stdout, args.verbose, args.output_dir,
+                                           live=False if args.json == "-" else None, redactor=redactor)
+    bus.sinks.extend(console)
     sweep_dead_runs(bus)
     json_file = None
     if args.json:
@@ -231,6 +235,7 @@ def _run(args: argparse.Namespace, redactor: Redactor) -> int:
     try:
         outcomes = asyncio.run(_run_interruptibly(recipes, options, bus, args))
     finally:
+        close_console()                  # the live area, the build.log files
         if json_file not in (None, sys.stdout):
             json_file.close()
     if outcomes is None:
