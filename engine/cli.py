@@ -16,6 +16,7 @@ from typing import Any, Sequence, TextIO
 
 from engine.compile import CompileOptions, compile_recipe
 from engine.errors import BuildError, Position, Problem, RecipeError
+from engine import prompt
 from engine.console import console_sinks
 from engine.events import EventBus, json_lines
 from engine.inspect import describe, rendered_document
@@ -31,7 +32,8 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recipe", description="Build machine images from a YAML recipe.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks; at a terminal, `run` also asks "
+                        "before each task")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="set a variable")
@@ -55,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--diff", action="store_true", help="show the changes made to files")
     run.add_argument("--json", metavar="FILE", help="write JSON lines of every event to FILE (- for stdout)")
     run.add_argument("--on-error", choices=[m.value for m in OnError], default="cleanup",
-                     help="on failure: clean up (default) or leave everything for debugging")
+                     help="on failure: clean up (default), leave everything for debugging (abort), or ask at "
+                     "the terminal: retry the task, clean up or abort")
     run.add_argument("--output-dir", type=Path, default=Path("output"), help="where artifacts go")
     run.add_argument("-v", "--verbose", action="store_true", help="show command output")
     validate = verbs.add_parser("validate", parents=[common],
@@ -231,7 +234,7 @@ def _run(args: argparse.Namespace, redactor: Redactor) -> int:
         json_file = sys.stdout if args.json == "-" else open(args.json, "w", encoding="utf-8")
         bus.sinks.append(json_lines(json_file))
     options = RunOptions(check=args.check, diff=args.diff, on_error=OnError(args.on_error),
-                         output_dir=args.output_dir, debug=args.debug)
+                         output_dir=args.output_dir, debug=args.debug, pause=args.debug and prompt.interactive())
     try:
         outcomes = asyncio.run(_run_interruptibly(recipes, options, bus, args))
     finally:

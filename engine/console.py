@@ -107,6 +107,9 @@ class EventText:
     def _interrupt(self, e: dict[str, Any]) -> list[Line]:
         return [("line", f"interrupted ({e.get('signal', 'signal')}): {e.get('msg', '')}", "bold yellow")]
 
+    def _prompt(self, e: dict[str, Any]) -> list[Line]:
+        return [("line", f"? {e['msg']}", "bold cyan")]
+
     def _cleanup(self, e: dict[str, Any]) -> list[Line]:
         return [("line", f"cleanup: {e['what']}", "dim")]
 

@@ -19,7 +19,8 @@ import voluptuous as vol
 from engine.connection import Become
 from engine.errors import BuildError, Position
 from engine.model import Handler, Recipe, Task
-from engine.runner import BuildState
+from engine import prompt
+from engine.runner import BuildState, OnError
 from engine.schema import problems_from
 from engine.taskmodule import TASK_MODULES, Result, TaskContext
 from engine.template import Scope, TemplateFailure, evaluate, render, render_text
@@ -37,6 +38,7 @@ class Play:
     handlers: tuple[Handler, ...] = ()
     host_vars: dict[str, Any] = field(default_factory=dict)
     notified: set[str] = field(default_factory=set)
+    pausing: bool = False                    # --debug at a terminal: ask before each task
     total: int = 0                           # the most tasks this play can start (task.start's `total`)
     started: int = 0                         # tasks started so far (task.start's `number`)
     _last_started: Task | None = None        # a loop's iterations share their task's number
@@ -138,8 +140,11 @@ async def _run_once(play: Play, task: Task, scope: Scope, item: Any, block_vars:
     if not _when(task, scope):
         result = Result(skipped=True, msg="condition was false")
     else:
+        await _pause_before(play, label)
         events.emit("task.start", task=label, handler=handler, number=play.number(task), total=play.total)
         result = await _attempts(play, task, scope, label)
+        while result.failed and not task.ignore_errors and await _retry_asked(play, label, result):
+            result = await _attempts(play, task, scope, label)
     play.state.counts[result.status] += 1
     events.emit("task.end", task=label, status=result.status, msg=result.msg, changed=result.changed,
                 duration=round(time.monotonic() - started, 3), handler=handler, rc=result.rc,
@@ -152,6 +157,29 @@ async def _run_once(play: Play, task: Task, scope: Scope, item: Any, block_vars:
         raise TaskFailed(f"task '{label}' failed: {result.msg}", position=task.position,
                          hint="set ignore_errors: true to carry on regardless")
     return result
+
+
+async def _pause_before(play: Play, label: str) -> None:
+    """--debug at a terminal, like Packer's -debug: the machine is up, look at it before the next task."""
+    if not play.pausing:
+        return
+    answer = await prompt.ask(play.state.events, f"[{play.state.build.info.name}] next task: {label}",
+                              {"r": "run it", "c": "run the rest without pausing", "q": "stop this build"}, "r")
+    if answer == "c":
+        play.pausing = False
+    elif answer == "q":
+        raise BuildError(f"stopped before task '{label}', as asked", hint="the cleanups ran as on any failure")
+
+
+async def _retry_asked(play: Play, label: str, result: Result) -> bool:
+    """--on-error=ask: retry the failed task, clean up, or abort (keep everything for a look)."""
+    state = play.state
+    if state.options.on_error is not OnError.ASK:
+        return False
+    answer = await prompt.ask(state.events, f"[{state.build.info.name}] task '{label}' failed: {result.msg}",
+                              {"r": "retry it", "c": "clean up", "a": "abort, keep everything"}, "c")
+    state.keep_on_failure = answer == "a"
+    return answer == "r"
 
 
 def _label(task: Task, scope: Scope, item: Any) -> str:
@@ -299,7 +327,7 @@ def count_tasks(tasks: tuple[Task, ...], source: str) -> int:
 async def provision(state: BuildState, tasks: tuple[Task, ...], handlers: tuple[Handler, ...]) -> Play:
     source = state.build.source.name
     total = count_tasks(tasks, source) + count_tasks(tuple(h.task for h in handlers), source)
-    play = Play(state, handlers, total=total)
+    play = Play(state, handlers, total=total, pausing=state.options.pause)
     await run_tasks(play, tasks)
     await run_handlers(play, handlers)
     return play

@@ -24,6 +24,7 @@ from engine.model import Build, Recipe
 class OnError(str, Enum):
     CLEANUP = "cleanup"
     ABORT = "abort"
+    ASK = "ask"            # at a terminal: retry the failed task, clean up, or abort (keep everything)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class RunOptions:
     on_error: OnError = OnError.CLEANUP
     output_dir: Path = Path("output")
     debug: bool = False
+    pause: bool = False                      # --debug at a terminal: ask before each task
 
 
 @dataclass
@@ -53,6 +55,7 @@ class BuildState:
     counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "changed": 0, "skipped": 0, "failed": 0})
     cleanup: Cleanup | None = None          # what the build still has to release; set by run_steps
     claim: Claim | None = None              # the build's hold on its output folder (engine.claims)
+    keep_on_failure: bool = False           # --on-error=ask answered "abort": keep everything, as abort does
 
 
 class Cleanup:
@@ -134,7 +137,7 @@ async def run_steps(state: BuildState, steps: list[Step]) -> BuildOutcome:
             import traceback
             error += "\n" + traceback.format_exc()
     finally:
-        if status == "failed" and state.options.on_error is OnError.ABORT:
+        if status == "failed" and (state.options.on_error is OnError.ABORT or state.keep_on_failure):
             left = cleanup.abandon()
             if state.claim:
                 state.claim.keep()
