@@ -2,8 +2,8 @@
 
 Only runs whose claim (engine.claims) is no longer locked count as dead, so
 two runs sharing a machine never sweep each other. A dead run leaves QEMU
-processes (found by the pid files in its work dir, and killed only if their
-command line names that work dir), the work dir with its overlays, seeds and
+processes and the tools it was running (qemu-img), found by their command
+lines naming its work dir, the work dir with its overlays, seeds and
 keys, and half-written artifacts (.<name>.part-<pid>) in its output folder.
 """
 from __future__ import annotations
@@ -21,17 +21,20 @@ from engine.sweep import Leftover, Sweeper, SweepOptions
 HERE = "this machine"
 
 
-def _qemu_pids(work_dir: Path) -> list[int]:
-    pids = []
-    for pid_file in work_dir.glob("**/*.pid"):
+def _processes_using(work_dir: Path) -> list[tuple[int, str]]:
+    """Processes whose command line names the work dir: QEMU (its disk and seed are there; it also
+    leaves a pid file there), and a qemu-img convert or a tar writer that was exporting from it."""
+    found = []
+    for pid_dir in Path("/proc").iterdir():
+        if not pid_dir.name.isdigit() or int(pid_dir.name) == os.getpid():
+            continue
         try:
-            pid = int(pid_file.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError):
-            continue                                    # gone, or not a number
-        if "qemu" in cmdline and str(work_dir) in cmdline:   # not a recycled pid
-            pids.append(pid)
-    return pids
+            cmdline = (pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue                                    # gone meanwhile
+        if str(work_dir) + "/" in cmdline:
+            found.append((int(pid_dir.name), "QEMU process" if "qemu-system" in cmdline else "process"))
+    return sorted(found, key=lambda p: p[1] != "QEMU process")
 
 
 def leftovers_of(claim: Path, record: ClaimRecord | None) -> list[Leftover]:
@@ -40,7 +43,7 @@ def leftovers_of(claim: Path, record: ClaimRecord | None) -> list[Leftover]:
     found = []
     if record.work_dir and Path(record.work_dir).is_dir():
         work = Path(record.work_dir)
-        found += [Leftover("QEMU process", str(pid), HERE, record.build_id, None) for pid in _qemu_pids(work)]
+        found += [Leftover(kind, str(pid), HERE, record.build_id, None) for pid, kind in _processes_using(work)]
         found.append(Leftover("work dir", str(work), HERE, record.build_id, None))
     output = Path(record.output)
     if output.is_dir():
@@ -96,6 +99,7 @@ def _remove_claim(path_text: str) -> None:
 
 REMOVERS = {
     "QEMU process": _stop,
+    "process": _stop,
     "work dir": lambda path: shutil.rmtree(path),
     "partial artifact": lambda path: Path(path).unlink(missing_ok=True),
     "claim": _remove_claim,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -190,7 +191,6 @@ class SecurityGroup:
 
 def _delete_group(ec2: Any, group_id: str, attempts: int = 24) -> None:
     """Blocking. A group stays in use for a while after its instance is terminated (DependencyViolation)."""
-    import time
     for attempt in range(attempts):
         try:
             ec2.delete_security_group(GroupId=group_id)
