@@ -25,7 +25,7 @@ from engine.recipe_schema import RECIPE_SCHEMA, ssh_schema, task_validator
 from engine.registry import load_plugins
 from engine.references import check_references
 from engine.role_specs import check_role_arguments
-from engine.schema import each, format_path, strict, validate
+from engine.schema import HintedInvalid, each, format_path, strict, validate
 from engine.secrets import Redactor
 from engine.taskmodule import TASK_MODULES
 from engine.template import Scope, TemplateFailure, render
@@ -50,7 +50,8 @@ def compile_recipe(path: Path, options: CompileOptions = CompileOptions(),
     doc = loaded.document
     _, problems = validate(RECIPE_SCHEMA, doc)
     variables = _variables(loaded, options)
-    secret_names = frozenset(s for s in doc.get("secrets", []) or [] if isinstance(s, str))
+    secrets = doc.get("secrets")
+    secret_names = frozenset(s for s in secrets if isinstance(s, str)) if isinstance(secrets, list) else frozenset()
     if redactor is not None:
         redactor.add(_secret_values(variables, secret_names))
     problems += check_references(loaded, variables, secret_names)
@@ -119,7 +120,7 @@ def _build_info(recipe: str, source: str, options: CompileOptions) -> BuildInfo:
     return BuildInfo(id=f"{stamp}-{suffix}", source=source, recipe=recipe, timestamp=int(options.started))
 
 
-def _render_located(node: Any, scope: Scope, path: list) -> tuple[Any, list[Problem]]:
+def _render_located(node: Any, scope: Scope, path: list, fallback: Position | None = None) -> tuple[Any, list[Problem]]:
     problems: list[Problem] = []
 
     def walk(value: Any, at: list, position: Position | None) -> Any:
@@ -133,7 +134,7 @@ def _render_located(node: Any, scope: Scope, path: list) -> tuple[Any, list[Prob
             problems.append(Problem(position, exc.message, path=format_path(at), hint=exc.hint))
             return value
 
-    return walk(node, path, getattr(node, "pos", None)), problems
+    return walk(node, path, getattr(node, "pos", fallback)), problems
 
 
 def _builds(doc: YMap, variables: Variables, options: CompileOptions) -> tuple[list[Build], list[Problem]]:
@@ -142,7 +143,8 @@ def _builds(doc: YMap, variables: Variables, options: CompileOptions) -> tuple[l
         return [], []
     builds, problems = [], []
     for name, entry in sources.items():
-        platform = PLATFORMS.get(entry.get("platform")) if isinstance(entry, dict) else None
+        named = entry.get("platform") if isinstance(entry, dict) else None
+        platform = PLATFORMS.get(named) if isinstance(named, str) else None
         if platform is None:
             continue  # the schema reported it
         info = _build_info(doc["name"], name, options)
@@ -150,20 +152,51 @@ def _builds(doc: YMap, variables: Variables, options: CompileOptions) -> tuple[l
         rendered, found = _render_located(entry, scope, ["sources", name])
         problems += found
         ssh = ssh_schema(platform.ssh_required)
+        owner = f"the {platform.name} platform"
         schema = strict({vol.Required("platform"): str, (vol.Required("ssh") if platform.ssh_required else "ssh"): ssh,
-                         **platform.schema}, what="option")
-        valid, found = validate(vol.All(schema, platform.check), rendered, root=doc, prefix=["sources", name])
+                         **guarded(platform.schema, owner)}, what="option")
+        valid, found = validate(vol.All(schema, guard(platform.check, owner)), rendered, root=doc,
+                                prefix=["sources", name])
         problems += found
         exports, found = _exports(doc, scope)
         problems += found
         if found or problems:
             continue
         options_only = {k: v for k, v in valid.items() if k not in ("platform", "ssh")}
-        source = Source(name=name, platform=platform.name, position=entry.pos,
-                        config=platform.configure(options_only, Path(doc.pos.file).parent),
+        try:
+            config = platform.configure(options_only, Path(doc.pos.file).parent)
+        except Exception as exc:   # a plug-in's bug: reported at the source, not as a traceback
+            problems.append(Problem(entry.pos, _plugin_failure(owner, exc), path=f"sources.{name}",
+                                    hint="this is a bug in the platform; please report it"))
+            continue
+        source = Source(name=name, platform=platform.name, position=entry.pos, config=config,
                         ssh=SshSettings(**valid.get("ssh", {})))
         builds.append(Build(info=info, source=source, exports=tuple(for_platform(exports, platform))))
     return builds, problems
+
+
+def _plugin_failure(owner: str, exc: Exception) -> str:
+    return f"{owner} failed on this value ({type(exc).__name__}: {exc})"
+
+
+def guard(validator: Any, owner: str) -> Any:
+    """A plug-in's validator, with an unexpected exception (a bug of the plug-in: a list where it only
+    thought of strings) turned into an invalid value at the option's line:column instead of a traceback."""
+    compiled = vol.Schema(validator, extra=vol.ALLOW_EXTRA)   # as strict() compiles it
+
+    def check(value: Any) -> Any:
+        try:
+            return compiled(value)
+        except vol.Invalid:
+            raise
+        except Exception as exc:
+            raise HintedInvalid(_plugin_failure(owner, exc), hint=f"this is a bug in {owner}; please report it") from None
+
+    return check
+
+
+def guarded(schema: dict, owner: str) -> dict:
+    return {key: guard(validator, owner) for key, validator in schema.items()}
 
 
 def for_platform(exports: list[Export], platform: type[Platform]) -> list[Export]:
@@ -191,15 +224,22 @@ def _exports(doc: YMap, scope: Scope) -> tuple[list[Export], list[Problem]]:
             continue  # the schema reported it
         (kind, raw), = entry.items()
         exporter = EXPORTS.get(kind)
-        rendered, found = _render_located(raw if raw is not None else YMap(), scope, ["exports", index, kind])
-        schema = {**exporter.schema, **chain_options(exporter)}
-        valid, schema_found = validate(vol.All(strict(schema, what="option"), exporter.check), rendered, root=doc,
-                                       prefix=["exports", index, kind])
+        rendered, found = _render_located(raw if raw is not None else YMap(), scope, ["exports", index, kind],
+                                          getattr(entry, "value_pos", {}).get(kind, entries.item_pos[index]))
+        owner = f"the {kind} export"
+        schema = {**guarded(exporter.schema, owner), **chain_options(exporter)}
+        valid, schema_found = validate(vol.All(strict(schema, what="option"), guard(exporter.check, owner)), rendered,
+                                       root=doc, prefix=["exports", index, kind])
         problems += found + schema_found
         if not found and not schema_found:
             keep_input = valid.pop("keep_input", True)
-            exports.append(Export(kind=kind, position=entries.item_pos[index], config=exporter.configure(valid),
-                                  keep_input=keep_input))
+            try:
+                config = exporter.configure(valid)
+            except Exception as exc:   # a plug-in's bug: reported at the export, not as a traceback
+                problems.append(Problem(entries.item_pos[index], _plugin_failure(owner, exc),
+                                        path=f"exports[{index}].{kind}", hint="this is a bug in the export; please report it"))
+                continue
+            exports.append(Export(kind=kind, position=entries.item_pos[index], config=config, keep_input=keep_input))
     return exports, problems
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from engine.errors import Position, Problem, RecipeError
 from engine.model import Origin
+from engine.schema import type_name
 from engine.yamlpos import YMap, YSeq, load_yaml_file
 
 INCLUDE_KEYS = ("import_tasks", "include_tasks")
@@ -67,7 +68,8 @@ class Loader:
         path = path.resolve() if path.exists() else path
         document = self._read(path, None, "recipe")
         if not isinstance(document, YMap):
-            raise RecipeError.at(getattr(document, "pos", Position(str(path))),
+            raise RecipeError.at(getattr(document, "pos", Position(str(path), 1, 1) if document is not None
+                                         else Position(str(path))),
                                  "a recipe must be a mapping (name:, sources:, tasks:, ...)",
                                  hint="see playbooks/examples/hello-ssh.yml for the shape of a recipe")
         base = path.parent
@@ -117,7 +119,11 @@ class Loader:
             self.problems.append(Problem(where, f"{key} needs a fixed file name, not a template",
                                          hint="includes are read when the recipe is validated"))
             return task
-        path = (base / target).resolve()
+        path = _resolved(base / target)
+        if path is None:
+            self.problems.append(Problem(where, f"{key}: {target[:80]!r} is not a usable file name",
+                                         hint="a path the system can open: no NUL byte, no name over 255 characters"))
+            return task
         if path in chain:
             cycle = " -> ".join(p.name for p in [*chain[chain.index(path):], path])
             self.problems.append(Problem(where, f"include loop: {cycle}",
@@ -131,8 +137,8 @@ class Loader:
         if included is None:
             included = YSeq(pos=Position(str(path), 1, 1))
         if not isinstance(included, YSeq):
-            self.problems.append(Problem(getattr(included, "pos", Position(str(path))),
-                                         "an included task file must be a list of tasks"))
+            self.problems.append(Problem(getattr(included, "pos", Position(str(path), 1, 1)),
+                                         f"an included task file must be a list of tasks, got {type_name(included)}"))
             return task
         block = YMap(pos=task.pos)
         for k, v in task.items():
@@ -156,7 +162,7 @@ class Loader:
             name, params = self._role_reference(entry, where)
             if name is None:
                 continue
-            directory = next((d / name for d in self.role_dirs(base) if (d / name).is_dir()), None)
+            directory = next((d / name for d in self.role_dirs(base) if _is_dir(d / name)), None)
             if directory is None:
                 searched = ", ".join(str(d) for d in self.role_dirs(base))
                 self.problems.append(Problem(where, f"role {name!r} not found",
@@ -187,7 +193,8 @@ class Loader:
                 return empty
             if not isinstance(data, expect):
                 kind = "a list" if expect is YSeq else "a mapping"
-                raise RecipeError.at(getattr(data, "pos", Position(str(path))), f"{relative} of role {name!r} must be {kind}")
+                raise RecipeError.at(getattr(data, "pos", Position(str(path), 1, 1)),
+                                     f"{relative} of role {name!r} must be {kind}, got {type_name(data)}")
             return data
 
         file_pos = Position(str(directory), 1, 1)
@@ -202,6 +209,21 @@ class Loader:
             vars=optional("vars/main.yml", YMap, YMap(pos=file_pos)),
             argument_specs=specs,
         )
+
+
+def _resolved(path: Path) -> Path | None:
+    """path made absolute, or None when the name cannot be one (a NUL byte, too long)."""
+    try:
+        return path.resolve()
+    except (OSError, ValueError):
+        return None
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):   # a name too long or with a NUL byte names no directory
+        return False
 
 
 def load_recipe(path: Path, roles_path: list[Path] | None = None) -> LoadedRecipe:

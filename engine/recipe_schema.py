@@ -103,7 +103,7 @@ def task_validator(handler: bool) -> Any:
     def validate(task: Any) -> Any:
         if not isinstance(task, dict):
             raise HintedInvalid(f"a task must be a mapping, got {type_name(task)}",
-                                hint="e.g. - name: Say hello\n    shell: echo hello")
+                                hint="e.g. - {name: Say hello, shell: echo hello}")
         errors: list[vol.Invalid] = []
         modules = _module_keys(task, keywords, errors)
         _check_shape(task, modules, errors)
@@ -163,6 +163,9 @@ def _module_errors(module: str, args: Any) -> list[vol.Invalid]:
     except vol.Invalid as exc:
         exc.prepend([module])
         return [exc]
+    except Exception as exc:   # a bug of the module's schema (a list where it thought only of strings): no traceback
+        return [HintedInvalid(f"the {module} module failed on these options ({type(exc).__name__}: {exc})",
+                              path=[module], hint="this is a bug in the module; please report it")]
     return []
 
 
@@ -180,6 +183,9 @@ def source_entry(value: Any) -> Any:
         raise HintedInvalid("required key 'platform' is missing",
                             hint="platforms: " + ", ".join(PLATFORMS.names()))
     platform = value["platform"]
+    if not isinstance(platform, str):
+        raise HintedInvalid(f"platform takes a platform name, got {type_name(platform)}", path=["platform"],
+                            hint="platforms: " + ", ".join(PLATFORMS.names()))
     if platform not in PLATFORMS:
         raise HintedInvalid(f"unknown platform {platform!r}", path=["platform"],
                             hint=did_you_mean(str(platform), PLATFORMS.names(),

@@ -12,7 +12,7 @@ from engine.loader import LoadedRecipe
 from engine.model import Origin, Variables
 from engine.schema import did_you_mean, format_path
 from engine.taskmodule import TASK_MODULES
-from engine.template import GLOBAL_NAMES, is_template, names_used
+from engine.template import GLOBAL_NAMES, is_template, names_used, unsafe_access
 from engine.yamlpos import YMap, YSeq
 
 EXPRESSION_KEYS = ("when", "changed_when", "failed_when", "until")
@@ -91,7 +91,18 @@ def check_references(loaded: LoadedRecipe, variables: Variables, secret_names: f
     for layer_name, layer in (("vars", doc.get("vars")),):
         if isinstance(layer, YMap):
             problems += _template_problems(layer, [layer_name], known, expression_keys=())
+    for role in loaded.roles:   # a role's variables are only rendered where they are used: the sandbox's check here
+        for layer_name, layer in (("vars", role.params), ("defaults", role.defaults), ("vars/main.yml", role.vars)):
+            if isinstance(layer, YMap):
+                problems += _template_problems(layer, [], None, (), f"roles[{role.name}].{layer_name}")
     return problems
+
+
+def _names(value: Any) -> list:
+    """notify, only, listen: one name or a list of them (anything else the schema reports)."""
+    if isinstance(value, str):
+        return [value]
+    return list(value) if isinstance(value, list) else []
 
 
 def _handler_names(loaded: LoadedRecipe) -> set[str]:
@@ -101,8 +112,7 @@ def _handler_names(loaded: LoadedRecipe) -> set[str]:
         for task, _ in _walk_tasks(handlers, ""):
             if isinstance(task.get("name"), str):
                 names.add(task["name"])
-            listen = task.get("listen")
-            names.update([listen] if isinstance(listen, str) else [n for n in listen or [] if isinstance(n, str)])
+            names.update(n for n in _names(task.get("listen")) if isinstance(n, str))
     return names
 
 
@@ -115,7 +125,7 @@ def _task_reference_problems(task: YMap, path: str, known: set[str], sources: se
             shallow.value_pos[key] = task.value_pos[key]
     problems = _template_problems(shallow, [], known, EXPRESSION_KEYS, path)
     notify = task.get("notify")
-    for index, target in enumerate([notify] if isinstance(notify, str) else notify or []):
+    for index, target in enumerate(_names(notify)):
         if isinstance(target, str) and target not in handler_names and not is_template(target):
             where = task.value_pos.get("notify")
             if isinstance(notify, YSeq):
@@ -123,11 +133,10 @@ def _task_reference_problems(task: YMap, path: str, known: set[str], sources: se
             problems.append(Problem(where, f"no handler named {target!r}", path=f"{path}.notify",
                                     hint=did_you_mean(target, handler_names, "define it under handlers:")))
     for key in ("only", "except"):
-        names = task.get(key)
-        for name in [names] if isinstance(names, str) else names or []:
+        for name in _names(task.get(key)):
             if isinstance(name, str) and sources and name not in sources:
                 problems.append(Problem(task.value_pos.get(key), f"no source named {name!r}", path=f"{path}.{key}",
-                                        hint=did_you_mean(name, sources, "sources: " + ", ".join(sorted(sources)))))
+                                        hint=did_you_mean(name, sources, "sources: " + ", ".join(sorted(map(str, sources))))))
     return problems
 
 
@@ -143,23 +152,36 @@ def _local_file_problems(task: YMap, path: str, origin: Origin) -> list[Problem]
         if not isinstance(name, str) or is_template(name):
             continue
         candidates = [Path(name)] if Path(name).is_absolute() else [d / name for d in origin.search_dirs(kind)]
-        if not any(c.is_file() for c in candidates):
+        if not any(_is_file(c) for c in candidates):
             searched = ", ".join(str(c.parent) for c in candidates)
             problems.append(Problem(args.value_pos.get(option), f"{kind[:-1]} {name!r} not found",
                                     path=f"{path}.{module}.{option}", hint=f"looked in {searched}"))
     return problems
 
 
-def _template_problems(node: YMap, base: list, known: set[str], expression_keys: tuple[str, ...],
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):   # a name too long or with a NUL byte names no file
+        return False
+
+
+def _template_problems(node: YMap, base: list, known: set[str] | None, expression_keys: tuple[str, ...],
                        path_prefix: str = "") -> list[Problem]:
+    """Templates that reach what the sandbox refuses, and (unless known is None) names nothing defines."""
     problems = []
     for path, position, value in _leaves(node, base, node.pos):
         if not isinstance(value, str):
             continue
         expression = bool(path) and path[0] in expression_keys and not is_template(value)
-        for name in _undefined(value, expression, known):
-            where = format_path(path)
-            full = f"{path_prefix}.{where}" if path_prefix and where else (path_prefix or where)
+        where = format_path(path)
+        full = f"{path_prefix}.{where}" if path_prefix and where else (path_prefix or where)
+        if expression or is_template(value):
+            refused = unsafe_access(value, expression=expression)
+            if refused:
+                problems.append(Problem(position, f"refused by the template sandbox: {refused}", path=full,
+                                        hint="templates may not reach Python internals"))
+        for name in _undefined(value, expression, known) if known is not None else ():
             problems.append(Problem(position, f"undefined variable {name!r}", path=full,
                                     hint=did_you_mean(name, known - BUILTIN_NAMES,
                                                       "define it under vars:, pass --var, or use | default(...)")))

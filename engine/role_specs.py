@@ -17,6 +17,7 @@ from engine.errors import Problem
 from engine.loader import LoadedRole
 from engine.model import Variables
 from engine.schema import did_you_mean, type_name
+from engine.yamlpos import YMap
 from engine.template import is_template
 
 TYPES: dict[str, tuple[type, ...]] = {
@@ -25,13 +26,36 @@ TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _options(role: LoadedRole) -> dict[str, Any] | None:
+def _options(role: LoadedRole) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """The options of the role's main entry point, and what is wrong with the file's shape."""
     specs = role.argument_specs
     if not isinstance(specs, dict):
-        return None
-    main = (specs.get("argument_specs") or {}).get("main") or {}
-    options = main.get("options") if isinstance(main, dict) else None
-    return options if isinstance(options, dict) else {}
+        return None, []
+    node: Any = specs
+    path = []
+    for key in ("argument_specs", "main", "options"):
+        parent, node = node, node.get(key)
+        path.append(key)
+        if node is None:
+            return {}, []
+        if not isinstance(node, dict):
+            where = parent.value_pos.get(key) if isinstance(parent, YMap) else None
+            return {}, [Problem(where or getattr(specs, "pos", None), f"expected a mapping, got {type_name(node)}",
+                                path=".".join(path), hint="argument_specs: {main: {options: {name: {type: str}}}}")]
+    problems = []
+    for name, spec in node.items():
+        spec = spec if isinstance(spec, dict) else {}
+        kind, choices = spec.get("type", "str"), spec.get("choices")
+        bad = None
+        if not isinstance(kind, str) or kind not in TYPES:
+            bad = ("type", f"type must be one of {', '.join(TYPES)}, got {kind!r}")
+        elif choices is not None and not isinstance(choices, list):
+            bad = ("choices", f"choices must be a list, got {type_name(choices)}")
+        if bad:
+            where = spec.value_pos.get(bad[0]) if isinstance(spec, YMap) else None
+            problems.append(Problem(where or getattr(node, "pos", None), bad[1],
+                                    path=f"argument_specs.main.options.{name}.{bad[0]}"))
+    return (node if not problems else {}), problems
 
 
 def _type_ok(value: Any, type_name_: str) -> bool:
@@ -42,16 +66,15 @@ def _type_ok(value: Any, type_name_: str) -> bool:
 
 
 def check_role_arguments(role: LoadedRole, variables: Variables) -> list[Problem]:
-    options = _options(role)
-    if options is None:
-        return []
-    problems = []
+    options, problems = _options(role)
+    if options is None or problems:
+        return problems
     where = role.referenced_at
     for name in role.params:
         if name not in options:
             problems.append(Problem(role.params.key_pos.get(name, where),
                                     f"role {role.name!r} takes no argument {name!r}", path=f"roles[{role.name}].vars",
-                                    hint=did_you_mean(name, options, "arguments: " + ", ".join(options))))
+                                    hint=did_you_mean(name, options, "arguments: " + ", ".join(map(str, options)))))
     layers = [role.defaults, *variables.layers()[1:], role.params]
     for name, spec in options.items():
         spec = spec if isinstance(spec, dict) else {}

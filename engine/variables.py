@@ -44,7 +44,7 @@ def file_vars(paths: Iterable[Path]) -> dict[str, Any]:
         if data is None:
             continue
         if not isinstance(data, YMap):
-            raise RecipeError.at(getattr(data, "pos", Position(str(path))),
+            raise RecipeError.at(getattr(data, "pos", Position(str(path), 1, 1)),
                                  "a variable file must be a mapping of names to values")
         values.update(data)
     return values

@@ -7,12 +7,16 @@ starts, which is what every error message needs.
 from __future__ import annotations
 
 import datetime
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import (CommentedKeyMap, CommentedKeySeq, CommentedMap, CommentedSeq, CommentedSet,
+                                   TaggedScalar)
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.scalarbool import ScalarBoolean
+from ruamel.yaml.events import MappingEndEvent, MappingStartEvent, SequenceEndEvent, SequenceStartEvent
 
 from engine.errors import Position, RecipeError
 
@@ -49,33 +53,135 @@ def _pos(file: str, line_col: tuple[int, int] | list[int] | None) -> Position:
     return Position(file, line_col[0] + 1, line_col[1] + 1)
 
 
-def _convert(node: Any, file: str) -> Any:
-    if isinstance(node, CommentedMap):
-        out = YMap(pos=_pos(file, (node.lc.line, node.lc.col)))
+MAX_DEPTH = 64            # containers inside containers; recipes use a dozen at most
+MAX_NODES = 100_000       # after aliases: an anchor used twice counts twice (a "billion laughs" stops here)
+YAML_STR_TAG = "tag:yaml.org,2002:str"
+
+
+class _Converter:
+    """ruamel's round-trip nodes to YMap/YSeq and plain scalars, refusing what the rest cannot use.
+
+    Aliases make a YAML document a graph: a recursive alias, nesting deeper than MAX_DEPTH or more than
+    MAX_NODES nodes once aliases are expanded are errors here, with the position of the node at fault,
+    so nothing later has to guard against them.
+    """
+
+    def __init__(self, file: str):
+        self.file = file
+        self.nodes = 0
+        self.open: set[int] = set()       # containers being converted: an alias to one of them is a cycle
+        self.seen: set[int] = set()       # containers converted once: met again, they are an alias
+        self.aliases: list[Position] = [] # the anchors being expanded again, outermost first (ruamel places an
+                                          # alias at its anchor)
+
+    def fail(self, position: Position, message: str, hint: str = "") -> RecipeError:
+        return RecipeError.at(position, message, hint=hint)
+
+    def convert(self, node: Any, position: Position, depth: int = 0) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise self.fail(self.aliases[0] if self.aliases else position,
+                            f"the document has more than {MAX_NODES} values once its aliases are expanded",
+                            hint="each alias (*name) of this anchor repeats its whole content; use fewer")
+        if isinstance(node, (CommentedMap, CommentedSeq)):
+            if depth >= MAX_DEPTH:
+                raise self.fail(position, f"nested more than {MAX_DEPTH} levels deep",
+                                hint="a recipe needs a dozen levels at most; check the brackets")
+            if id(node) in self.open:
+                raise self.fail(position, "an alias refers to a node that contains it (a recursive alias)",
+                                hint="an anchor's content cannot use its own alias")
+            alias = id(node) in self.seen
+            self.seen.add(id(node))
+            self.open.add(id(node))
+            if alias:
+                self.aliases.append(position)
+            try:
+                if isinstance(node, CommentedMap):
+                    return self._map(node, depth)
+                return self._seq(node, depth)
+            finally:
+                self.open.discard(id(node))
+                if alias:
+                    self.aliases.pop()
+        return self._scalar(node, position)
+
+    def _map(self, node: CommentedMap, depth: int) -> YMap:
+        out = YMap(pos=_pos(self.file, (node.lc.line, node.lc.col)))
         for key, value in node.items():
-            plain_key = _convert(key, file)
-            out[plain_key] = _convert(value, file)
-            out.key_pos[plain_key] = _pos(file, node.lc.key(key))
-            out.value_pos[plain_key] = _pos(file, node.lc.value(key))
+            key_at, value_at = self._item_positions(node, key, out.pos)
+            if isinstance(key, (CommentedKeySeq, CommentedKeyMap, tuple)):
+                raise self.fail(key_at, "a key must be a plain value (a name, a number), not a list or a mapping",
+                                hint="remove the '? ' complex key, or quote the key")
+            plain_key = self._scalar(key, key_at)
+            out[plain_key] = self.convert(value, value_at, depth + 1)
+            out.key_pos[plain_key] = key_at
+            out.value_pos[plain_key] = value_at
         return out
-    if isinstance(node, CommentedSeq):
-        out_seq = YSeq(pos=_pos(file, (node.lc.line, node.lc.col)))
+
+    def _item_positions(self, node: CommentedMap, key: Any, fallback: Position) -> tuple[Position, Position]:
+        """Where a key and its value are; a key merged in with `<<: *anchor` is where the anchor wrote it."""
+        own = getattr(node, "_ok", None)
+        merged = [entry[-1] if isinstance(entry, tuple) else entry for entry in getattr(node, "merge", None) or []]
+        for source in [node] if own is None or key in own else merged:
+            try:
+                return _pos(self.file, source.lc.key(key)), _pos(self.file, source.lc.value(key))
+            except (KeyError, TypeError, AttributeError):
+                continue
+        return fallback, fallback
+
+    def _seq(self, node: CommentedSeq, depth: int) -> YSeq:
+        out = YSeq(pos=_pos(self.file, (node.lc.line, node.lc.col)))
         for index, item in enumerate(node):
-            out_seq.append(_convert(item, file))
-            out_seq.item_pos.append(_pos(file, node.lc.item(index)))
-        return out_seq
-    # ruamel's scalar subclasses become the plain types the rest of the code expects
-    if isinstance(node, bool):
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    if isinstance(node, (datetime.date, datetime.datetime)):
-        return node.isoformat()
-    return node
+            try:
+                at = _pos(self.file, node.lc.item(index))
+            except (KeyError, TypeError):
+                at = out.pos
+            out.append(self.convert(item, at, depth + 1))
+            out.item_pos.append(at)
+        return out
+
+    def _scalar(self, node: Any, position: Position) -> Any:
+        # ruamel's scalar subclasses become the plain types the rest of the code expects
+        if node is None:
+            return None
+        if isinstance(node, (bool, ScalarBoolean)):   # an anchored `&a true` is a ScalarBoolean, an int
+            return bool(node)
+        if isinstance(node, int):
+            return int(node)
+        if isinstance(node, float):
+            return float(node)
+        if isinstance(node, str):
+            return str(node)
+        if isinstance(node, (datetime.date, datetime.datetime)):
+            return node.isoformat()
+        if isinstance(node, TaggedScalar) and getattr(node.tag, "value", None) == YAML_STR_TAG:
+            return str(node.value)     # !!str 1 is the string "1"
+        tag = getattr(getattr(node, "tag", None), "value", None)
+        what = {bytes: "binary data (!!binary)", CommentedSet: "a set (!!set)"}.get(
+            type(node), f"the YAML tag {tag}" if tag else f"a {type(node).__name__} value")
+        raise self.fail(position, f"{what} is not supported in a recipe",
+                        hint="use strings, numbers, booleans, lists and mappings; quote a string that starts with !")
+
+
+def _convert(node: Any, file: str) -> Any:
+    return _Converter(file).convert(node, Position(file, 1, 1))
+
+
+def _deepest_position(text: str, file: str) -> Position:
+    """Where nesting first goes past MAX_DEPTH: found from parser events, which need no recursion."""
+    depth = 0
+    try:
+        for event in YAML(typ="rt").parse(text):
+            if isinstance(event, (MappingStartEvent, SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    mark = event.start_mark
+                    return Position(file, mark.line + 1, mark.column + 1)
+            elif isinstance(event, (MappingEndEvent, SequenceEndEvent)):
+                depth -= 1
+    except (YAMLError, RecursionError):
+        pass
+    return Position(file)
 
 
 def parse_yaml(text: str, file: str) -> Any:
@@ -90,11 +196,78 @@ def parse_yaml(text: str, file: str) -> Any:
         problem = (exc.problem or exc.context or "invalid YAML").strip()
         if "found duplicate key" in str(exc):
             problem = "duplicate key " + (exc.problem or "").split("found duplicate key")[-1].strip()
+        problem = printable(problem)   # ruamel quotes the text as it is: a line break in it would split the line
         raise RecipeError.at(position, f"YAML syntax error: {problem}",
                              hint=_yaml_hint(problem)) from None
     except YAMLError as exc:
-        raise RecipeError.at(Position(file), f"YAML error: {exc}") from None
+        raise RecipeError.at(_error_position(exc, text, file), f"YAML error: {_one_line(exc)}") from None
+    except RecursionError:
+        raise RecipeError.at(_deepest_position(text, file), f"nested more than {MAX_DEPTH} levels deep",
+                             hint="a recipe needs a dozen levels at most; check the brackets") from None
+    except Exception as exc:   # ruamel's constructors fail on some input: !!int x, !!set on a scalar, ? [{a: 1}]
+        where, what = _constructor_culprit(text, file)
+        hint = "remove the tag, or give a value of its type" if "!!" in what else "check the keys and tags near here"
+        if not what:
+            what = f"cannot be read ({type(exc).__name__}: {printable(str(exc))})"
+        raise RecipeError.at(where, f"YAML error: {what}", hint=hint) from None
     return _convert(data, file)
+
+
+def _constructor_culprit(text: str, file: str) -> tuple[Position, str]:
+    """Where a constructor failure comes from: the first key that is a collection inside a collection key
+    (unhashable), or the first node with an explicit standard tag (!!int, !!set...)."""
+    try:
+        todo = [YAML(typ="rt").compose(text)]
+    except Exception:
+        return Position(file), ""
+    tagged = None
+    while todo:
+        node = todo.pop(0)
+        if node is None:
+            continue
+        mark = node.start_mark
+        tag = str(getattr(node.tag, "value", node.tag) or "")
+        explicit = text[mark.index:mark.index + 2] == "!!" or (text[mark.index:mark.index + 1] == "!" and
+                                                                 tag.startswith("tag:yaml.org"))
+        if explicit and tagged is None:
+            tagged = Position(file, mark.line + 1, mark.column + 1), f"this value cannot be read as !!{tag.rsplit(':', 1)[-1]}"
+        if isinstance(node.value, list):
+            for item in node.value:
+                if isinstance(item, tuple):
+                    key = item[0]
+                    if not isinstance(key.value, str):
+                        at = key.start_mark
+                        return (Position(file, at.line + 1, at.column + 1),
+                                "a key must be a plain value (a name, a number), not a list or a mapping")
+                    todo.extend(item)
+                else:
+                    todo.append(item)
+    return tagged or (Position(file), "")
+
+
+def _one_line(exc: Exception) -> str:
+    return printable(" ".join(line.strip() for line in str(exc).splitlines()
+                              if line.strip() and "<unicode string>" not in line))
+
+
+def printable(text: str) -> str:
+    """text with line breaks and other control characters escaped, so that a message stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _error_position(exc: YAMLError, text: str, file: str) -> Position:
+    """An unmarked YAML error (a character YAML forbids) still says where: from its offset in the text."""
+    found = re.search(r"position (\d+)", str(exc))
+    if not found:
+        return Position(file)
+    return _offset_position(text, int(found.group(1)), file)
+
+
+def _offset_position(text: str, offset: int, file: str) -> Position:
+    before = text[:offset]
+    return Position(file, before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1)
 
 
 def _yaml_hint(problem: str) -> str:
@@ -116,8 +289,15 @@ def load_yaml_file(path: Path, referenced_at: Position | None = None, what: str 
     except FileNotFoundError:
         raise RecipeError.at(referenced_at or Position(str(path)), f"{what} not found: {path}",
                              hint="paths are relative to the file that names them") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise RecipeError.at(referenced_at or Position(str(path)), f"cannot read {what} {path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raw = path.read_bytes()
+        text = raw[:exc.start].decode("utf-8", errors="replace")
+        where = _offset_position(text, len(text), str(path))
+        raise RecipeError.at(where, f"{what} is not UTF-8 text: byte 0x{raw[exc.start]:02x} cannot be decoded",
+                             hint="save the file as UTF-8") from None
+    except (OSError, ValueError) as exc:   # a directory, no permission, a name too long or with a NUL byte
+        raise RecipeError.at(referenced_at or Position(str(path)), f"cannot read {what} {path}: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
     return parse_yaml(text, str(path))
 
 

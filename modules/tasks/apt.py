@@ -75,7 +75,7 @@ def upgrade_choice(value: object) -> str:
         return "safe" if value else "no"
     if value == "yes":
         return "safe"
-    if value not in UPGRADES:
+    if not isinstance(value, str) or value not in UPGRADES:
         raise vol.Invalid(f"upgrade must be one of no, yes, {', '.join(list(UPGRADES)[1:])}, got {value!r}")
     return str(value)
 

@@ -7,7 +7,7 @@ from typing import Any
 import voluptuous as vol
 
 from engine.taskmodule import Result, TaskContext, TaskModule
-from engine.template import TemplateFailure
+from engine.template import SandboxRefusal, TemplateFailure
 from modules.tasks._remote import maybe
 
 
@@ -36,6 +36,8 @@ class Debug(TaskModule, name="debug"):
         # (or an expression, as in Ansible), so it is evaluated here, in the task's scope.
         try:
             value = ctx.render_text("{{ " + params.var + " }}")
+        except SandboxRefusal:
+            raise       # not "not defined": the task fails and says what was refused
         except TemplateFailure:
             value = "VARIABLE IS NOT DEFINED!"
         return Result(msg=f"{params.var}: {value}", data={"msg": value, params.var: value})
