@@ -16,7 +16,7 @@ from typing import Any
 from engine.errors import Position, Problem, RecipeError
 from engine.model import Origin
 from engine.schema import type_name
-from engine.yamlpos import YMap, YSeq, load_yaml_file
+from engine.yamlpos import YMap, YSeq, load_yaml_file, printable
 
 INCLUDE_KEYS = ("import_tasks", "include_tasks")
 TASK_LIST_KEYS = ("block", "rescue", "always")
@@ -125,7 +125,7 @@ class Loader:
                                          hint="a path the system can open: no NUL byte, no name over 255 characters"))
             return task
         if path in chain:
-            cycle = " -> ".join(p.name for p in [*chain[chain.index(path):], path])
+            cycle = " -> ".join(printable(p.name) for p in [*chain[chain.index(path):], path])
             self.problems.append(Problem(where, f"include loop: {cycle}",
                                          hint="a file may not include itself, directly or through others"))
             return task

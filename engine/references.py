@@ -13,7 +13,7 @@ from engine.model import Origin, Variables
 from engine.schema import did_you_mean, format_path
 from engine.taskmodule import TASK_MODULES
 from engine.template import GLOBAL_NAMES, is_template, names_used, unsafe_access
-from engine.yamlpos import YMap, YSeq
+from engine.yamlpos import YMap, YSeq, printable
 
 EXPRESSION_KEYS = ("when", "changed_when", "failed_when", "until")
 BUILTIN_NAMES = frozenset({"build", "facts", "item", "loop", "result", "failed_task", "lookup", "omit"})
@@ -155,7 +155,7 @@ def _local_file_problems(task: YMap, path: str, origin: Origin) -> list[Problem]
         if not any(_is_file(c) for c in candidates):
             searched = ", ".join(str(c.parent) for c in candidates)
             problems.append(Problem(args.value_pos.get(option), f"{kind[:-1]} {name!r} not found",
-                                    path=f"{path}.{module}.{option}", hint=f"looked in {searched}"))
+                                    path=f"{path}.{module}.{option}", hint=f"looked in {printable(searched)}"))
     return problems
 
 

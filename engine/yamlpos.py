@@ -6,15 +6,17 @@ starts, which is what every error message needs.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import re
+import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import (CommentedKeyMap, CommentedKeySeq, CommentedMap, CommentedSeq, CommentedSet,
                                    TaggedScalar)
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning, YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 from ruamel.yaml.events import MappingEndEvent, MappingStartEvent, SequenceEndEvent, SequenceStartEvent
 
@@ -167,11 +169,20 @@ def _convert(node: Any, file: str) -> Any:
     return _Converter(file).convert(node, Position(file, 1, 1))
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """An anchor defined twice is YAML 1.2 (the later one counts): ruamel's warning about it would print a
+    Python source line and a multi-line message to stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ReusedAnchorWarning)
+        yield
+
+
 def _deepest_position(text: str, file: str) -> Position:
     """Where nesting first goes past MAX_DEPTH: found from parser events, which need no recursion."""
     depth = 0
     try:
-        for event in YAML(typ="rt").parse(text):
+        for event in YAML(typ="rt").parse(text):      # events, not nodes: no anchor warnings either
             if isinstance(event, (MappingStartEvent, SequenceStartEvent)):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -189,7 +200,8 @@ def parse_yaml(text: str, file: str) -> Any:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
-        data = yaml.load(text)
+        with _quiet():
+            data = yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         position = Position(file, mark.line + 1, mark.column + 1) if mark else Position(file)
@@ -213,36 +225,47 @@ def parse_yaml(text: str, file: str) -> Any:
     return _convert(data, file)
 
 
+_PLAIN_COLLECTIONS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
 def _constructor_culprit(text: str, file: str) -> tuple[Position, str]:
-    """Where a constructor failure comes from: the first key that is a collection inside a collection key
-    (unhashable), or the first node with an explicit standard tag (!!int, !!set...)."""
+    """Where a constructor failure comes from, innermost first: a list or mapping used as a key (unhashable),
+    or a value its tag cannot make (!!int x, !!set on a scalar), found by constructing the nodes one by one."""
+    yaml = YAML(typ="rt")
     try:
-        todo = [YAML(typ="rt").compose(text)]
+        with _quiet():
+            root = yaml.compose(text)
     except Exception:
         return Position(file), ""
-    tagged = None
-    while todo:
-        node = todo.pop(0)
-        if node is None:
-            continue
-        mark = node.start_mark
-        tag = str(getattr(node.tag, "value", node.tag) or "")
-        explicit = text[mark.index:mark.index + 2] == "!!" or (text[mark.index:mark.index + 1] == "!" and
-                                                                 tag.startswith("tag:yaml.org"))
-        if explicit and tagged is None:
-            tagged = Position(file, mark.line + 1, mark.column + 1), f"this value cannot be read as !!{tag.rsplit(':', 1)[-1]}"
+
+    def children_first(node: Any) -> Iterator[Any]:
         if isinstance(node.value, list):
             for item in node.value:
-                if isinstance(item, tuple):
-                    key = item[0]
-                    if not isinstance(key.value, str):
-                        at = key.start_mark
-                        return (Position(file, at.line + 1, at.column + 1),
-                                "a key must be a plain value (a name, a number), not a list or a mapping")
-                    todo.extend(item)
-                else:
-                    todo.append(item)
-    return tagged or (Position(file), "")
+                for child in item if isinstance(item, tuple) else (item,):
+                    yield from children_first(child)
+        yield node
+
+    try:
+        for node in children_first(root) if root is not None else ():
+            mark = node.start_mark
+            where = Position(file, mark.line + 1, mark.column + 1)
+            if isinstance(node.value, list) and any(isinstance(item, tuple) and not isinstance(item[0].value, str)
+                                                    for item in node.value):
+                key = next(item[0] for item in node.value if isinstance(item, tuple) and not isinstance(item[0].value, str))
+                return (Position(file, key.start_mark.line + 1, key.start_mark.column + 1),
+                        "a key must be a plain value (a name, a number), not a list or a mapping")
+            tag = str(getattr(node.tag, "value", node.tag) or "")
+            if isinstance(node.value, list) and tag in _PLAIN_COLLECTIONS:
+                continue
+            try:
+                with _quiet():
+                    yaml.constructor.construct_object(node, deep=True)
+            except Exception:
+                name = "!!" + tag.rsplit(":", 1)[-1] if tag.startswith("tag:yaml.org") else tag
+                return where, f"this value cannot be read as {name}"
+    except RecursionError:
+        pass
+    return Position(file), ""
 
 
 def _one_line(exc: Exception) -> str:
@@ -287,7 +310,7 @@ def load_yaml_file(path: Path, referenced_at: Position | None = None, what: str 
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise RecipeError.at(referenced_at or Position(str(path)), f"{what} not found: {path}",
+        raise RecipeError.at(referenced_at or Position(str(path)), f"{what} not found: {printable(str(path))}",
                              hint="paths are relative to the file that names them") from None
     except UnicodeDecodeError as exc:
         raw = path.read_bytes()
@@ -296,7 +319,7 @@ def load_yaml_file(path: Path, referenced_at: Position | None = None, what: str 
         raise RecipeError.at(where, f"{what} is not UTF-8 text: byte 0x{raw[exc.start]:02x} cannot be decoded",
                              hint="save the file as UTF-8") from None
     except (OSError, ValueError) as exc:   # a directory, no permission, a name too long or with a NUL byte
-        raise RecipeError.at(referenced_at or Position(str(path)), f"cannot read {what} {path}: "
+        raise RecipeError.at(referenced_at or Position(str(path)), f"cannot read {what} {printable(str(path))}: "
                              f"{getattr(exc, 'strerror', None) or exc}") from None
     return parse_yaml(text, str(path))
 

@@ -114,9 +114,9 @@ def _url(value: Any) -> str:
 
 
 def _format(value: Any) -> str:
-    if value not in FORMATS:
+    if not isinstance(value, str) or value not in FORMATS:
         raise HintedInvalid(f"{value!r} is not an image format",
-                            hint=did_you_mean(value, FORMATS, "use qcow2, raw, vmdk, vdi or vhdx, or leave it out to detect it"))
+                            hint=did_you_mean(str(value), FORMATS, "use qcow2, raw, vmdk, vdi or vhdx, or leave it out to detect it"))
     return value
 
 
@@ -128,9 +128,9 @@ def _path(value: Any) -> str:
 
 
 def _distro(value: Any) -> str:
-    if value not in bootstrap.DISTROS:
+    if not isinstance(value, str) or value not in bootstrap.DISTROS:
         raise HintedInvalid(f"{value!r} is not a distribution bootstrap knows",
-                            hint=did_you_mean(value, bootstrap.DISTROS, "use " + " or ".join(bootstrap.DISTROS)))
+                            hint=did_you_mean(str(value), bootstrap.DISTROS, "use " + " or ".join(bootstrap.DISTROS)))
     return value
 
 

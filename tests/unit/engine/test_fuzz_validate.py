@@ -23,6 +23,7 @@ import re
 import shutil
 import socket
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -125,9 +126,11 @@ def validate(root: Path, content: bytes | str, *extra: str) -> tuple[int, str]:
     recipe.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass"))
     before = _snapshot(root)
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         code = main(["validate", str(recipe), *extra])
     text = out.getvalue() + err.getvalue()
+    assert not caught, [str(w.message) for w in caught]   # a warning prints a Python source line on stderr
     assert code in (0, 2), text
     assert "Traceback" not in text and "internal error" not in text, text
     if code == 2:   # one line per problem, each saying where: file:line:column, or the file when it has none
@@ -205,7 +208,8 @@ def test_random_bytes(workdir, data):
 @example(HEAD + "secrets: {a: 1}\n")
 @example(HEAD + "vars:\n  base: &b {x: 1}\n  m:\n    <<: *b\n    y: 2\n")   # bug: KeyError 'x' (merge key)
 @example(HEAD + "vars:\n  a: &a [1, *a]\n")
-@example(HEAD + "vars:\n  a: &a\n    b: *a\n")                # bug: a recursive alias recursed forever
+@example(HEAD + "vars:\n  a: &a\n    b: *a\n")                # a recursive alias
+@example(HEAD + "vars:\n  a: &x 1\n  b: &x 2\n  c: *x\n")        # ruamel's multi-line warning on stderr
 @example(HEAD + "vars: {a: !foo bar, b: !!binary aGk=, c: !!set {x, y}}\n")   # unknown tags reached the model
 @example(HEAD + "vars: {a: !!python/object:os.system x}\n")
 @example(HEAD + "tasks:\n  - import_tasks: " + "a" * 5000 + "\n")       # bug: OSError, file name too long
@@ -384,6 +388,8 @@ def test_random_recipes(workdir, doc):
           "tasks": [{"apt": {}, "only": 1}]}, [])                     # bug: TypeError, 'only: 1' iterated
 @example({"name": "web", "sources": {"box": {"platform": "qemu", "base": {"bootstrap": {"distro": ["a"]}}}}},
          [])                                                           # bug: TypeError in the qemu platform
+@example({"tasks": [{"include_tasks": "\x1e"}]}, [])                   # a control character split the line
+@example({"tasks": [{"copy": {"src": "a/\x1e/b", "dest": "/x"}}]}, [])
 def test_random_recipes_with_vars(workdir, doc, assignments):
     extra = [arg for assignment in assignments for arg in ("--var", assignment)]
     validate(workdir, dump(doc), *extra)

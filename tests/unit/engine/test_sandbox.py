@@ -62,7 +62,7 @@ PLACES = {
     "task-free-form": lambda t: f"tasks:\n  - shell: {json.dumps('echo ' + t)}\n",
     "task-keyword": lambda t: f"tasks:\n  - shell: echo hi\n    when: {json.dumps(t)}\n",
     "handler": lambda t: f"handlers:\n  - name: h\n    debug: {{msg: {json.dumps(t)}}}\n",
-    "vars": lambda t: f"tasks:\n  - debug: {{msg: '{{{{ evil }}}}'}}\n",
+    "vars": lambda t: "tasks:\n  - debug: {msg: '{{ evil }}'}\n",      # evil: the template, under vars
     "source": lambda t: None,
     "export": lambda t: f"exports:\n  - manifest: {{path: {json.dumps(t)}}}\n",
 }
