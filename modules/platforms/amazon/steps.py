@@ -24,7 +24,7 @@ from engine.export_chain import Chain, export_context, machine_shape
 from engine.model import Build
 from engine.process import atomic_path
 from engine.runner import BuildState, Cleanup
-from engine.ssh import Endpoint, SshSession
+from engine.ssh import Endpoint
 from engine.steps import Connect
 from engine.sweep import BUILD_ID_TAG, RECIPE_TAG
 from modules.exports import _aws
@@ -57,6 +57,10 @@ class Ec2Run:
     @property
     def resource_name(self) -> str:
         return f"recipe-{self.build.info.name}-{self.build.info.id}"
+
+    @property
+    def description(self) -> str:
+        return self.config.ami_description or f"built by recipe: {self.build.info.name}"
 
     def tags(self, extra: dict[str, str], name: str | None = None) -> dict[str, str]:
         """Every resource carries the build's tags, so `recipe sweep` finds what a killed run left."""
@@ -253,7 +257,7 @@ class ConnectInstance(Connect):
     The host key comes from the console output when the instance has printed it."""
 
     def __init__(self, run: Ec2Run):
-        super().__init__()
+        super().__init__(timeout=run.build.source.ssh.connect_timeout)
         self.job = run
         self.known_hosts: str | None = None       # written from the console's host keys
 
@@ -278,9 +282,6 @@ class ConnectInstance(Connect):
         if not (ssh.host_key or ssh.known_hosts):
             self.known_hosts = await self._known_hosts_from_console(state)
         await super().run(state, cleanup)
-
-    async def wait_connected(self, session: SshSession, state: BuildState) -> None:
-        await session.connect(state.build.source.ssh.connect_timeout)
 
     async def _known_hosts_from_console(self, state: BuildState) -> str | None:
         instance_id = self.job.instance["InstanceId"]
@@ -330,7 +331,7 @@ class CreateImage:
         await force_deregister(self.job, config.region, state)
         params: dict[str, Any] = {
             "InstanceId": self.job.instance["InstanceId"], "Name": config.ami_name,
-            "Description": config.ami_description or f"built by recipe: {self.job.build.info.name}",
+            "Description": self.job.description,
             "BlockDeviceMappings": [root_mapping(self.job.source_image, config.root_volume)],
             "TagSpecifications": self.job.tag_specs("image", extra=config.tags, name=config.ami_name)}
         made = await aws.create_then_release(
@@ -375,8 +376,7 @@ class CopyToRegions:
         made = await aws.create_then_release(
             cleanup, f"image copy {config.ami_name} in {region} (the build failed)",
             lambda: ec2.copy_image(SourceImageId=self.job.images[config.region], SourceRegion=config.region,
-                                   Name=config.ami_name, Description=config.ami_description or
-                                   f"built by recipe: {self.job.build.info.name}"),
+                                   Name=config.ami_name, Description=self.job.description),
             lambda image: aws.deregister_with_snapshots(ec2, image["ImageId"]), only_on_failure=True)
         await finish_image(self.job, region, made["ImageId"], state)
 
