@@ -10,6 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def printable(text: str) -> str:
+    """text with line breaks and other control characters escaped, so that a message stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 @dataclass(frozen=True)
 class Position:
     """Where a YAML node starts; line and column count from 1, as editors do."""
@@ -43,7 +50,7 @@ class Problem:
         text = f"{where}{what}{self.message}"
         if self.hint:
             text += f" (hint: {self.hint})"
-        return text
+        return printable(text)    # one problem, one line: whatever the recipe put into a name or a value
 
 
 class RecipeError(Exception):

@@ -16,7 +16,7 @@ from typing import Any
 from engine.errors import Position, Problem, RecipeError
 from engine.model import Origin
 from engine.schema import type_name
-from engine.yamlpos import YMap, YSeq, load_yaml_file, printable
+from engine.yamlpos import YMap, YSeq, load_yaml_file
 
 INCLUDE_KEYS = ("import_tasks", "include_tasks")
 TASK_LIST_KEYS = ("block", "rescue", "always")
@@ -125,7 +125,7 @@ class Loader:
                                          hint="a path the system can open: no NUL byte, no name over 255 characters"))
             return task
         if path in chain:
-            cycle = " -> ".join(printable(p.name) for p in [*chain[chain.index(path):], path])
+            cycle = " -> ".join(p.name for p in [*chain[chain.index(path):], path])
             self.problems.append(Problem(where, f"include loop: {cycle}",
                                          hint="a file may not include itself, directly or through others"))
             return task
@@ -162,7 +162,7 @@ class Loader:
             name, params = self._role_reference(entry, where)
             if name is None:
                 continue
-            directory = next((d / name for d in self.role_dirs(base) if _is_dir(d / name)), None)
+            directory = next((d / name for d in self.role_dirs(base) if names_a("dir", d / name)), None)
             if directory is None:
                 searched = ", ".join(str(d) for d in self.role_dirs(base))
                 self.problems.append(Problem(where, f"role {name!r} not found",
@@ -219,10 +219,11 @@ def _resolved(path: Path) -> Path | None:
         return None
 
 
-def _is_dir(path: Path) -> bool:
+def names_a(kind: str, path: Path) -> bool:
+    """Whether path names a "file" or a "dir"; a name the system refuses (too long, a NUL byte) names neither."""
     try:
-        return path.is_dir()
-    except (OSError, ValueError):   # a name too long or with a NUL byte names no directory
+        return path.is_dir() if kind == "dir" else path.is_file()
+    except (OSError, ValueError):
         return False
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from engine.errors import Position, Problem
-from engine.loader import LoadedRecipe
+from engine.loader import LoadedRecipe, names_a
 from engine.model import Origin, Variables
 from engine.schema import did_you_mean, format_path
 from engine.taskmodule import TASK_MODULES
 from engine.template import GLOBAL_NAMES, is_template, names_used, unsafe_access
-from engine.yamlpos import YMap, YSeq, printable
+from engine.yamlpos import YMap, YSeq
 
 EXPRESSION_KEYS = ("when", "changed_when", "failed_when", "until")
 BUILTIN_NAMES = frozenset({"build", "facts", "item", "loop", "result", "failed_task", "lookup", "omit"})
@@ -152,18 +152,11 @@ def _local_file_problems(task: YMap, path: str, origin: Origin) -> list[Problem]
         if not isinstance(name, str) or is_template(name):
             continue
         candidates = [Path(name)] if Path(name).is_absolute() else [d / name for d in origin.search_dirs(kind)]
-        if not any(_is_file(c) for c in candidates):
+        if not any(names_a("file", c) for c in candidates):
             searched = ", ".join(str(c.parent) for c in candidates)
             problems.append(Problem(args.value_pos.get(option), f"{kind[:-1]} {name!r} not found",
-                                    path=f"{path}.{module}.{option}", hint=f"looked in {printable(searched)}"))
+                                    path=f"{path}.{module}.{option}", hint=f"looked in {searched}"))
     return problems
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except (OSError, ValueError):   # a name too long or with a NUL byte names no file
-        return False
 
 
 def _template_problems(node: YMap, base: list, known: set[str] | None, expression_keys: tuple[str, ...],

@@ -15,7 +15,7 @@ import voluptuous as vol
 
 from engine.errors import Problem
 from engine.template import is_template, syntax_problem
-from engine.yamlpos import locate, printable
+from engine.yamlpos import locate
 
 
 class HintedInvalid(vol.Invalid):
@@ -183,7 +183,7 @@ def format_path(path: Iterable[Any]) -> str:
         if isinstance(step, int):
             text += f"[{step}]"
         else:
-            text += ("." if text else "") + printable(str(step))
+            text += ("." if text else "") + str(step)
     return text
 
 

@@ -12,13 +12,15 @@ import shlex
 import urllib.parse
 from typing import Any, Iterable
 
+from engine.errors import printable
+
 MASK = "********"
 MIN_LENGTH = 3   # masking "a" everywhere would make output unreadable and reveal nothing
 
 
 def _variants(secret: str) -> set[str]:
     forms = {secret, shlex.quote(secret), json.dumps(secret)[1:-1], urllib.parse.quote(secret, safe=""),
-             urllib.parse.quote_plus(secret)}
+             urllib.parse.quote_plus(secret), printable(secret)}    # printable: how a recipe problem shows it
     raw = secret.encode()
     encoded = base64.b64encode(raw).decode()
     forms.add(encoded)

@@ -208,7 +208,6 @@ def parse_yaml(text: str, file: str) -> Any:
         problem = (exc.problem or exc.context or "invalid YAML").strip()
         if "found duplicate key" in str(exc):
             problem = "duplicate key " + (exc.problem or "").split("found duplicate key")[-1].strip()
-        problem = printable(problem)   # ruamel quotes the text as it is: a line break in it would split the line
         raise RecipeError.at(position, f"YAML syntax error: {problem}",
                              hint=_yaml_hint(problem)) from None
     except YAMLError as exc:
@@ -220,7 +219,7 @@ def parse_yaml(text: str, file: str) -> Any:
         where, what = _constructor_culprit(text, file)
         hint = "remove the tag, or give a value of its type" if "!!" in what else "check the keys and tags near here"
         if not what:
-            what = f"cannot be read ({type(exc).__name__}: {printable(str(exc))})"
+            what = f"cannot be read ({type(exc).__name__}: {exc})"
         raise RecipeError.at(where, f"YAML error: {what}", hint=hint) from None
     return _convert(data, file)
 
@@ -269,15 +268,8 @@ def _constructor_culprit(text: str, file: str) -> tuple[Position, str]:
 
 
 def _one_line(exc: Exception) -> str:
-    return printable(" ".join(line.strip() for line in str(exc).splitlines()
-                              if line.strip() and "<unicode string>" not in line))
-
-
-def printable(text: str) -> str:
-    """text with line breaks and other control characters escaped, so that a message stays one line."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return " ".join(line.strip() for line in str(exc).splitlines()
+                    if line.strip() and "<unicode string>" not in line)
 
 
 def _error_position(exc: YAMLError, text: str, file: str) -> Position:
@@ -310,7 +302,7 @@ def load_yaml_file(path: Path, referenced_at: Position | None = None, what: str 
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise RecipeError.at(referenced_at or Position(str(path)), f"{what} not found: {printable(str(path))}",
+        raise RecipeError.at(referenced_at or Position(str(path)), f"{what} not found: {path}",
                              hint="paths are relative to the file that names them") from None
     except UnicodeDecodeError as exc:
         raw = path.read_bytes()
@@ -319,7 +311,7 @@ def load_yaml_file(path: Path, referenced_at: Position | None = None, what: str 
         raise RecipeError.at(where, f"{what} is not UTF-8 text: byte 0x{raw[exc.start]:02x} cannot be decoded",
                              hint="save the file as UTF-8") from None
     except (OSError, ValueError) as exc:   # a directory, no permission, a name too long or with a NUL byte
-        raise RecipeError.at(referenced_at or Position(str(path)), f"cannot read {what} {printable(str(path))}: "
+        raise RecipeError.at(referenced_at or Position(str(path)), f"cannot read {what} {path}: "
                              f"{getattr(exc, 'strerror', None) or exc}") from None
     return parse_yaml(text, str(path))
 

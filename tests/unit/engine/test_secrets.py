@@ -3,6 +3,7 @@ import json
 import shlex
 import urllib.parse
 
+from engine.errors import Position, Problem
 from engine.secrets import MASK, Redactor
 
 
@@ -26,3 +27,14 @@ def test_structures_are_masked_and_copied():
 
 def test_short_values_are_not_masked_everywhere():
     assert Redactor(["a"]).text("a banana") == "a banana"
+
+
+def test_a_problem_is_one_line_and_still_masks_a_multiline_secret():
+    secret = "line one\nline\ttwo\x1b[31m"
+    problem = Problem(Position("web\n.yml", 3, 5), f"bad value {secret!s}", path="vars.key\r", hint="a\nb")
+    shown = str(problem)
+    assert "\n" not in shown and "\r" not in shown and "\x1b" not in shown
+    assert shown.startswith("web\\n.yml:3:5: vars.key\\r: bad value line one\\nline\\ttwo\\x1b[31m")
+    assert shown.endswith("(hint: a\\nb)")
+    masked = Redactor([secret]).text(shown)
+    assert "line one" not in masked and MASK in masked
