@@ -98,6 +98,7 @@ class AmazonConfig:
     ami_timeout: float = 3600.0
     poll_delay: float = 5.0                      # the first wait between polls; doubles up to 60 s
     instance_timeout: float = 900.0
+    host_key_wait: float = 180.0                 # how long to wait for the host keys on the console; 0: ask once
     checkip_url: str = "https://checkip.amazonaws.com"
     profile: str | None = None
     endpoint_url: str | None = None
@@ -133,6 +134,7 @@ SCHEMA = {
     vol.Optional("ami_timeout", default=3600.0): positive_number,
     vol.Optional("poll_delay", default=5.0): positive_number,
     vol.Optional("instance_timeout", default=900.0): positive_number,
+    vol.Optional("host_key_wait", default=180.0): positive_number,
     vol.Optional("checkip_url", default="https://checkip.amazonaws.com"): vol.Url(),
     vol.Optional("profile", default=None): vol.Any(None, str),
     vol.Optional("endpoint_url", default=None): vol.Any(None, vol.Url()),

@@ -30,14 +30,21 @@ HINTS = {
 }
 
 
+class AwsError(BuildError):
+    """An error AWS answered; code is AWS's (UnauthorizedOperation, ...), for the few callers that handle one."""
+
+    def __init__(self, what: str, code: str, message: str):
+        super().__init__(f"{what} failed: {code}: {message}", hint=HINTS.get(code, "see the AWS error above"))
+        self.code = code
+
+
 async def call(what: str, method: Callable[..., T], *args: Any, **params: Any) -> T:
     """One AWS call in a thread; an AWS error becomes a BuildError naming the call (credentials never appear)."""
     try:
         return await asyncio.to_thread(method, *args, **params)
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
-        message = error.response.get("Error", {}).get("Message", str(error))
-        raise BuildError(f"{what} failed: {code}: {message}", hint=HINTS.get(code, "see the AWS error above")) from None
+        raise AwsError(what, code, error.response.get("Error", {}).get("Message", str(error))) from None
     except BotoCoreError as error:
         raise BuildError(f"{what} failed: {error}", hint="check the region, endpoint_url and network") from None
 

@@ -34,6 +34,8 @@ from modules.platforms.qemu.seed import KEY_COMMENT_PREFIX
 if TYPE_CHECKING:
     from modules.platforms.amazon import AmazonConfig
 
+CONSOLE_MAX_DELAY = 15.0     # between reads of the console while waiting for the host keys
+
 
 @dataclass
 class Ec2Run:
@@ -284,16 +286,8 @@ class ConnectInstance(Connect):
         await super().run(state, cleanup)
 
     async def _known_hosts_from_console(self, state: BuildState) -> str | None:
-        instance_id = self.job.instance["InstanceId"]
-        try:
-            answer = await aws.call("GetConsoleOutput", self.job.ec2.get_console_output, InstanceId=instance_id)
-        except BuildError as error:      # e.g. no ec2:GetConsoleOutput permission: the build can still go on
-            answer = {}
-            state.events.emit("warning", msg=str(error))
-        keys = aws.host_keys_from_console(answer.get("Output", ""))
+        keys = await self._console_host_keys(state)
         if not keys:
-            state.events.emit("warning", msg=f"{instance_id} has not printed its SSH host keys on the console yet; "
-                                             "its host key is not verified")
             return None
         host = self.target(state).host
         assert state.work_dir
@@ -302,6 +296,35 @@ class ConnectInstance(Connect):
         patterns = f"{host},[{host}]:{port}"
         path.write_text("".join(f"{patterns} {key}\n" for key in keys))
         return str(path)
+
+    async def _console_host_keys(self, state: BuildState) -> list[str]:
+        """cloud-init prints the host keys late in the boot, about when sshd answers: the console is read
+        until they are there or host_key_wait is over. Without them the build goes on unverified, warned."""
+        instance_id = self.job.instance["InstanceId"]
+        wait = self.job.config.host_key_wait
+        deadline = time.monotonic() + wait
+        delay = self.job.config.poll_delay
+        latest = {"Latest": True}        # the output of now, not of the last capture; Nitro instances only
+        while True:
+            try:
+                answer = await aws.call("GetConsoleOutput", self.job.ec2.get_console_output,
+                                        InstanceId=instance_id, **latest)
+            except aws.AwsError as error:
+                if latest and error.code == "UnsupportedOperation":
+                    latest = {}
+                    continue
+                # e.g. no ec2:GetConsoleOutput permission: the build can still go on
+                state.events.emit("warning", msg=f"{error}; the host key of {instance_id} is not verified")
+                return []
+            keys = aws.host_keys_from_console(answer.get("Output", ""))
+            if keys:
+                return keys
+            if time.monotonic() + delay > deadline:
+                state.events.emit("warning", msg=f"{instance_id} did not print its SSH host keys on the console "
+                                                 f"within {wait:g}s (host_key_wait); its host key is not verified")
+                return []
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, CONSOLE_MAX_DELAY)
 
 
 @dataclass

@@ -40,6 +40,12 @@ class StandIn:
     host_key: str                       # "ssh-ed25519 AAAA..." the guest presents
     console_answers: int = 0            # GetConsoleOutput calls answered with the host key block
     keys_pushed: list[str] = field(default_factory=list)
+    # Set by a test: how many GetConsoleOutput answers come before cloud-init has printed the keys (-1: it never
+    # does), and whether the instance refuses Latest=true as a Xen one does (UnsupportedOperation).
+    console_blank_answers: int = 0
+    console_refuses_latest: bool = False
+    console_requests: list[dict[str, Any]] = field(default_factory=list)
+    console_reads: int = 0              # GetConsoleOutput calls answered, with the keys or not
 
     def ssh(self, command: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
         return subprocess.run(["ssh", "-i", str(self.key), "-p", str(self.port), "-o", "StrictHostKeyChecking=no",
@@ -87,16 +93,27 @@ def instance_stand_in(aws, ec2_guest) -> Iterator[StandIn]:
         ec2_guest.keys_pushed.append(public.strip())
 
     def console(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
-        ec2_guest.console_answers += 1
-        text = ("[   12.3] cloud-init[512]: Cloud-init v. 22.4.2 running 'modules:final'\n"
-                "-----BEGIN SSH HOST KEY KEYS-----\n"
-                f"{ec2_guest.host_key} root@ec2-stand-in\n"
-                "-----END SSH HOST KEY KEYS-----\n")
+        request = dict(params.get("body", {}))
+        ec2_guest.console_requests.append(request)
+        if ec2_guest.console_refuses_latest and request.get("Latest") == "true":
+            raise ClientError({"Error": {"Code": "UnsupportedOperation",
+                                         "Message": "This instance type does not support retrieving the latest "
+                                                    "console logs."}}, "GetConsoleOutput")
+        ec2_guest.console_reads += 1
+        text = "[    3.1] cloud-init[301]: Cloud-init v. 22.4.2 running 'init'\n"
+        if 0 <= ec2_guest.console_blank_answers < ec2_guest.console_reads:
+            ec2_guest.console_answers += 1
+            text += ("[   12.3] cloud-init[512]: Cloud-init v. 22.4.2 running 'modules:final'\n"
+                     "-----BEGIN SSH HOST KEY KEYS-----\n"
+                     f"{ec2_guest.host_key} root@ec2-stand-in\n"
+                     "-----END SSH HOST KEY KEYS-----\n")
         return (AWSResponse("https://stand-in", 200, {}, None),
-                {"InstanceId": params.get("body", {}).get("InstanceId", ""),
+                {"InstanceId": request.get("InstanceId", ""),
                  "Output": base64.b64encode(text.encode()).decode(), "ResponseMetadata": {"HTTPStatusCode": 200}})
 
     hooks = [("before-parameter-build.ec2.ImportKeyPair", push_key), ("before-call.ec2.GetConsoleOutput", console)]
+    ec2_guest.console_blank_answers, ec2_guest.console_refuses_latest, ec2_guest.console_reads = 0, False, 0
+    ec2_guest.console_requests.clear()
     _aws.EVENT_HOOKS.extend(hooks)
     try:
         yield ec2_guest

@@ -188,6 +188,35 @@ def test_an_ami_name_in_use_fails_early_unless_force_deregister(instance_stand_i
         east.describe_images(ImageIds=[taken])["Images"][0]["State"] != "available"
 
 
+def test_the_build_waits_for_the_host_keys_on_the_console(instance_stand_in, aws, moto_endpoint, tmp_path):
+    """cloud-init prints the keys late in the boot: blank consoles are read again, and an instance that
+    refuses Latest=true (a Xen type) is asked for the last capture instead."""
+    register_source(aws)
+    instance_stand_in.console_blank_answers, instance_stand_in.console_refuses_latest = 2, True
+    code, events = run(write_recipe(tmp_path, moto_endpoint, instance_stand_in.port,
+                                    extra='ssh_cidrs: ["192.0.2.0/24"]'), tmp_path)
+    assert code == 0, [e for e in events if e["event"] in ("build.end", "warning")]
+    assert any(e["event"] == "connected" and e["host_key_verified"] for e in events)
+    assert not [e for e in events if e["event"] == "warning" and "host key" in e["msg"]]
+    asked = [r.get("Latest") for r in instance_stand_in.console_requests]
+    assert asked == ["true", None, None, None], asked     # refused once, then two blank reads, then the keys
+
+
+def test_no_host_keys_within_host_key_wait_is_a_warning_not_a_failure(instance_stand_in, aws, moto_endpoint,
+                                                                      tmp_path):
+    register_source(aws)
+    instance_stand_in.console_blank_answers = -1          # an image without cloud-init's key block
+    code, events = run(write_recipe(tmp_path, moto_endpoint, instance_stand_in.port,
+                                    extra='ssh_cidrs: ["192.0.2.0/24"]\n    host_key_wait: 1'), tmp_path)
+    assert code == 0, [e for e in events if e["event"] in ("build.end", "warning")]
+    warnings = [e["msg"] for e in events if e["event"] == "warning"]
+    assert any("did not print its SSH host keys on the console within 1s (host_key_wait)" in w for w in warnings)
+    assert any("not verified (SHA256:" in w for w in warnings), warnings     # and the fingerprint seen
+    assert any(e["event"] == "connected" and not e["host_key_verified"] for e in events)
+    reads = len(instance_stand_in.console_requests)
+    assert 3 <= reads <= 4, reads          # 0.2 + 0.4 s between reads fit in 1 s; 0.8 more would not
+
+
 def test_sweep_removes_what_a_sigkilled_build_left(aws, moto_endpoint, tmp_path):
     """SIGKILL runs no cleanup: the instance, key pair and security group stay until `recipe sweep`."""
     ec2 = aws("ec2")
