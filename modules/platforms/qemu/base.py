@@ -28,6 +28,8 @@ import voluptuous as vol
 from engine.errors import BuildError
 from engine.schema import HintedInvalid, did_you_mean, each, strict, type_name
 from modules.platforms.qemu import bootstrap, download
+from modules.platforms.qemu.checksums import parse_checksum
+from modules.platforms.qemu.image_urls import check_url, display_url
 
 Progress = Callable[[str, int, "int | None"], None]
 Log = Callable[[str], None]
@@ -96,7 +98,7 @@ def parse_size(value: Any) -> int:
 
 def _checksum(value: Any) -> str:
     try:
-        download.parse_checksum(value)
+        parse_checksum(value)
     except ValueError as exc:
         raise HintedInvalid(str(exc), hint="use sha256:<64 hex digits>, sha512:<128 hex digits> "
                                            "or file:<url of a SHA256SUMS file>") from None
@@ -108,7 +110,7 @@ def _url(value: Any) -> str:
     if not isinstance(value, str):
         raise HintedInvalid(f"expected a url (a string), got {type_name(value)}", hint=hint)
     try:
-        return download.check_url(value)
+        return check_url(value)
     except ValueError as exc:
         raise HintedInvalid(str(exc), hint=hint) from None
 
@@ -266,7 +268,7 @@ async def resolve_base(base: Base, cache_dir: Path | None = None, progress: Prog
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if isinstance(base, UrlBase):
         path = await download.fetch_image(base.url, base.checksum, cache / "images", progress, log)
-        return await inspect_image(path, base.format, what=f"the image downloaded from {download.display_url(base.url)}",
+        return await inspect_image(path, base.format, what=f"the image downloaded from {display_url(base.url)}",
                                    allow_backing=False)
     if isinstance(base, PathBase):
         path = Path(base.path).expanduser()

@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import AsyncIterator, Callable
 
 from engine.errors import BuildError
-from engine.schema import did_you_mean
+from modules.platforms.qemu.checksums import ALGORITHMS, ChecksumFile, Digest, digest_for, parse_checksum
+from modules.platforms.qemu.image_urls import cache_name, check_url, display_url, local_path, url_basename
 
 Progress = Callable[[str, int, "int | None"], None]
 Log = Callable[[str], None]
 
-ALGORITHMS = {"sha256": 64, "sha512": 128}
 CHUNK = 1 << 20
 TIMEOUT = 30.0                 # seconds a connect or a read may stall
 ATTEMPTS = 4                   # a dropped connection is resumed this many times in all
@@ -46,151 +46,6 @@ RETRY_DELAY = 1.0              # seconds before the first resume; doubled each t
 CHECKSUM_FILE_LIMIT = 16 << 20
 USER_AGENT = "recipe (image builder)"
 REPORT_INTERVAL = 0.25
-
-
-# ---------------------------------------------------------------- checksums
-
-@dataclass(frozen=True)
-class Digest:
-    """An expected digest: `sha256:<hex>` or `sha512:<hex>`."""
-
-    algorithm: str
-    hexdigest: str
-
-    def __str__(self) -> str:
-        return f"{self.algorithm}:{self.hexdigest}"
-
-    def hasher(self) -> "hashlib._Hash":
-        return hashlib.new(self.algorithm)
-
-
-@dataclass(frozen=True)
-class ChecksumFile:
-    """`file:<url>`: the digest is the line for the image's name in a SHA256SUMS-style file."""
-
-    url: str
-
-    def __str__(self) -> str:
-        return f"file:{self.url}"
-
-
-def parse_digest(text: str) -> Digest:
-    """`sha256:<64 hex>` or `sha512:<128 hex>`; ValueError says what is wrong."""
-    algorithm, sep, hexdigest = str(text).strip().partition(":")
-    algorithm = algorithm.lower()
-    if not sep or algorithm not in ALGORITHMS:
-        raise ValueError(f"{text!r} is not a checksum: expected sha256:<hex>, sha512:<hex> or file:<url>")
-    hexdigest = hexdigest.strip().lower()
-    if not re.fullmatch(r"[0-9a-f]+", hexdigest or "-"):
-        raise ValueError(f"the {algorithm} digest {hexdigest!r} is not hexadecimal")
-    if len(hexdigest) != ALGORITHMS[algorithm]:
-        raise ValueError(f"a {algorithm} digest has {ALGORITHMS[algorithm]} hex digits, this one has {len(hexdigest)}")
-    return Digest(algorithm, hexdigest)
-
-
-def parse_checksum(text: str) -> Digest | ChecksumFile:
-    """What `checksum:` says: a digest, or `file:<url>` of a checksum file."""
-    if not isinstance(text, str):
-        raise ValueError(f"a checksum is a string such as sha256:<hex>, not {type(text).__name__}")
-    if text.strip().lower().startswith("file:"):
-        url = text.strip()[len("file:"):]
-        check_url(url, what="checksum file url")
-        return ChecksumFile(url)
-    return parse_digest(text)
-
-
-_GNU_LINE = re.compile(r"^\\?([0-9a-fA-F]{64}|[0-9a-fA-F]{128})\s[ *]?(.+)$")
-_BSD_LINE = re.compile(r"^(SHA256|SHA512)\s*\((.+)\)\s*=\s*([0-9a-fA-F]+)$", re.IGNORECASE)
-
-
-def checksum_entries(text: str) -> list[tuple[str, Digest]]:
-    """Every (file name, digest) of a checksum file.
-
-    Reads coreutils lines (`<hex>  name`, `<hex> *name`) and BSD lines
-    (`SHA256 (name) = <hex>`); comments, PGP armour and other lines are skipped.
-    """
-    entries = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        gnu = _GNU_LINE.match(line)
-        if gnu:
-            hexdigest, name = gnu.group(1).lower(), gnu.group(2).strip()
-            algorithm = "sha256" if len(hexdigest) == 64 else "sha512"
-            entries.append((name, Digest(algorithm, hexdigest)))
-            continue
-        bsd = _BSD_LINE.match(line)
-        if bsd and len(bsd.group(3)) == ALGORITHMS[bsd.group(1).lower()]:
-            entries.append((bsd.group(2).strip(), Digest(bsd.group(1).lower(), bsd.group(3).lower())))
-    return entries
-
-
-def digest_for(text: str, name: str, source: str = "the checksum file") -> Digest:
-    """The digest a checksum file gives for the file called name (compared by basename)."""
-    entries = checksum_entries(text)
-    found = {digest for entry, digest in entries if _basename(entry) == name}
-    if not found:
-        names = sorted({_basename(entry) for entry, _ in entries})
-        hint = did_you_mean(name, names, "it lists: " + ", ".join(names[:8]) if names else "it has no checksum lines")
-        raise BuildError(f"{source} has no checksum for {name!r}", hint=hint)
-    if len(found) > 1:
-        raise BuildError(f"{source} gives {len(found)} different checksums for {name!r}",
-                         hint="use checksum: sha256:<hex> to say which file you mean")
-    strongest = max(found, key=lambda d: ALGORITHMS[d.algorithm])
-    return strongest
-
-
-def _basename(name: str) -> str:
-    return name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-
-
-# ---------------------------------------------------------------- urls and names
-
-def check_url(url: str, what: str = "url") -> str:
-    """An http, https or file URL, else ValueError."""
-    if not isinstance(url, str) or not url.strip():
-        raise ValueError(f"the {what} is empty")
-    parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme not in ("http", "https", "file"):
-        raise ValueError(f"{display_url(url)!r} is not an http://, https:// or file:/// url")
-    if parts.scheme in ("http", "https") and not parts.hostname:
-        raise ValueError(f"{display_url(url)!r} names no host")
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise ValueError(f"{url!r}: a file url names a local path, as file:///srv/image.qcow2")
-        if not parts.path.startswith("/"):
-            raise ValueError(f"{url!r}: a file url needs an absolute path, as file:///srv/image.qcow2")
-    if not url_basename(url):
-        raise ValueError(f"{display_url(url)!r} does not end with a file name")
-    return url.strip()
-
-
-def display_url(url: str) -> str:
-    """The url without a user or password, for messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        return urllib.parse.urlunsplit(parts._replace(netloc=host))
-    return url
-
-
-def url_basename(url: str) -> str:
-    path = urllib.parse.urlsplit(url).path
-    return urllib.parse.unquote(path.rstrip("/").rsplit("/", 1)[-1]) if path else ""
-
-
-def cache_name(url: str) -> str:
-    """`<first 16 hex of sha256(url)>-<basename>`: unique per url, readable by humans."""
-    key = hashlib.sha256(url.encode()).hexdigest()[:16]
-    readable = re.sub(r"[^A-Za-z0-9._+-]", "_", url_basename(url)).lstrip(".")[:100] or "image"
-    return f"{key}-{readable}"
-
-
-def local_path(url: str) -> Path:
-    return Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
 
 
 # ---------------------------------------------------------------- locks

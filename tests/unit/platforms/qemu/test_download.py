@@ -9,8 +9,8 @@ import pytest
 
 from engine.errors import BuildError
 from modules.platforms.qemu import download
-from modules.platforms.qemu.download import (CacheEntry, ChecksumFile, Digest, cache_name, checksum_entries,
-                                             digest_for, fetch_image, parse_checksum, parse_digest)
+from modules.platforms.qemu.download import CacheEntry, fetch_image
+from modules.platforms.qemu.image_urls import cache_name
 from tests.unit.platforms.qemu.range_server import RangeServer, Served
 
 DATA = os.urandom(3 * 1024 * 1024 + 12345)
@@ -38,78 +38,6 @@ def final_names(images):
     """Files that look like finished images (no .part, no bookkeeping)."""
     return sorted(p.name for p in images.iterdir()
                   if not p.name.endswith((".part", ".part.json", ".lock", ".verified", ".tmp")))
-
-
-# ---------------------------------------------------------------- checksums
-
-def test_parse_digest_accepts_sha256_and_sha512_in_any_case():
-    assert parse_digest("sha256:" + SHA256.upper()) == Digest("sha256", SHA256)
-    assert parse_digest("SHA512:" + SHA512) == Digest("sha512", SHA512)
-    assert str(parse_digest("sha256:" + SHA256)) == "sha256:" + SHA256
-
-
-@pytest.mark.parametrize("text, message", [
-    ("md5:" + "0" * 32, "not a checksum"),
-    (SHA256, "not a checksum"),
-    ("sha256:" + "0" * 63, "64 hex digits, this one has 63"),
-    ("sha512:" + SHA256, "128 hex digits"),
-    ("sha256:" + "g" * 64, "not hexadecimal"),
-])
-def test_parse_digest_says_what_is_wrong(text, message):
-    with pytest.raises(ValueError, match=message):
-        parse_digest(text)
-
-
-def test_parse_checksum_file_form():
-    assert parse_checksum("file:https://example.org/SHA256SUMS") == ChecksumFile("https://example.org/SHA256SUMS")
-    with pytest.raises(ValueError, match="not an http"):
-        parse_checksum("file:ftp://example.org/SHA256SUMS")
-
-
-def test_checksum_file_formats():
-    text = "\n".join([
-        "-----BEGIN PGP SIGNED MESSAGE-----",
-        "Hash: SHA256",
-        "",
-        "# a comment",
-        f"{SHA256}  debian-12-genericcloud-amd64.qcow2",
-        f"{'a' * 64} *noble-server-cloudimg-amd64.img",
-        f"SHA256 (Fedora-Cloud-Base.qcow2) = {'b' * 64}",
-        f"{SHA512}  ./sub/dir/big.raw",
-        "garbage line",
-    ])
-    entries = dict(checksum_entries(text))
-    assert entries["debian-12-genericcloud-amd64.qcow2"] == Digest("sha256", SHA256)
-    assert entries["noble-server-cloudimg-amd64.img"] == Digest("sha256", "a" * 64)
-    assert entries["Fedora-Cloud-Base.qcow2"] == Digest("sha256", "b" * 64)
-    assert digest_for(text, "big.raw") == Digest("sha512", SHA512)
-
-
-def test_checksum_file_without_the_name_hints_at_a_close_one():
-    with pytest.raises(BuildError) as error:
-        digest_for(f"{SHA256}  debian-12-genericcloud-amd64.qcow2\n", "debian-12-genericloud-amd64.qcow2")
-    assert "no checksum for 'debian-12-genericloud-amd64.qcow2'" in error.value.message
-    assert "did you mean 'debian-12-genericcloud-amd64.qcow2'" in error.value.hint
-
-
-def test_checksum_file_with_two_different_digests_for_a_name_is_an_error():
-    with pytest.raises(BuildError, match="2 different checksums"):
-        digest_for(f"{'a' * 64}  x.img\n{'b' * 64}  sub/x.img\n", "x.img")
-
-
-# ---------------------------------------------------------------- names
-
-def test_cache_name_is_a_hash_of_the_url_plus_a_readable_basename():
-    url = "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2"
-    name = cache_name(url)
-    assert name == hashlib.sha256(url.encode()).hexdigest()[:16] + "-debian-12-genericcloud-amd64.qcow2"
-    assert cache_name(url + "?x=1") != name
-    assert cache_name("https://h/a%20b/we%3Bird%20name.img").endswith("-we_ird_name.img")
-    assert cache_name("https://h/..hidden").split("-", 1)[1] == "hidden"
-
-
-def test_display_url_hides_credentials():
-    assert download.display_url("https://user:pw@example.org:8443/x.img") == "https://example.org:8443/x.img"
 
 
 # ---------------------------------------------------------------- http

@@ -1,0 +1,208 @@
+"""What goes into a bootstrap's tree: the ids written into the image, the boot configuration, the files
+that make it a generic cloud image rather than a copy of the build, and what is cleaned out of it.
+
+Every write goes through `inside`, which refuses a path that resolves out of the tree (the tree is
+made by debootstrap and packages: an absolute symlink in it must not send a write to the host).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import BuildError
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The ids written into the image, derived from its key so a rebuild makes the same ones."""
+
+    root_uuid: str
+    esp_id: str       # FAT volume id, 8 hex digits (fstab spells it XXXX-XXXX)
+    disk_id: str      # the MBR disk signature
+
+    @staticmethod
+    def of(key: str) -> "Identity":
+        digest = hashlib.sha256(f"recipe-bootstrap-ids:{key}".encode()).digest()
+        return Identity(root_uuid=str(uuid.UUID(bytes=digest[:16], version=4)),
+                        esp_id=digest[16:20].hex().upper(), disk_id="0x" + digest[20:24].hex())
+
+    @property
+    def esp_uuid(self) -> str:
+        return f"{self.esp_id[:4]}-{self.esp_id[4:]}"
+
+
+# ---------------------------------------------------------------- what the files say
+
+def kernel_cmdline(identity: Identity) -> str:
+    return f"root=UUID={identity.root_uuid} rw console=ttyS0,115200 net.ifnames=0"
+
+
+def syslinux_cfg(identity: Identity) -> str:
+    return ("SERIAL 0 115200\nDEFAULT linux\nPROMPT 0\nTIMEOUT 0\n\n"
+            "LABEL linux\n  LINUX /vmlinuz\n  INITRD /initrd.img\n"
+            f"  APPEND {kernel_cmdline(identity)}\n")
+
+
+def loader_conf(entry: str) -> str:
+    return f"default {entry}.conf\ntimeout 0\neditor no\n"
+
+
+def loader_entry(identity: Identity, title: str) -> str:
+    return f"title {title}\nlinux /vmlinuz\ninitrd /initrd.img\noptions {kernel_cmdline(identity)}\n"
+
+
+def fstab(identity: Identity) -> str:
+    return ("# <file system> <mount point> <type> <options> <dump> <pass>\n"
+            f"UUID={identity.root_uuid} / ext4 errors=remount-ro 0 1\n"
+            f"UUID={identity.esp_uuid} /boot/efi vfat umask=0077,nofail 0 0\n")
+
+
+CLOUD_CFG = """\
+# written by recipe's bootstrap: a seed (NoCloud) or nothing, never a metadata service
+datasource_list: [NoCloud, None]
+manage_etc_hosts: true
+# built in, so nothing is generated at boot (Debian's locale-gen ignores cloud-init's en_US.UTF-8)
+locale: C.UTF-8
+"""
+
+# QEMU's pc machine has a floppy controller with no disk: probing it costs seconds of I/O errors
+# (blkid looking for a NoCloud seed) at every boot
+NO_FLOPPY = "# recipe: no floppy disk on a cloud VM\nblacklist floppy\n"
+
+# the initramfs is made inside debootstrap, where the root device cannot be probed: say its type so
+# fsck.ext4 goes in, and that there is no swap to resume from
+INITRAMFS_CONF = "# recipe: the root is ext4 (see /etc/fstab); no hibernation\nFSTYPE=ext4\nRESUME=none\n"
+
+HOSTS = """\
+127.0.0.1 localhost
+127.0.1.1 {hostname}
+::1 localhost ip6-localhost ip6-loopback
+ff02::1 ip6-allnodes
+ff02::2 ip6-allrouters
+"""
+
+# cloud-init writes per-instance host keys before sshd starts; without cloud-init (or after a
+# sysprep) sshd would refuse to start with none, so make the missing ones first
+SSH_HOST_KEYS_DROPIN = """\
+[Service]
+ExecStartPre=
+ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
+"""
+
+# the bootloaders load /vmlinuz and /initrd.img from the ESP: keep them on the newest kernel when
+# a kernel or an initramfs is installed inside the guest
+ESP_HOOK = """\
+#!/bin/sh
+# recipe: copy the newest kernel and initrd to the ESP, where syslinux and systemd-boot load them
+set -e
+esp=/boot/efi
+mountpoint -q "$esp" || exit 0
+version=$(linux-version list | linux-version sort | tail -n 1)
+[ -n "$version" ] && [ -f "/boot/vmlinuz-$version" ] && [ -f "/boot/initrd.img-$version" ] || exit 0
+cp "/boot/vmlinuz-$version" "$esp/vmlinuz.new" && mv "$esp/vmlinuz.new" "$esp/vmlinuz"
+cp "/boot/initrd.img-$version" "$esp/initrd.img.new" && mv "$esp/initrd.img.new" "$esp/initrd.img"
+"""
+
+POLICY_RC_D = "#!/bin/sh\n# recipe: no daemon starts while the image is built\nexit 101\n"
+
+
+# ---------------------------------------------------------------- the tree
+
+def inside(root: Path, relative: str) -> Path:
+    """root/relative, refusing a parent that resolves outside root (an absolute symlink in the tree)."""
+    path = root / relative.lstrip("/")
+    real_root = os.path.realpath(root)
+    real_parent = os.path.realpath(path.parent)
+    if real_parent != real_root and not real_parent.startswith(real_root + os.sep):
+        raise BuildError(f"bootstrap: /{relative.lstrip('/')} resolves outside the image tree")
+    return path
+
+
+def write(root: Path, relative: str, text: str, mode: int = 0o644) -> None:
+    inside(root, relative).parent.mkdir(parents=True, exist_ok=True)
+    path = inside(root, relative)     # checked again, now that its parents exist
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    path.write_text(text)
+    os.chmod(path, mode)
+
+
+def remove(root: Path, pattern: str) -> None:
+    """Every regular file or symlink matching pattern (relative to root); directories stay."""
+    for path in root.glob(pattern.lstrip("/")):
+        inside(root, str(path.relative_to(root)))      # never through a symlink out of the tree
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+
+
+def preseed_tree(root: Path, identity: Identity) -> None:
+    """Files debootstrap keeps and the initramfs made during debootstrap reads; written into the
+    empty target before debootstrap runs, so the initramfs need not be made twice."""
+    write(root, "etc/fstab", fstab(identity))
+    write(root, "etc/initramfs-tools/conf.d/recipe.conf", INITRAMFS_CONF)
+    write(root, "etc/modprobe.d/recipe-no-floppy.conf", NO_FLOPPY)
+
+
+def configure_tree(root: Path, identity: Identity, hostname: str, apt_sources: str) -> None:
+    """What makes the tree a generic cloud image rather than this machine's copy."""
+    write(root, "etc/machine-id", "", 0o444)
+    if (root / "var/lib/dbus/machine-id").is_file() and not (root / "var/lib/dbus/machine-id").is_symlink():
+        (root / "var/lib/dbus/machine-id").unlink()
+    remove(root, "etc/ssh/ssh_host_*")
+    write(root, "etc/systemd/system/ssh.service.d/recipe-host-keys.conf", SSH_HOST_KEYS_DROPIN)
+    write(root, "etc/cloud/cloud.cfg.d/90_recipe.cfg", CLOUD_CFG)
+    write(root, "etc/default/locale", "LANG=C.UTF-8\n")
+    write(root, "etc/fstab", fstab(identity))
+    inside(root, "boot/efi").mkdir(parents=True, exist_ok=True)
+    write(root, "etc/hostname", f"{hostname}\n")
+    write(root, "etc/hosts", HOSTS.format(hostname=hostname))
+    write(root, "etc/apt/sources.list", apt_sources)
+    write(root, "etc/kernel/postinst.d/zz-recipe-esp", ESP_HOOK, 0o755)
+    write(root, "etc/initramfs/post-update.d/zz-recipe-esp", ESP_HOOK, 0o755)
+
+
+def clean_tree(root: Path) -> None:
+    """Caches, logs and the build host's traces (resolv.conf) out of the image."""
+    for pattern in ("etc/resolv.conf", "usr/sbin/policy-rc.d", "var/cache/apt/*.bin", "var/cache/apt/archives/*.deb",
+                    "var/lib/apt/lists/*_*", "var/cache/debconf/*-old", "var/lib/dpkg/*-old",
+                    "var/log/*.log", "var/log/apt/*", "root/.bash_history"):
+        remove(root, pattern)
+    for directory in ("tmp", "var/tmp"):
+        if not inside(root, directory).is_dir() or inside(root, directory).is_symlink():
+            continue
+        for entry in inside(root, directory).iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+
+def kernel_files(root: Path) -> tuple[Path, Path, str]:
+    """(vmlinuz, initrd, version) of the newest kernel in the tree."""
+    versions = [p.name[len("vmlinuz-"):] for p in (root / "boot").glob("vmlinuz-*")]
+    versions = [v for v in versions if (root / "boot" / f"initrd.img-{v}").is_file()]
+    if not versions:
+        raise BuildError("bootstrap: the tree has no kernel with an initrd in /boot",
+                         hint="a package of the recipe may have removed linux-image-amd64 or initramfs-tools")
+    newest = max(versions, key=_version_key)
+    return root / "boot" / f"vmlinuz-{newest}", root / "boot" / f"initrd.img-{newest}", newest
+
+
+def _version_key(version: str) -> list:
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"[.+~-]", version)]
+
+
+def tree_bytes(root: Path) -> int:
+    total = 0
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(directory, name)).st_blocks * 512
+    return total
