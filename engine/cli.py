@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dry-run", action="store_true", help="list, remove nothing")
     sweep.add_argument("--local", action="store_true", help="only this machine: QEMU processes, work dirs and "
                        "half-written artifacts of runs that died (a live run's are never touched)")
+    sweep.add_argument("--bucket", action="append", default=[], help="an S3 bucket of ami exports with upload: s3 "
+                       "(repeatable): their unfinished uploads and objects that killed runs left")
     sweep.add_argument("--profile", help="the AWS profile")
     sweep.add_argument("--endpoint-url", help="an EC2-compatible endpoint")
     sweep.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
@@ -198,10 +200,13 @@ def _dispatch(args: argparse.Namespace, redactor: Redactor) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     load_plugins()
     options = SweepOptions(regions=tuple(args.region), older_than=parse_duration(args.older_than),
-                           dry_run=args.dry_run, profile=args.profile, endpoint_url=args.endpoint_url)
+                           dry_run=args.dry_run, profile=args.profile, endpoint_url=args.endpoint_url,
+                           buckets=tuple(args.bucket))
     failures = 0
     for name in ["local"] if args.local else SWEEPERS.names():
         sweeper = SWEEPERS.get(name)()
+        if not sweeper.applies(options):
+            continue
         try:
             leftovers = sweeper.find(options)
         except Exception as error:      # no credentials, no network: say so, go on with the other sweepers

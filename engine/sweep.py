@@ -33,6 +33,7 @@ class SweepOptions:
     profile: str | None = None
     endpoint_url: str | None = None
     include_kept: bool = True           # local: also what --on-error=abort kept on purpose
+    buckets: tuple[str, ...] = ()       # s3: the buckets ami exports uploaded to (S3 has no tag search)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class Sweeper:
         if name:
             cls.name = name
             SWEEPERS.add(name, cls)
+
+    def applies(self, options: SweepOptions) -> bool:
+        """Whether the options give this sweeper anything to look at (the s3 one needs --bucket)."""
+        return True
 
     def find(self, options: SweepOptions) -> list[Leftover]:  # pragma: no cover - interface
         raise NotImplementedError

@@ -35,6 +35,7 @@ from engine.export import Artifact, ExportContext, Exporter
 from engine.process import atomic_path, run_tool
 from engine.schema import HintedInvalid
 from modules.exports import _aws, _ebs_direct, _s3_import
+from modules.exports import _s3_sweep  # noqa: F401  (registers the "s3" sweeper)
 from modules.exports.vmdk import virtual_size
 
 VOLUME_TYPES = ("gp3", "gp2", "io1", "io2", "st1", "sc1", "standard")
