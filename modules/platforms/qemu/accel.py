@@ -6,12 +6,15 @@ a one-sector guest (probe.S beside this file: firmware, long mode, 96 MiB of
 memory touched, then an exit through QEMU's isa-debug-exit port) under TCG
 and under KVM. KVM is chosen only if its guest exits as expected and is not
 slower than emulation: a healthy KVM is many times faster than TCG, while a
-broken one takes seconds or never exits.
+broken one takes seconds or never exits. The answer is kept for the rest of the
+machine's boot (in the cache), so each `recipe run` does not pay for the probe.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -62,16 +65,66 @@ def kvm_device_usable() -> bool:
 _choice: str | None = None
 
 
-async def choose_accelerator(requested: str, qemu: str = QEMU) -> str:
-    """'kvm' or 'tcg' for the requested auto|kvm|tcg; auto is probed once per process."""
+async def choose_accelerator(requested: str, qemu: str = QEMU, remembered: Path | None = None) -> str:
+    """'kvm' or 'tcg' for the requested auto|kvm|tcg. auto is probed once per process, and once per boot
+    of this machine when `remembered` names a file to keep the answer in (a broken KVM costs seconds)."""
     global _choice
     if requested != "auto":
         return requested
     if _choice is None:
-        _choice = "tcg"
-        if kvm_device_usable():
-            tcg_time = await run_probe("tcg", qemu)
-            kvm_time = await run_probe("kvm", qemu)
-            if kvm_time is not None and (tcg_time is None or kvm_time <= max(1.0, tcg_time)):
-                _choice = "kvm"
+        key = _probe_key(qemu)
+        _choice = _recall(remembered, key)
+        if _choice is None:
+            _choice = await _probe(qemu)
+            _remember(remembered, key, _choice)
     return _choice
+
+
+async def _probe(qemu: str) -> str:
+    if not kvm_device_usable():
+        return "tcg"
+    tcg_time = await run_probe("tcg", qemu)
+    kvm_time = await run_probe("kvm", qemu)
+    if kvm_time is not None and (tcg_time is None or kvm_time <= max(1.0, tcg_time)):
+        return "kvm"
+    return "tcg"
+
+
+def _probe_key(qemu: str) -> dict[str, object]:
+    """What the answer depends on: this boot (a reboot may mend or break KVM), the QEMU binary, /dev/kvm."""
+    def identity(path: str | None) -> list[int]:
+        try:
+            stat = os.stat(path) if path else None
+        except OSError:
+            stat = None
+        return [stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_rdev] if stat else []
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot_id = ""
+    return {"boot_id": boot_id, "qemu": identity(shutil.which(qemu)), "kvm": identity("/dev/kvm"),
+            "kvm_usable": kvm_device_usable()}
+
+
+def _recall(remembered: Path | None, key: dict[str, object]) -> str | None:
+    if remembered is None or not key["boot_id"]:
+        return None
+    try:
+        record = json.loads(remembered.read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(record, dict) and record.get("key") == key and record.get("choice") in ("kvm", "tcg"):
+        return record["choice"]
+    return None
+
+
+def _remember(remembered: Path | None, key: dict[str, object], choice: str) -> None:
+    if remembered is None or not key["boot_id"]:
+        return
+    try:
+        remembered.parent.mkdir(parents=True, exist_ok=True)
+        temporary = remembered.with_name(f".{remembered.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps({"key": key, "choice": choice}) + "\n")
+        os.replace(temporary, remembered)
+    except OSError:                  # a read-only cache only means probing again next time
+        pass

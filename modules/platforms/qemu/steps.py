@@ -59,7 +59,8 @@ class PrepareBase:
 
         resolved = await resolve_base(self.vm.config.base, default_cache_dir(), progress, log)
         self.vm.base, self.vm.base_format, self.vm.base_size = resolved.path, resolved.format, resolved.virtual_size
-        self.vm.accel = await choose_accelerator(self.vm.config.accelerator)
+        self.vm.accel = await choose_accelerator(self.vm.config.accelerator,
+                                                 remembered=default_cache_dir() / "accelerator.json")
         state.events.emit("base", path=str(resolved.path), accelerator=self.vm.accel)
 
 

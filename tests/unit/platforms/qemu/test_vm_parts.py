@@ -1,5 +1,6 @@
 """The qemu platform's own parts, each against the real tool: the accelerator probe, the seed, QEMU's command line."""
 import asyncio
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -38,6 +39,35 @@ def test_auto_never_picks_an_accelerator_whose_guest_does_not_run(monkeypatch):
     monkeypatch.setattr(accel, "kvm_device_usable", lambda: True)
     assert asyncio.run(accel.choose_accelerator("auto")) == "tcg"
     assert asyncio.run(accel.choose_accelerator("kvm")) == "kvm"
+
+
+def test_the_probe_answer_is_kept_for_this_boot_of_the_machine(tmp_path, monkeypatch):
+    probes = []
+    real_probe = accel.run_probe
+
+    async def counted_probe(kind, qemu=accel.QEMU):
+        probes.append(kind)
+        return await real_probe(kind, qemu)
+
+    monkeypatch.setattr(accel, "run_probe", counted_probe)
+    monkeypatch.setattr(accel, "kvm_device_usable", lambda: True)     # probe both, whatever this machine has
+    remembered = tmp_path / "cache" / "accelerator.json"
+    monkeypatch.setattr(accel, "_choice", None)
+    first = asyncio.run(accel.choose_accelerator("auto", remembered=remembered))
+    assert probes == ["tcg", "kvm"]
+    record = json.loads(remembered.read_text())
+    assert record["choice"] == first
+    assert record["key"]["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+    monkeypatch.setattr(accel, "_choice", None)                     # a new `recipe run`, same boot
+    assert asyncio.run(accel.choose_accelerator("auto", remembered=remembered)) == first
+    assert probes == ["tcg", "kvm"]
+
+    record["key"]["boot_id"] = "another-boot"                       # after a reboot the answer is probed again
+    remembered.write_text(json.dumps(record))
+    monkeypatch.setattr(accel, "_choice", None)
+    asyncio.run(accel.choose_accelerator("auto", remembered=remembered))
+    assert probes == ["tcg", "kvm", "tcg", "kvm"]
 
 
 def test_seed_has_keys_and_user_data(tmp_path):
