@@ -25,7 +25,7 @@ from engine.recipe_schema import RECIPE_SCHEMA, ssh_schema, task_validator
 from engine.registry import load_plugins
 from engine.references import check_references
 from engine.role_specs import check_role_arguments
-from engine.schema import HintedInvalid, each, format_path, strict, validate
+from engine.schema import each, format_path, plugin_failure, strict, validate
 from engine.secrets import Redactor
 from engine.taskmodule import TASK_MODULES
 from engine.template import Scope, TemplateFailure, render
@@ -166,8 +166,7 @@ def _builds(doc: YMap, variables: Variables, options: CompileOptions) -> tuple[l
         try:
             config = platform.configure(options_only, Path(doc.pos.file).parent)
         except Exception as exc:   # a plug-in's bug: reported at the source, not as a traceback
-            problems.append(Problem(entry.pos, _plugin_failure(owner, exc), path=f"sources.{name}",
-                                    hint="this is a bug in the platform; please report it"))
+            problems.append(_configure_failure(entry.pos, owner, exc, f"sources.{name}"))
             continue
         source = Source(name=name, platform=platform.name, position=entry.pos, config=config,
                         ssh=SshSettings(**valid.get("ssh", {})))
@@ -175,8 +174,9 @@ def _builds(doc: YMap, variables: Variables, options: CompileOptions) -> tuple[l
     return builds, problems
 
 
-def _plugin_failure(owner: str, exc: Exception) -> str:
-    return f"{owner} failed on this value ({type(exc).__name__}: {exc})"
+def _configure_failure(position: Position | None, owner: str, exc: Exception, path: str) -> Problem:
+    failure = plugin_failure(owner, exc)
+    return Problem(position, failure.msg, path=path, hint=failure.hint)
 
 
 def guard(validator: Any, owner: str) -> Any:
@@ -190,7 +190,7 @@ def guard(validator: Any, owner: str) -> Any:
         except vol.Invalid:
             raise
         except Exception as exc:
-            raise HintedInvalid(_plugin_failure(owner, exc), hint=f"this is a bug in {owner}; please report it") from None
+            raise plugin_failure(owner, exc) from None
 
     return check
 
@@ -236,8 +236,7 @@ def _exports(doc: YMap, scope: Scope) -> tuple[list[Export], list[Problem]]:
             try:
                 config = exporter.configure(valid)
             except Exception as exc:   # a plug-in's bug: reported at the export, not as a traceback
-                problems.append(Problem(entries.item_pos[index], _plugin_failure(owner, exc),
-                                        path=f"exports[{index}].{kind}", hint="this is a bug in the export; please report it"))
+                problems.append(_configure_failure(entries.item_pos[index], owner, exc, f"exports[{index}].{kind}"))
                 continue
             exports.append(Export(kind=kind, position=entries.item_pos[index], config=config, keep_input=keep_input))
     return exports, problems

@@ -13,7 +13,7 @@ import voluptuous as vol
 
 from engine.platform import PLATFORMS
 from engine.schema import (HintedInvalid, did_you_mean, each, expression, identifier, matches, one_or_more,
-                           positive_number, strict, templatable, type_name)
+                           plugin_failure, positive_number, strict, templatable, type_name)
 from engine.taskmodule import TASK_MODULES
 from engine.template import is_template
 
@@ -164,8 +164,7 @@ def _module_errors(module: str, args: Any) -> list[vol.Invalid]:
         exc.prepend([module])
         return [exc]
     except Exception as exc:   # a bug of the module's schema (a list where it thought only of strings): no traceback
-        return [HintedInvalid(f"the {module} module failed on these options ({type(exc).__name__}: {exc})",
-                              path=[module], hint="this is a bug in the module; please report it")]
+        return [plugin_failure(f"the {module} module", exc, path=[module])]
     return []
 
 

@@ -27,6 +27,13 @@ class HintedInvalid(vol.Invalid):
         self.at_key = at_key
 
 
+def plugin_failure(owner: str, exc: Exception, path: list | None = None) -> HintedInvalid:
+    """A plug-in's unexpected exception (a bug: a list where it only thought of strings), as an invalid value
+    reported at its line:column like any other, instead of a traceback."""
+    return HintedInvalid(f"{owner} failed on this value ({type(exc).__name__}: {exc})", path=path,
+                         hint=f"this is a bug in {owner}; please report it")
+
+
 def close_match(name: str, choices: Iterable[str]) -> str | None:
     found = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
     return found[0] if found else None

@@ -76,21 +76,17 @@ class _Converter:
         self.aliases: list[Position] = [] # the anchors being expanded again, outermost first (ruamel places an
                                           # alias at its anchor)
 
-    def fail(self, position: Position, message: str, hint: str = "") -> RecipeError:
-        return RecipeError.at(position, message, hint=hint)
-
     def convert(self, node: Any, position: Position, depth: int = 0) -> Any:
         self.nodes += 1
         if self.nodes > MAX_NODES:
-            raise self.fail(self.aliases[0] if self.aliases else position,
+            raise RecipeError.at(self.aliases[0] if self.aliases else position,
                             f"the document has more than {MAX_NODES} values once its aliases are expanded",
                             hint="each alias (*name) of this anchor repeats its whole content; use fewer")
         if isinstance(node, (CommentedMap, CommentedSeq)):
             if depth >= MAX_DEPTH:
-                raise self.fail(position, f"nested more than {MAX_DEPTH} levels deep",
-                                hint="a recipe needs a dozen levels at most; check the brackets")
+                raise _too_deep(position)
             if id(node) in self.open:
-                raise self.fail(position, "an alias refers to a node that contains it (a recursive alias)",
+                raise RecipeError.at(position, "an alias refers to a node that contains it (a recursive alias)",
                                 hint="an anchor's content cannot use its own alias")
             alias = id(node) in self.seen
             self.seen.add(id(node))
@@ -112,7 +108,7 @@ class _Converter:
         for key, value in node.items():
             key_at, value_at = self._item_positions(node, key, out.pos)
             if isinstance(key, (CommentedKeySeq, CommentedKeyMap, tuple)):
-                raise self.fail(key_at, "a key must be a plain value (a name, a number), not a list or a mapping",
+                raise RecipeError.at(key_at, "a key must be a plain value (a name, a number), not a list or a mapping",
                                 hint="remove the '? ' complex key, or quote the key")
             plain_key = self._scalar(key, key_at)
             out[plain_key] = self.convert(value, value_at, depth + 1)
@@ -161,8 +157,13 @@ class _Converter:
         tag = getattr(getattr(node, "tag", None), "value", None)
         what = {bytes: "binary data (!!binary)", CommentedSet: "a set (!!set)"}.get(
             type(node), f"the YAML tag {tag}" if tag else f"a {type(node).__name__} value")
-        raise self.fail(position, f"{what} is not supported in a recipe",
+        raise RecipeError.at(position, f"{what} is not supported in a recipe",
                         hint="use strings, numbers, booleans, lists and mappings; quote a string that starts with !")
+
+
+def _too_deep(position: Position) -> RecipeError:
+    return RecipeError.at(position, f"nested more than {MAX_DEPTH} levels deep",
+                          hint="a recipe needs a dozen levels at most; check the brackets")
 
 
 def _convert(node: Any, file: str) -> Any:
@@ -213,8 +214,7 @@ def parse_yaml(text: str, file: str) -> Any:
     except YAMLError as exc:
         raise RecipeError.at(_error_position(exc, text, file), f"YAML error: {_one_line(exc)}") from None
     except RecursionError:
-        raise RecipeError.at(_deepest_position(text, file), f"nested more than {MAX_DEPTH} levels deep",
-                             hint="a recipe needs a dozen levels at most; check the brackets") from None
+        raise _too_deep(_deepest_position(text, file)) from None
     except Exception as exc:   # ruamel's constructors fail on some input: !!int x, !!set on a scalar, ? [{a: 1}]
         where, what = _constructor_culprit(text, file)
         hint = "remove the tag, or give a value of its type" if "!!" in what else "check the keys and tags near here"
@@ -248,9 +248,9 @@ def _constructor_culprit(text: str, file: str) -> tuple[Position, str]:
         for node in children_first(root) if root is not None else ():
             mark = node.start_mark
             where = Position(file, mark.line + 1, mark.column + 1)
-            if isinstance(node.value, list) and any(isinstance(item, tuple) and not isinstance(item[0].value, str)
-                                                    for item in node.value):
-                key = next(item[0] for item in node.value if isinstance(item, tuple) and not isinstance(item[0].value, str))
+            key = next((item[0] for item in node.value if isinstance(item, tuple)
+                        and not isinstance(item[0].value, str)), None) if isinstance(node.value, list) else None
+            if key is not None:
                 return (Position(file, key.start_mark.line + 1, key.start_mark.column + 1),
                         "a key must be a plain value (a name, a number), not a list or a mapping")
             tag = str(getattr(node.tag, "value", node.tag) or "")

@@ -70,16 +70,25 @@ async def create_then_release(cleanup: Cleanup, what: str, create: Callable[[], 
     return await asyncio.shield(made)
 
 
-async def poll(what: str, check: Callable[[], Awaitable[bool]], timeout: float, first_delay: float) -> None:
-    """Call check until it says done; the delay doubles up to a minute. check raises to stop early."""
+async def poll_until(check: Callable[[], Awaitable[bool]], timeout: float, first_delay: float,
+                     max_delay: float = MAX_POLL_DELAY) -> bool:
+    """Call check until it says done (True), or until the next call would come after timeout (False);
+    the delay doubles up to max_delay. check raises to stop early."""
     deadline = time.monotonic() + timeout
     delay = first_delay
     while not await check():
         if time.monotonic() + delay > deadline:
-            raise BuildError(f"timed out after {timeout:g}s waiting for {what}",
-                             hint="raise the timeout (ami_timeout, instance_timeout) if AWS is just slow")
+            return False
         await asyncio.sleep(delay)
-        delay = min(delay * 2, MAX_POLL_DELAY)
+        delay = min(delay * 2, max_delay)
+    return True
+
+
+async def poll(what: str, check: Callable[[], Awaitable[bool]], timeout: float, first_delay: float) -> None:
+    """poll_until, where running out of time fails the build."""
+    if not await poll_until(check, timeout, first_delay):
+        raise BuildError(f"timed out after {timeout:g}s waiting for {what}",
+                         hint="raise the timeout (ami_timeout, instance_timeout) if AWS is just slow")
 
 
 async def wait_instance(ec2: Any, instance_id: str, states: set[str], timeout: float,

@@ -302,29 +302,31 @@ class ConnectInstance(Connect):
         until they are there or host_key_wait is over. Without them the build goes on unverified, warned."""
         instance_id = self.job.instance["InstanceId"]
         wait = self.job.config.host_key_wait
-        deadline = time.monotonic() + wait
-        delay = self.job.config.poll_delay
+        keys: list[str] = []
         latest = {"Latest": True}        # the output of now, not of the last capture; Nitro instances only
-        while True:
+
+        async def printed() -> bool:
+            nonlocal latest
             try:
                 answer = await aws.call("GetConsoleOutput", self.job.ec2.get_console_output,
                                         InstanceId=instance_id, **latest)
             except aws.AwsError as error:
-                if latest and error.code == "UnsupportedOperation":
-                    latest = {}
-                    continue
-                # e.g. no ec2:GetConsoleOutput permission: the build can still go on
-                state.events.emit("warning", msg=f"{error}; the host key of {instance_id} is not verified")
-                return []
-            keys = aws.host_keys_from_console(answer.get("Output", ""))
-            if keys:
+                if not (latest and error.code == "UnsupportedOperation"):
+                    raise
+                latest = {}
+                return await printed()
+            keys[:] = aws.host_keys_from_console(answer.get("Output", ""))
+            return bool(keys)
+
+        try:
+            if await aws.poll_until(printed, wait, self.job.config.poll_delay, CONSOLE_MAX_DELAY):
                 return keys
-            if time.monotonic() + delay > deadline:
-                state.events.emit("warning", msg=f"{instance_id} did not print its SSH host keys on the console "
-                                                 f"within {wait:g}s (host_key_wait); its host key is not verified")
-                return []
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, CONSOLE_MAX_DELAY)
+        except aws.AwsError as error:    # e.g. no ec2:GetConsoleOutput permission: the build can still go on
+            state.events.emit("warning", msg=f"{error}; the host key of {instance_id} is not verified")
+            return []
+        state.events.emit("warning", msg=f"{instance_id} did not print its SSH host keys on the console "
+                                         f"within {wait:g}s (host_key_wait); its host key is not verified")
+        return []
 
 
 @dataclass
