@@ -3,11 +3,11 @@
 A 2 GiB raw disk with 600 MiB used (spread over the disk, half random bytes,
 half a repeating pattern; 64 MiB of it written as explicit zeros, which the
 uploader reads and does not send) goes into a snapshot through the ami
-export's uploader (modules/exports/_ebs_direct.py) against moto_server on
+export's uploader (modules/aws/ebs_direct.py) against moto_server on
 127.0.0.1. moto keeps blocks in memory, so the figures measure the client
 side (reading, hashing, HTTP) and moto's, not EBS.
 
-The same disk then takes the S3 path (upload: s3, modules/exports/_s3_import.py):
+The same disk then takes the S3 path (upload: s3, modules/aws/s3_import.py):
 a multipart upload of the whole 2 GiB to moto's S3, zeros included, holes
 zero-filled without being read. Only the upload is timed: ImportSnapshot, the
 second half of that path, cannot run on moto (it does not implement it), and
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import boto3  # noqa: E402
 
-from modules.exports import _ebs_direct, _s3_import  # noqa: E402
+from modules.aws import ebs_direct, s3_import  # noqa: E402
 from tests.moto_server import moto_server, set_credentials  # noqa: E402
 
 MIB = 2 ** 20
@@ -67,7 +67,7 @@ def main() -> None:
         ebs = boto3.client("ebs", endpoint_url=url, region_name="eu-west-1")
         snapshot = ebs.start_snapshot(VolumeSize=2)["SnapshotId"]
         started = time.perf_counter()
-        uploaded = _ebs_direct.fill(ebs, snapshot, raw, volume_gib=2, concurrency=args.concurrency)
+        uploaded = ebs_direct.fill(ebs, snapshot, raw, volume_gib=2, concurrency=args.concurrency)
         took = time.perf_counter() - started
         print(f"disk: 2 GiB raw, {args.used_mib} MiB of data, {args.zero_mib} MiB written as zeros, "
               f"{allocated / MIB:.0f} MiB allocated")
@@ -75,16 +75,16 @@ def main() -> None:
               f"{uploaded.bytes_sent / MIB / took:.0f} MiB/s sent, {size / MIB / took:.0f} MiB/s of disk")
         skipped = uploaded.blocks_total - uploaded.blocks_sent
         print(f"zero skipping: {skipped} of {uploaded.blocks_total} blocks not sent "
-              f"({skipped * _ebs_direct.BLOCK / MIB:.0f} MiB, {100 * skipped / uploaded.blocks_total:.0f}%)")
+              f"({skipped * ebs_direct.BLOCK / MIB:.0f} MiB, {100 * skipped / uploaded.blocks_total:.0f}%)")
 
         s3 = boto3.client("s3", endpoint_url=url, region_name="eu-west-1")
         s3.create_bucket(Bucket="recipe-bench", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
         started = time.perf_counter()
-        put = _s3_import.upload(s3, "recipe-bench", "recipe/disk.raw", raw, concurrency=args.concurrency)
+        put = s3_import.upload(s3, "recipe-bench", "recipe/disk.raw", raw, concurrency=args.concurrency)
         took_s3 = time.perf_counter() - started
         assert s3.head_object(Bucket="recipe-bench", Key="recipe/disk.raw")["ContentLength"] == size
         print(f"S3 multipart (upload only: ImportSnapshot cannot run on moto, not timed): {put.size / MIB:.0f} MiB "
-              f"in {put.parts} parts of {_s3_import.PART // MIB} MiB, {took_s3:.2f} s, "
+              f"in {put.parts} parts of {s3_import.PART // MIB} MiB, {took_s3:.2f} s, "
               f"{put.size / MIB / took_s3:.0f} MiB/s sent and of disk; {put.bytes_read / MIB:.0f} MiB read "
               f"from the file (holes zero-filled, not read)")
         print(f"zero skipping saved: EBS direct sent {uploaded.bytes_sent / MIB:.0f} MiB where S3 must take "

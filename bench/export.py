@@ -26,8 +26,8 @@ from typing import Awaitable, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.events import EventBus  # noqa: E402
-from engine.export import ExportContext, MachineShape  # noqa: E402
+from engine.artifacts.export import ExportContext, MachineShape  # noqa: E402
+from engine.console.events import EventBus  # noqa: E402
 from modules.exports.ovf import Ova, OvfConfig  # noqa: E402
 from modules.exports.qcow2 import Qcow2, Qcow2Config  # noqa: E402
 from modules.exports.vagrant import Vagrant, VagrantConfig  # noqa: E402

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Generic, Iterator, TypeVar
+from typing import TYPE_CHECKING, Generic, Iterator, TypeVar
+
+if TYPE_CHECKING:   # the contracts import this module to register; the registries only name them
+    from engine.artifacts.export import Exporter
+    from engine.build.platform import Platform
+    from engine.build.taskmodule import TaskModule
+    from engine.leftovers.sweep import Sweeper
 
 T = TypeVar("T")
 
@@ -36,6 +42,17 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._items))
+
+
+# Every plug-in registry lives here, below the stages, so that checking a recipe
+# (engine.recipe) can look up a platform's, a module's or an export's schema
+# without importing the build or artifact stages that run them.
+PLATFORMS: Registry[type["Platform"]] = Registry("platform")
+TASK_MODULES: Registry[type["TaskModule"]] = Registry("task module")
+EXPORTS: Registry[type["Exporter"]] = Registry("export")
+SWEEPERS: Registry[type["Sweeper"]] = Registry("sweeper")
+
+EVERYTHING = "*"     # in Exporter.consumes: every artifact made before (manifest, checksum)
 
 
 _loaded = False

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import voluptuous as vol
 
-from engine.export import MachineShape
+from engine.artifacts.export import MachineShape
 
 OVF = "http://schemas.dmtf.org/ovf/envelope/1"
 RASD = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"

@@ -5,7 +5,7 @@
     - ami: {name: "web-{{ build.id }}", region: eu-west-1, upload: s3, bucket: my-imports}
 
 The disk is converted to a sparse raw file, its data blocks are put into a
-new snapshot in parallel (modules.exports._ebs_direct), and the snapshot is
+new snapshot in parallel (modules.aws.ebs_direct), and the snapshot is
 registered as an image (architecture, boot mode, ENA, root device). No S3
 bucket or vmimport role is needed, and it is minutes faster than ImportImage.
 The snapshot and the image carry the tags recipe:build-id and recipe:recipe,
@@ -14,7 +14,7 @@ what it made. The artifact is <name>.ami.json: the image id, region and
 snapshot, for the next step of a pipeline.
 
 With upload: s3 the snapshot is made the classic way instead
-(modules.exports._s3_import): the whole raw disk goes to s3://bucket/key_prefix...
+(modules.aws.s3_import): the whole raw disk goes to s3://bucket/key_prefix...
 by multipart upload, EC2 ImportSnapshot turns it into a snapshot (this needs
 the vmimport service role), and the object is deleted whatever happens. It is
 for accounts where the EBS direct APIs are not allowed.
@@ -30,17 +30,15 @@ from typing import Any
 
 import voluptuous as vol
 
+from engine.artifacts.export import Artifact, ExportContext, Exporter
 from engine.errors import BuildError
-from engine.export import Artifact, ExportContext, Exporter
 from engine.process import atomic_path, run_tool
-from engine.schema import HintedInvalid
-from modules.exports import _aws, _ebs_direct, _s3_import
-from modules.exports import _s3_sweep  # noqa: F401  (registers the "s3" sweeper)
+from engine.recipe.schema import HintedInvalid
+from modules.aws import s3_sweep  # noqa: F401  (registers the "s3" sweeper)
+from modules.aws import clients, ebs_direct, s3_import
+from modules.aws.rules import AMI_NAME, REGION, VOLUME_TYPES
 from modules.exports.vmdk import virtual_size
 
-VOLUME_TYPES = ("gp3", "gp2", "io1", "io2", "st1", "sc1", "standard")
-AMI_NAME = vol.Match(r"^[A-Za-z0-9()\[\] ./'@_-]{3,128}$",
-                     msg="an AMI name is 3 to 128 letters, digits, spaces and ( ) [ ] . / - ' @ _")
 BUCKET_RULE = "an S3 bucket name: 3 to 63 lowercase letters, digits, dots and hyphens"
 BUCKET = vol.Match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", msg=BUCKET_RULE)
 
@@ -71,7 +69,7 @@ class Ami(Exporter, name="ami"):
                    "upload and ImportSnapshot), then RegisterImage")
     schema = {
         vol.Required("name"): AMI_NAME,
-        vol.Required("region"): _aws.REGION,
+        vol.Required("region"): REGION,
         vol.Optional("description", default=""): str,
         vol.Optional("architecture", default="x86_64"): vol.In(["x86_64", "arm64"]),
         vol.Optional("boot_mode", default=None): vol.Any(None, vol.In(["legacy-bios", "uefi"])),
@@ -123,7 +121,7 @@ def recipe_tags(config: AmiConfig, ctx: ExportContext) -> list[dict[str, str]]:
 
 def make_image(config: AmiConfig, ctx: ExportContext, raw: Path, size: int) -> dict[str, Any]:
     """Snapshot and image, in a thread; on any failure both are removed before the error goes on."""
-    ec2 = _aws.client("ec2", config.region, config.profile, config.endpoint_url)
+    ec2 = clients.client("ec2", config.region, config.profile, config.endpoint_url)
     volume_gib = max(config.volume_size or 0, -(-size // 1024 ** 3))
     tags = recipe_tags(config, ctx)
     description = config.description or f"recipe {ctx.build_name}"
@@ -132,10 +130,10 @@ def make_image(config: AmiConfig, ctx: ExportContext, raw: Path, size: int) -> d
         ctx.events.emit("progress", phase="ami upload", done=done, total=total)
 
     if config.upload == "s3":
-        # no snapshot exists until the import completes; _s3_import cleans up its own object and task
+        # no snapshot exists until the import completes; s3_import cleans up its own object and task
         snapshot_id, sent = _snapshot_by_s3(config, ctx, ec2, raw, description, tags, progress)
     else:
-        ebs = _aws.client("ebs", config.region, config.profile, config.endpoint_url)
+        ebs = clients.client("ebs", config.region, config.profile, config.endpoint_url)
         snapshot_id = ebs.start_snapshot(VolumeSize=volume_gib, Tags=tags, Timeout=60,
                                          Description=description)["SnapshotId"]
     image_id = None
@@ -143,7 +141,7 @@ def make_image(config: AmiConfig, ctx: ExportContext, raw: Path, size: int) -> d
         if config.upload == "s3":
             ec2.create_tags(Resources=[snapshot_id], Tags=tags)    # the import tagged its task, not the snapshot
         else:
-            uploaded = _ebs_direct.fill(ebs, snapshot_id, raw, volume_gib=volume_gib, concurrency=config.concurrency,
+            uploaded = ebs_direct.fill(ebs, snapshot_id, raw, volume_gib=volume_gib, concurrency=config.concurrency,
                                         cancel=ctx.cancel, progress=progress)
             sent = {"upload": "ebs-direct", "blocks_sent": uploaded.blocks_sent,
                     "blocks_total": uploaded.blocks_total}
@@ -160,21 +158,21 @@ def make_image(config: AmiConfig, ctx: ExportContext, raw: Path, size: int) -> d
 
 
 def _snapshot_by_s3(config: AmiConfig, ctx: ExportContext, ec2: Any, raw: Path, description: str,
-                    tags: list[dict[str, str]], progress: _s3_import.Progress) -> tuple[str, dict[str, Any]]:
+                    tags: list[dict[str, str]], progress: s3_import.Progress) -> tuple[str, dict[str, Any]]:
     """The disk to S3, ImportSnapshot of it: the snapshot id. The object is deleted however it ends."""
     if not config.bucket:                 # configure() requires it; an AmiConfig made in code may not have it
         raise BuildError("the ami export has upload: s3 but no bucket", hint="set bucket")
-    s3 = _aws.client("s3", config.region, config.profile, config.endpoint_url)
+    s3 = clients.client("s3", config.region, config.profile, config.endpoint_url)
     build_id = next(t["Value"] for t in tags if t["Key"] == "recipe:build-id")
     key = f"{config.key_prefix}{build_id}-{secrets.token_hex(4)}.raw"   # two runs never share an object
     try:
-        uploaded = _s3_import.upload(s3, config.bucket, key, raw, concurrency=config.concurrency, cancel=ctx.cancel,
+        uploaded = s3_import.upload(s3, config.bucket, key, raw, concurrency=config.concurrency, cancel=ctx.cancel,
                                      progress=progress,
                                      tags={t["Key"]: t["Value"] for t in tags if t["Key"].startswith("recipe:")})
 
         def imported(done: int, total: int) -> None:
             ctx.events.emit("progress", phase="ami import", done=done, total=total)
-        snapshot_id = _s3_import.import_snapshot(ec2, config.bucket, key, description=description, tags=tags,
+        snapshot_id = s3_import.import_snapshot(ec2, config.bucket, key, description=description, tags=tags,
                                                  timeout=config.import_timeout, cancel=ctx.cancel, progress=imported)
     finally:
         try:

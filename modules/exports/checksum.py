@@ -5,9 +5,10 @@ from dataclasses import dataclass
 
 import voluptuous as vol
 
-from engine.digest import artifact_sha256
-from engine.export import EVERYTHING, Artifact, ExportContext, Exporter
+from engine.artifacts.digest import artifact_sha256
+from engine.artifacts.export import Artifact, ExportContext, Exporter
 from engine.process import atomic_path
+from engine.registry import EVERYTHING
 
 
 @dataclass(frozen=True)

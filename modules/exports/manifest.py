@@ -21,9 +21,10 @@ from typing import Any
 
 import voluptuous as vol
 
-from engine.digest import artifact_sha256
-from engine.export import EVERYTHING, Artifact, ExportContext, Exporter
+from engine.artifacts.digest import artifact_sha256
+from engine.artifacts.export import Artifact, ExportContext, Exporter
 from engine.process import atomic_path
+from engine.registry import EVERYTHING
 
 # builds of one run export concurrently: one writer at a time per file in this process (flock for others)
 _locks: dict[Path, asyncio.Lock] = {}

@@ -21,9 +21,9 @@ from typing import AsyncContextManager
 
 import voluptuous as vol
 
-from engine.archive import writing_tar
-from engine.digest import sha256_of
-from engine.export import Artifact, ExportContext, Exporter, MachineShape
+from engine.artifacts.archive import writing_tar
+from engine.artifacts.digest import sha256_of
+from engine.artifacts.export import Artifact, ExportContext, Exporter, MachineShape
 from engine.process import atomic_path
 from modules.exports._ovf import (HARDWARE_SCHEMA, OvfDisk, OvfHardware, descriptor, manifest, manifest_size,
                                   sha256_bytes)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import voluptuous as vol
 
-from engine.export import Artifact, ExportContext, Exporter
+from engine.artifacts.export import Artifact, ExportContext, Exporter
 from engine.process import atomic_path, run_tool
 
 

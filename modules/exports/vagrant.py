@@ -8,7 +8,7 @@
 A libvirt box holds metadata.json, a Vagrantfile and box.img (the compacted
 qcow2); a virtualbox box holds box.ovf, box-disk001.vmdk (streamOptimized),
 metadata.json and a Vagrantfile with the NIC's base_mac. The tar is
-deterministic (engine.archive); `compress: true` gzips it, which makes a
+deterministic (engine.artifacts.archive); `compress: true` gzips it, which makes a
 smaller file at a large cost in time, since the disks inside are compressed
 or compacted already. An earlier qcow2 or streamOptimized vmdk export is
 reused rather than converted again.
@@ -25,11 +25,11 @@ from typing import AsyncContextManager
 
 import voluptuous as vol
 
-from engine.archive import writing_tar
-from engine.digest import sha256_of
-from engine.export import Artifact, ExportContext, Exporter, MachineShape
+from engine.artifacts.archive import writing_tar
+from engine.artifacts.digest import sha256_of
+from engine.artifacts.export import Artifact, ExportContext, Exporter, MachineShape
 from engine.process import atomic_path, run_tool
-from engine.schema import one_or_more
+from engine.recipe.schema import one_or_more
 from modules.exports._ovf import OvfHardware, descriptor
 from modules.exports.ovf import ovf_disk, streamable_vmdk
 from modules.exports.vmdk import virtual_size

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import voluptuous as vol
 
+from engine.artifacts.export import Artifact, ExportContext, Exporter
 from engine.errors import BuildError
-from engine.export import Artifact, ExportContext, Exporter
 from engine.process import atomic_path, run_tool
 
 SUBFORMATS = ("streamOptimized", "monolithicSparse")

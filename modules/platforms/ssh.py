@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.model import Build, Recipe
-from engine.platform import Platform
-from engine.runner import Step
-from engine.ssh import Endpoint
-from engine.steps import Connect, GatherFacts, Provision
+from engine.build.platform import Platform
+from engine.build.runner import Step
+from engine.build.steps import Connect, GatherFacts, Provision
+from engine.recipe.model import Build, Recipe
+from engine.remote.ssh import Endpoint
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import secrets
 
 import voluptuous as vol
 
-from engine.taskmodule import Result, TaskContext
+from engine.build.taskmodule import Result, TaskContext
 from modules.tasks._remote import failure, maybe, q, quiet, tail, text
 
 

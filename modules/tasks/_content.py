@@ -10,7 +10,7 @@ import posixpath
 import time
 from typing import Callable
 
-from engine.taskmodule import Result, TaskContext
+from engine.build.taskmodule import Result, TaskContext
 from modules.tasks._attrs import STAT_FMT, Attrs, Stat, new_mode
 from modules.tasks._remote import (CONTENT, DIFF_LIMIT, UMASK_SH, failure, first, install_script, payload, q, quiet,
                                    stat_sh, tagged, text_diff, unstage)

@@ -13,8 +13,8 @@ from typing import Any, ClassVar, Sequence
 
 import voluptuous as vol
 
-from engine.connection import CommandResult
-from engine.taskmodule import Result, TaskContext
+from engine.build.taskmodule import Result, TaskContext
+from engine.remote.connection import CommandResult
 from modules.tasks._remote import failure, first, quiet, tagged, tail, text
 
 STATES = ("present", "absent", "latest")

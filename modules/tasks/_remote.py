@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 import voluptuous as vol
 
-from engine.connection import CommandResult
-from engine.schema import file_mode
-from engine.taskmodule import Result, TaskContext
+from engine.build.taskmodule import Result, TaskContext
+from engine.recipe.schema import file_mode
+from engine.remote.connection import CommandResult
 from modules.tasks._attrs import STAT_FMT, Attrs, Stat
 
 CONTENT = "--recipe-content--"       # everything after this line is file content

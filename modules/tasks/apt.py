@@ -13,8 +13,8 @@ from typing import NamedTuple
 
 import voluptuous as vol
 
-from engine.connection import CommandResult
-from engine.taskmodule import Result, TaskContext, TaskModule
+from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.remote.connection import CommandResult
 from modules.tasks._packages import STATES, Backend, Plan, Request, ensure, package_names
 from modules.tasks._remote import maybe, q, tail, words
 

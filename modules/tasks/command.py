@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import voluptuous as vol
 
-from engine.schema import one_or_more
-from engine.taskmodule import Result, TaskContext, TaskModule
+from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.recipe.schema import one_or_more
 from modules.tasks._command import GUARDS, STDIN, run_guarded, with_newline
 from modules.tasks._remote import maybe, text
 

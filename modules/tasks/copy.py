@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import voluptuous as vol
 
-from engine.taskmodule import Result, TaskContext, TaskModule
+from engine.build.taskmodule import Result, TaskContext, TaskModule
 from modules.tasks._attrs import Attrs
 from modules.tasks._content import put_content
 from modules.tasks._remote import ATTRIBUTES, maybe, text

@@ -6,8 +6,8 @@ from typing import Any
 
 import voluptuous as vol
 
-from engine.taskmodule import Result, TaskContext, TaskModule
-from engine.template import SandboxRefusal, TemplateFailure
+from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.recipe.template import SandboxRefusal, TemplateFailure
 from modules.tasks._remote import maybe
 
 

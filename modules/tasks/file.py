@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import voluptuous as vol
 
-from engine.taskmodule import Result, TaskContext, TaskModule
+from engine.build.taskmodule import Result, TaskContext, TaskModule
 from modules.tasks._attrs import Attrs, Stat
 from modules.tasks._remote import ATTRIBUTES, UMASK_SH, failure, first, maybe, q, quiet, stat_sh, tagged
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import voluptuous as vol
 
-from engine.schema import positive_number
-from engine.taskmodule import Result, TaskContext, TaskModule
+from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.recipe.schema import positive_number
 from modules.tasks._attrs import Attrs, Stat, new_mode
 from modules.tasks._remote import (ATTRIBUTES, UMASK_SH, failure, first, maybe, place_commands, q, quiet, stat_sh,
                                    tagged, tail, text)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import voluptuous as vol
 
-from engine.taskmodule import Result, TaskContext, TaskModule
+from engine.build.taskmodule import Result, TaskContext, TaskModule
 
 
 class Meta(TaskModule, name="meta"):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import voluptuous as vol
 
-from engine.taskmodule import Result, TaskContext, TaskModule
+from engine.build.taskmodule import Result, TaskContext, TaskModule
 from modules.tasks._packages import STATES, Backend, Plan, Request, ensure, package_names
 from modules.tasks._remote import words
 from modules.tasks.apt import APT

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import voluptuous as vol
 
-from engine.schema import positive_number
-from engine.taskmodule import Result, TaskContext, TaskModule
+from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.recipe.schema import positive_number
 from modules.tasks._remote import WHOAMI_SH, failure, first, maybe, not_root, quiet, tagged, tail, text
 
 BOOT_ID = "cat /proc/sys/kernel/random/boot_id"

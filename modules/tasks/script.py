@@ -7,9 +7,9 @@ from pathlib import Path
 
 import voluptuous as vol
 
+from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.errors import BuildError
-from engine.schema import each
-from engine.taskmodule import Result, TaskContext, TaskModule
+from engine.recipe.schema import each
 from modules.tasks._command import GUARDS, run_guarded
 from modules.tasks._remote import maybe, payload, temp_path, text, unstage
 

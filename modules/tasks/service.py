@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import voluptuous as vol
 
-from engine.taskmodule import Result, TaskContext, TaskModule
+from engine.build.taskmodule import Result, TaskContext, TaskModule
 from modules.tasks._remote import failure, first, maybe, quiet, tagged, tail
 
 STATES = ("started", "stopped", "restarted", "reloaded")

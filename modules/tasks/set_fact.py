@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.recipe_schema import variable_mapping
-from engine.taskmodule import Result, TaskContext, TaskModule
+from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.recipe.recipe_schema import variable_mapping
 
 
 class SetFact(TaskModule, name="set_fact"):

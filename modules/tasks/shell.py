@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import voluptuous as vol
 
-from engine.taskmodule import Result, TaskContext, TaskModule
+from engine.build.taskmodule import Result, TaskContext, TaskModule
 from modules.tasks._command import GUARDS, STDIN, run_guarded, with_newline
 from modules.tasks._remote import maybe, text
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, fields
 
 import voluptuous as vol
 
-from engine.taskmodule import Result, TaskContext, TaskModule
+from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.remote.ssh import BUILD_KEY_MARK
 from modules.tasks._remote import WHOAMI_SH, failure, not_root, quiet, tagged, tail
 
-BUILD_KEY_MARK = "recipe-build-"      # the comment of the temporary key a platform injects for the build
 HISTORIES = (".bash_history", ".ash_history", ".zsh_history", ".sh_history", ".history", ".python_history",
              ".lesshst", ".viminfo", ".wget-hsts")
 KEYGEN_UNIT = """[Unit]

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import voluptuous as vol
 
-from engine.schema import each
-from engine.taskmodule import Result, TaskContext, TaskModule
+from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.recipe.schema import each
 from modules.tasks._attrs import Attrs, Stat
 from modules.tasks._remote import (ATTRIBUTES, CONTENT, UMASK_SH, failure, first, maybe, q, quiet, stage, stat_sh,
                                    tagged, tail, text, unstage, words)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import voluptuous as vol
 
-from engine.taskmodule import Result, TaskContext, TaskModule
+from engine.build.taskmodule import Result, TaskContext, TaskModule
 from modules.tasks._accounts import account_name, entry_sh, fields, tools_sh
 from modules.tasks._remote import failure, first, maybe, quiet, tagged, tail, text
 

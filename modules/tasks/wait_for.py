@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import voluptuous as vol
 
-from engine.schema import positive_number
-from engine.taskmodule import Result, TaskContext, TaskModule
+from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.recipe.schema import positive_number
 from modules.tasks._remote import failure, first, maybe, pattern, q, quiet, tagged, text
 
 STATES = ("started", "stopped", "present", "absent", "drained")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.claims import claim_path
+from engine.leftovers.claims import claim_path
+
 from .conftest import RECIPE
 from .test_qemu_platform import events_of, qemu_processes
 

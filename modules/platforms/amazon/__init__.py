@@ -21,20 +21,20 @@ what a killed run left. Nothing here talks to AWS at validation time.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import voluptuous as vol
 
-from engine.model import Build, Recipe
-from engine.platform import Platform
-from engine.runner import Step
-from engine.schema import HintedInvalid, positive_number
-from engine.steps import GatherFacts, MakeWorkDir, Provision
-from modules.exports._aws import REGION
-from modules.exports.ami import AMI_NAME, VOLUME_TYPES
+from engine.build.platform import Platform
+from engine.build.runner import Step
+from engine.build.steps import GatherFacts, MakeWorkDir, Provision
+from engine.recipe.model import Build, Recipe
+from engine.recipe.schema import HintedInvalid, positive_number
+from modules.aws.rules import AMI_NAME, REGION, VOLUME_TYPES
+from modules.platforms.amazon import steps as ec2_steps
 from modules.platforms.amazon import sweep  # noqa: F401  (registers the "aws" sweeper)
+from modules.platforms.amazon.config import AmazonConfig, RootVolume, Sharing, SourceAmiQuery
 
 AMI_ID = vol.Match(r"^ami-[0-9a-f]{8,17}$", msg="an AMI id like ami-0123456789abcdef0")
 ACCOUNT_ID = vol.Match(r"^\d{12}$", msg="a 12-digit AWS account id")
@@ -46,62 +46,6 @@ def cidr(value: Any) -> str:
         return str(ipaddress.ip_network(str(value), strict=False))
     except ValueError:
         raise HintedInvalid(f"{value!r} is not a CIDR block", hint="e.g. 203.0.113.7/32 or 10.0.0.0/8") from None
-
-
-@dataclass(frozen=True)
-class SourceAmiQuery:
-    """The newest (most_recent) or only image matching filters, owned by owners."""
-
-    filters: dict[str, list[str]]
-    owners: tuple[str, ...] = ()
-    most_recent: bool = False
-
-
-@dataclass(frozen=True)
-class RootVolume:
-    size: int | None = None          # GiB; None keeps the source AMI's
-    type: str = "gp3"
-
-
-@dataclass(frozen=True)
-class Sharing:
-    users: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()      # "all" makes the image public
-    org_arns: tuple[str, ...] = ()
-    ou_arns: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.users or self.groups or self.org_arns or self.ou_arns)
-
-
-@dataclass(frozen=True)
-class AmazonConfig:
-    region: str
-    source_ami: str | SourceAmiQuery
-    ami_name: str
-    ami_description: str = ""
-    instance_type: str = "t3.micro"
-    subnet_id: str | None = None
-    vpc_id: str | None = None
-    security_group_ids: tuple[str, ...] = ()     # given: no temporary group is made
-    ssh_cidrs: tuple[str, ...] = ()              # empty: the caller's address /32
-    key_pair: str | None = None                  # given: no temporary key pair; ssh.private_key_file is its key
-    ssh_interface: str = "public_ip"
-    iam_instance_profile: str | None = None
-    root_volume: RootVolume = field(default_factory=RootVolume)
-    user_data: str | None = None
-    regions: tuple[str, ...] = ()
-    share: Sharing = field(default_factory=Sharing)
-    tags: dict[str, str] = field(default_factory=dict)          # AMI and snapshots, in every region
-    run_tags: dict[str, str] = field(default_factory=dict)      # instance, volumes, key pair, security group
-    force_deregister: bool = False
-    ami_timeout: float = 3600.0
-    poll_delay: float = 5.0                      # the first wait between polls; doubles up to 60 s
-    instance_timeout: float = 900.0
-    host_key_wait: float = 180.0                 # how long to wait for the host keys on the console; 0: ask once
-    checkip_url: str = "https://checkip.amazonaws.com"
-    profile: str | None = None
-    endpoint_url: str | None = None
 
 
 STR_MAP = {str: vol.Coerce(str)}
@@ -171,7 +115,6 @@ class AmazonPlatform(Platform, name="amazon"):
             "regions": tuple(r for r in dict.fromkeys(validated["regions"]) if r != validated["region"])})
 
     def steps(self, recipe: Recipe, build: Build) -> list[Step]:
-        from modules.platforms.amazon import steps as ec2_steps
         run = ec2_steps.Ec2Run(build=build, config=build.source.config)
         return [MakeWorkDir(), ec2_steps.Clients(run), ec2_steps.CheckSourceAndName(run), ec2_steps.KeyPair(run),
                 ec2_steps.SecurityGroup(run), ec2_steps.LaunchInstance(run), ec2_steps.ConnectInstance(run),

@@ -13,26 +13,23 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncssh
 from botocore.exceptions import ClientError
 
+from engine.artifacts.export import Artifact
+from engine.artifacts.export_chain import Chain, export_context, machine_shape
+from engine.build.runner import BuildState, Cleanup
+from engine.build.steps import Connect
 from engine.errors import BuildError
-from engine.export import Artifact
-from engine.export_chain import Chain, export_context, machine_shape
-from engine.model import Build
+from engine.leftovers.sweep import BUILD_ID_TAG, RECIPE_TAG
 from engine.process import atomic_path
-from engine.runner import BuildState, Cleanup
-from engine.ssh import Endpoint
-from engine.steps import Connect
-from engine.sweep import BUILD_ID_TAG, RECIPE_TAG
-from modules.exports import _aws
-from modules.platforms.amazon import ec2 as aws
-from modules.platforms.qemu.seed import KEY_COMMENT_PREFIX
-
-if TYPE_CHECKING:
-    from modules.platforms.amazon import AmazonConfig
+from engine.recipe.model import Build
+from engine.remote.ssh import BUILD_KEY_MARK, Endpoint
+from modules.aws import clients
+from modules.aws import ec2 as aws
+from modules.platforms.amazon.config import AmazonConfig, SourceAmiQuery
 
 CONSOLE_MAX_DELAY = 15.0     # between reads of the console while waiting for the host keys
 
@@ -82,7 +79,7 @@ class Clients:
     async def run(self, state: BuildState, cleanup: Cleanup) -> None:
         config = self.job.config
         for region in (config.region, *config.regions):
-            self.job.clients[region] = await asyncio.to_thread(_aws.client, "ec2", region, config.profile,
+            self.job.clients[region] = await asyncio.to_thread(clients.client, "ec2", region, config.profile,
                                                                config.endpoint_url)
 
 
@@ -109,7 +106,6 @@ class CheckSourceAndName:
 
 
 async def resolve_source_ami(ec2: Any, source: Any) -> dict[str, Any]:
-    from modules.platforms.amazon import SourceAmiQuery
     if not isinstance(source, SourceAmiQuery):
         images = (await aws.call("DescribeImages", ec2.describe_images, ImageIds=[source]))["Images"]
         if not images:
@@ -143,7 +139,7 @@ class KeyPair:
             self.job.key_name, self.job.private_key = config.key_pair, ssh.private_key_file
             return
         assert state.work_dir
-        key = asyncssh.generate_private_key("ssh-ed25519", comment=f"{KEY_COMMENT_PREFIX}{state.build.info.id}-ec2")
+        key = asyncssh.generate_private_key("ssh-ed25519", comment=f"{BUILD_KEY_MARK}{state.build.info.id}-ec2")
         path = state.work_dir / "ec2-key"
         path.write_bytes(key.export_private_key())
         os.chmod(path, 0o600)

@@ -10,9 +10,9 @@ from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from engine.sweep import BUILD_ID_TAG, Leftover, Sweeper, SweepOptions, build_age, old_enough
-from modules.exports import _aws
-from modules.platforms.amazon.ec2 import deregister_with_snapshots
+from engine.leftovers.sweep import BUILD_ID_TAG, Leftover, Sweeper, SweepOptions, build_age, old_enough
+from modules.aws import clients
+from modules.aws.ec2 import deregister_with_snapshots
 
 TAGGED = [{"Name": "tag-key", "Values": [BUILD_ID_TAG]}]
 ORDER = ("instance", "image", "snapshot", "key pair", "security group")
@@ -24,7 +24,7 @@ def _build_id(tags: list[dict[str, str]] | None) -> str:
 
 class AwsSweeper(Sweeper, name="aws"):
     def _ec2(self, options: SweepOptions, region: str | None) -> Any:
-        return _aws.client("ec2", region, options.profile, options.endpoint_url)  # type: ignore[arg-type]
+        return clients.client("ec2", region, options.profile, options.endpoint_url)  # type: ignore[arg-type]
 
     def regions(self, options: SweepOptions) -> list[str | None]:
         return list(options.regions) or [None]          # None: the configured default region

@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from dataclasses import dataclass
 from typing import Any
 
 import voluptuous as vol
 
-from engine.model import Build, Recipe
-from engine.platform import Platform
-from engine.runner import Step
-from engine.schema import HintedInvalid, positive_number
-from engine.steps import GatherFacts, MakeWorkDir, Provision
+from engine.build.platform import Platform
+from engine.build.runner import Step
+from engine.build.steps import GatherFacts, MakeWorkDir, Provision
+from engine.recipe.model import Build, Recipe
+from engine.recipe.schema import HintedInvalid, positive_number
 from modules.platforms.qemu.base import BASE_SCHEMA, parse_base
-from modules.platforms.qemu.steps import (Boot, ConnectVm, CreateDisk, Export, PrepareBase,
-                                          RunVerify, Shutdown, VerifyDisk, VmRun)
+from modules.platforms.qemu.config import QemuConfig
+from modules.platforms.qemu.steps import (Boot, ConnectVm, CreateDisk, Export, PrepareBase, RunVerify, Shutdown,
+                                          VerifyDisk, VmRun)
 
 SIZE = re.compile(r"^\d+(\.\d+)?[KMGT]?$")
 
@@ -36,19 +36,6 @@ def disk_size(value: Any) -> str:
     if isinstance(value, str) and SIZE.match(value):
         return value
     raise HintedInvalid(f"{value!r} is not a disk size", hint='e.g. disk_size: 4G (K, M, G or T)')
-
-
-@dataclass(frozen=True)
-class QemuConfig:
-    base: Any
-    cpus: int = 2
-    memory: int = 1024
-    disk_size: str | None = None
-    firmware: str = "bios"
-    accelerator: str = "auto"
-    qemu_args: tuple[str, ...] = ()
-    shutdown_timeout: float = 120.0
-    hostname: str | None = None
 
 
 class QemuPlatform(Platform, name="qemu"):

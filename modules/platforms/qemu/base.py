@@ -19,16 +19,17 @@ import asyncio
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import voluptuous as vol
 
 from engine.errors import BuildError
-from engine.schema import HintedInvalid, did_you_mean, each, strict, type_name
+from engine.recipe.schema import HintedInvalid, did_you_mean, each, strict, type_name
 from modules.platforms.qemu import bootstrap, download
+from modules.platforms.qemu.base_spec import Base, BootstrapBase, PathBase, ResolvedBase, UrlBase, parse_size
 from modules.platforms.qemu.checksums import parse_checksum
+from modules.platforms.qemu.distros import DISTROS
 from modules.platforms.qemu.image_urls import check_url, display_url
 
 Progress = Callable[[str, int, "int | None"], None]
@@ -42,59 +43,7 @@ COMPRESSED_MAGIC = {b"\xfd7zXZ\x00": "xz", b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\x
 
 # ---------------------------------------------------------------- the options, parsed
 
-@dataclass(frozen=True)
-class UrlBase:
-    url: str
-    checksum: str
-    format: str | None = None
-
-
-@dataclass(frozen=True)
-class PathBase:
-    path: Path
-    format: str | None = None
-
-
-@dataclass(frozen=True)
-class BootstrapBase:
-    distro: str = "debian"
-    suite: str = "bookworm"
-    packages: tuple[str, ...] = ()
-    mirror: str = bootstrap.DISTROS["debian"].mirror
-    size: str = "4G"
-
-    @property
-    def size_bytes(self) -> int:
-        return parse_size(self.size)
-
-
-Base = UrlBase | PathBase | BootstrapBase
-
-
-@dataclass(frozen=True)
-class ResolvedBase:
-    """A base image on disk, to be used read-only (as a backing file)."""
-
-    path: Path
-    format: str
-    virtual_size: int | None = field(default=None, compare=False)
-
-
 # ---------------------------------------------------------------- the schema
-
-def parse_size(value: Any) -> int:
-    """Bytes of `4G`, `512M`, `4GiB`, `1T` or a plain number of bytes (ValueError otherwise)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a size")
-    if isinstance(value, int):
-        number, unit = value, ""
-    else:
-        match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
-        if not match:
-            raise ValueError(f"{value!r} is not a size")
-        number, unit = int(match.group(1)), match.group(2).upper()
-    return number << {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[unit]
-
 
 def _checksum(value: Any) -> str:
     try:
@@ -130,9 +79,9 @@ def _path(value: Any) -> str:
 
 
 def _distro(value: Any) -> str:
-    if not isinstance(value, str) or value not in bootstrap.DISTROS:
+    if not isinstance(value, str) or value not in DISTROS:
         raise HintedInvalid(f"{value!r} is not a distribution bootstrap knows",
-                            hint=did_you_mean(str(value), bootstrap.DISTROS, "use " + " or ".join(bootstrap.DISTROS)))
+                            hint=did_you_mean(str(value), DISTROS, "use " + " or ".join(DISTROS)))
     return value
 
 
@@ -203,7 +152,7 @@ def _bootstrap_base(value: dict) -> dict:
         errors.append(exc)
     if errors:
         raise vol.MultipleInvalid(errors)
-    distro = bootstrap.DISTROS[options.get("distro", "debian")]
+    distro = DISTROS[options.get("distro", "debian")]
     filled = {"distro": distro.name, "suite": options.get("suite", distro.suite),
               "packages": list(dict.fromkeys(options.get("packages", []))),
               "mirror": options.get("mirror", distro.mirror), "size": options.get("size", "4G")}
@@ -243,7 +192,7 @@ def parse_base(validated: dict, relative_to: Path | None = None) -> Base:
             path = Path(relative_to) / path
         return PathBase(path=path, format=validated.get("format"))
     options = validated["bootstrap"] or {}
-    distro = bootstrap.DISTROS[options.get("distro", "debian")]
+    distro = DISTROS[options.get("distro", "debian")]
     return BootstrapBase(distro=distro.name, suite=options.get("suite", distro.suite),
                          packages=tuple(dict.fromkeys(options.get("packages", ()))),
                          mirror=options.get("mirror", distro.mirror).rstrip("/"),

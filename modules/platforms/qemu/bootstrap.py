@@ -41,17 +41,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 from engine.errors import BuildError
-from engine.schema import did_you_mean
+from engine.recipe.schema import did_you_mean
+from modules.platforms.qemu.base_spec import BootstrapBase
+from modules.platforms.qemu.distros import DISTROS, Distro
 from modules.platforms.qemu.download import file_lock
 from modules.platforms.qemu.image_tree import (POLICY_RC_D, Identity, clean_tree, configure_tree, kernel_cmdline,
                                                kernel_files, loader_conf, loader_entry, preseed_tree, syslinux_cfg,
                                                tree_bytes, write)
-
-if TYPE_CHECKING:   # pragma: no cover
-    from modules.platforms.qemu.base import BootstrapBase
 
 Progress = Callable[[str, int, "int | None"], None]
 Log = Callable[[str], None]
@@ -79,59 +78,23 @@ PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy")     # passed on to d
 TAIL_LINES = 25
 
 
-@dataclass(frozen=True)
-class Distro:
-    name: str
-    suite: str                     # the default suite
-    mirror: str                    # the default mirror
-    keyring: str
-    packages: tuple[str, ...]      # what makes the tree a bootable cloud-style system
-    components: tuple[str, ...] = ("main",)
-
-    def sources(self, mirror: str, suite: str) -> str:
-        """/etc/apt/sources.list for the guest."""
-        components = " ".join(self.components)
-        lines = [f"deb {mirror} {suite} {components}"]
-        if suite not in ("sid", "unstable", "experimental"):
-            lines.append(f"deb {mirror} {suite}-updates {components}")
-            if re.match(r"https?://deb\.debian\.org/debian$", mirror):
-                security = mirror.rsplit("/", 1)[0] + "/debian-security"
-                lines.append(f"deb {security} {suite}-security {components}")
-        return "\n".join(lines) + "\n"
-
-
-DISTROS = {
-    "debian": Distro(
-        name="debian", suite="bookworm", mirror="http://deb.debian.org/debian",
-        keyring="/usr/share/keyrings/debian-archive-keyring.gpg",
-        packages=("linux-image-amd64", "initramfs-tools", "systemd-sysv", "udev", "openssh-server", "sudo",
-                  "cloud-init", "cloud-guest-utils", "ifupdown", "isc-dhcp-client", "ca-certificates",
-                  "e2fsprogs",
-                  # logind and hostnamectl/timedatectl need the system bus (debootstrap takes no Recommends)
-                  "dbus", "libpam-systemd",
-                  # debootstrap does not resolve virtual packages: python3-cryptography (cloud-init)
-                  # needs python3-cffi-backend-api-*, which only this package provides
-                  "python3-cffi-backend")),
-}
-
-
 # ---------------------------------------------------------------- names, identities, layout
 
-def image_inputs(base: "BootstrapBase") -> dict:
+def image_inputs(base: BootstrapBase) -> dict:
     """Everything the image depends on; its hash names the image."""
     return {"bootstrap_version": BOOTSTRAP_VERSION, "distro": base.distro, "suite": base.suite,
             "mirror": base.mirror.rstrip("/"), "packages": sorted(set(base.packages)), "size": disk_size(base)}
 
 
-def image_key(base: "BootstrapBase") -> str:
+def image_key(base: BootstrapBase) -> str:
     return hashlib.sha256(json.dumps(image_inputs(base), sort_keys=True).encode()).hexdigest()
 
 
-def image_path(base: "BootstrapBase", cache_dir: Path) -> Path:
+def image_path(base: BootstrapBase, cache_dir: Path) -> Path:
     return Path(cache_dir) / "images" / f"bootstrap-{image_key(base)[:16]}.qcow2"
 
 
-def disk_size(base: "BootstrapBase") -> int:
+def disk_size(base: BootstrapBase) -> int:
     """The disk size in bytes, rounded up to a MiB."""
     return -(-base.size_bytes // MIB) * MIB
 
@@ -286,7 +249,7 @@ async def sweep_stale(cache_dir: Path, log: Log | None = None) -> None:
 
 # ---------------------------------------------------------------- the build
 
-def check_host(base: "BootstrapBase", distro: Distro) -> None:
+def check_host(base: BootstrapBase, distro: Distro) -> None:
     if os.geteuid() != 0:
         raise BuildError("a bootstrap base is built as root (debootstrap chroots into the new tree)",
                          hint="run recipe as root, or use base: {url: ..., checksum: ...}")
@@ -303,7 +266,7 @@ def check_host(base: "BootstrapBase", distro: Distro) -> None:
                          hint=did_you_mean(base.suite, known, "see /usr/share/debootstrap/scripts"))
 
 
-async def build_image(base: "BootstrapBase", cache_dir: Path, progress: Progress | None = None,
+async def build_image(base: BootstrapBase, cache_dir: Path, progress: Progress | None = None,
                       log: Log | None = None) -> Path:
     """The qcow2 image base describes: from the cache, or built (once, under a lock) and cached."""
     final = image_path(base, cache_dir)
@@ -326,7 +289,7 @@ async def build_image(base: "BootstrapBase", cache_dir: Path, progress: Progress
     return final
 
 
-async def _build(base: "BootstrapBase", distro: Distro, final: Path, work: Path,
+async def _build(base: BootstrapBase, distro: Distro, final: Path, work: Path,
                  progress: Progress | None, log: Log | None) -> None:
     started = time.monotonic()
     key = image_key(base)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from engine.errors import BuildError
-from engine.schema import did_you_mean
+from engine.recipe.schema import did_you_mean
 from modules.platforms.qemu.image_urls import check_url
 
 ALGORITHMS = {"sha256": 64, "sha512": 128}     # hex digits of each

@@ -15,8 +15,7 @@ from pathlib import Path
 import asyncssh
 
 from engine.errors import BuildError
-
-KEY_COMMENT_PREFIX = "recipe-build-"
+from engine.remote.ssh import BUILD_KEY_MARK
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def user_data(user: str, login_public_key: str, host_private: str, host_public: 
 async def make_seed(directory: Path, build_id: str, boot_name: str, user: str, hostname: str) -> Seed:
     """Write keys and user-data into directory and build the seed ISO (volume label cidata)."""
     directory.mkdir(parents=True, exist_ok=True)
-    login = asyncssh.generate_private_key("ssh-ed25519", comment=f"{KEY_COMMENT_PREFIX}{build_id}-{boot_name}")
+    login = asyncssh.generate_private_key("ssh-ed25519", comment=f"{BUILD_KEY_MARK}{build_id}-{boot_name}")
     host = asyncssh.generate_private_key("ssh-ed25519", comment=f"recipe-host-{build_id}")
     private_key = directory / "login_key"
     private_key.touch(mode=0o600)

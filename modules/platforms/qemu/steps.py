@@ -1,6 +1,6 @@
 """The steps of a qemu build: work dir, base, disk, boot, connect, shut down, export, verify.
 
-Each step pushes its cleanup before it acts (see engine.runner), so a build
+Each step pushes its cleanup before it acts (see engine.build.runner), so a build
 stopped anywhere releases its QEMU process and files in reverse order.
 """
 from __future__ import annotations
@@ -9,26 +9,24 @@ import asyncio
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from engine.connection import Become
+from engine.artifacts.export import Artifact
+from engine.artifacts.export_chain import Chain, export_context, machine_shape
+from engine.build.executor import provision
+from engine.build.runner import BuildState, Cleanup
+from engine.build.steps import Connect
 from engine.errors import BuildError
-from engine.executor import provision
-from engine.export import EXPORTS, Artifact
-from engine.export_chain import Chain, export_context, machine_shape
-from engine.model import Build
-from engine.model import Export as ModelExport
 from engine.process import run_tool
-from engine.runner import BuildState, Cleanup
-from engine.ssh import Endpoint, SshSession
-from engine.steps import Connect
+from engine.recipe.model import Build
+from engine.recipe.model import Export as ModelExport
+from engine.registry import EXPORTS
+from engine.remote.connection import Become
+from engine.remote.ssh import Endpoint, SshSession
 from modules.platforms.qemu.accel import choose_accelerator
 from modules.platforms.qemu.base import default_cache_dir, resolve_base
+from modules.platforms.qemu.config import QemuConfig
 from modules.platforms.qemu.machine import OVMF_VARS, Machine, MachineSpec, free_port
 from modules.platforms.qemu.seed import make_seed
-
-if TYPE_CHECKING:
-    from modules.platforms.qemu import QemuConfig
 
 
 @dataclass
@@ -198,7 +196,7 @@ class Shutdown:
 
 @dataclass
 class Export:
-    """Run the build's exports as a chain (engine.export_chain); the default is one qcow2."""
+    """Run the build's exports as a chain (engine.artifacts.export_chain); the default is one qcow2."""
 
     vm: VmRun
     name: str = "export"

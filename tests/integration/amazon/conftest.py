@@ -2,7 +2,7 @@
 through its ssh.host/ssh.port override, while every AWS call goes over HTTP to moto's server.
 
 moto reports instances that cannot be reached, so two things a real instance does by itself are done
-here, behind the same boto3 interface the platform uses (botocore event hooks, modules.exports._aws):
+here, behind the same boto3 interface the platform uses (botocore event hooks, modules.aws.clients):
 the public key the build imports is added to the guest's authorized_keys (cloud-init would fetch it
 from the instance metadata), and GetConsoleOutput answers with the guest's host key block as
 cloud-init prints it on a real console. Everything else moto answers itself.
@@ -22,8 +22,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
-from engine.ssh import Endpoint, SshSession
-from modules.exports import _aws
+from engine.remote.ssh import Endpoint, SshSession
+from modules.aws import clients
 from modules.platforms.qemu.accel import choose_accelerator
 from modules.platforms.qemu.machine import Machine, MachineSpec, free_port
 from modules.platforms.qemu.seed import make_seed
@@ -114,12 +114,12 @@ def instance_stand_in(aws, ec2_guest) -> Iterator[StandIn]:
     hooks = [("before-parameter-build.ec2.ImportKeyPair", push_key), ("before-call.ec2.GetConsoleOutput", console)]
     ec2_guest.console_blank_answers, ec2_guest.console_refuses_latest, ec2_guest.console_reads = 0, False, 0
     ec2_guest.console_requests.clear()
-    _aws.EVENT_HOOKS.extend(hooks)
+    clients.EVENT_HOOKS.extend(hooks)
     try:
         yield ec2_guest
     finally:
         for hook in hooks:
-            _aws.EVENT_HOOKS.remove(hook)
+            clients.EVENT_HOOKS.remove(hook)
 
 
 @pytest.fixture
@@ -136,12 +136,12 @@ def fail_at() -> Iterator[Callable[[str], list[int]]]:
                 raise ClientError({"Error": {"Code": "InjectedFailure", "Message": f"{operation} failed (test)"}},
                                   operation)
         added.append((f"before-call.ec2.{operation}", fail))
-        _aws.EVENT_HOOKS.insert(0, added[-1])     # before the stand-in's own answers
+        clients.EVENT_HOOKS.insert(0, added[-1])     # before the stand-in's own answers
         return hits
 
     yield arm
     for hook in added:
-        _aws.EVENT_HOOKS.remove(hook)
+        clients.EVENT_HOOKS.remove(hook)
 
 
 @pytest.fixture

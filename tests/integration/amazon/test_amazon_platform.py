@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from engine.cli.main import main
 from tests.integration.conftest import RECIPE
 from tests.moto_server import TEST_CREDENTIALS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from engine.cli import main
+from engine.cli.main import main
 from tests.integration.amazon.test_amazon_platform import register_source
 
 MIXED = """\

@@ -1,0 +1,1 @@
+"""What a build leaves: the export chain, archives, digests."""

@@ -1,0 +1,130 @@
+"""The contract every task module keeps, after Ansible's:
+
+argument schema -> validated, typed params -> read the current state -> return
+early in check mode or when nothing would change -> act -> Result.
+
+A module lives in modules/tasks/<name>.py with its schema beside its code and
+registers itself by subclassing TaskModule with name=... . Guests need only a
+POSIX shell: modules run shell snippets through the Connection they are given.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, ClassVar, Mapping
+
+import voluptuous as vol
+
+from engine.recipe.schema import strict, templatable
+from engine.registry import TASK_MODULES
+from engine.remote.connection import Become, CommandResult, Connection
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a task did. data holds module-specific values that `register` exposes."""
+
+    changed: bool = False
+    failed: bool = False
+    skipped: bool = False
+    msg: str = ""
+    rc: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    diff: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+    new_vars: Mapping[str, Any] = field(default_factory=dict)   # variables later tasks see (set_fact)
+
+    @property
+    def status(self) -> str:
+        if self.failed:
+            return "failed"
+        if self.skipped:
+            return "skipped"
+        return "changed" if self.changed else "ok"
+
+    def as_register(self) -> dict[str, Any]:
+        """The value `register:` stores, shaped as Ansible users expect."""
+        value: dict[str, Any] = {"changed": self.changed, "failed": self.failed, "skipped": self.skipped,
+                                 "msg": self.msg}
+        if self.rc is not None:
+            value.update(rc=self.rc, stdout=self.stdout, stderr=self.stderr,
+                         stdout_lines=self.stdout.splitlines(), stderr_lines=self.stderr.splitlines())
+        value.update(self.data)
+        return value
+
+    def replace(self, **changes: Any) -> "Result":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class TaskContext:
+    """What a module may use: the connection, the mode, and file lookups."""
+
+    connection: Connection
+    check: bool
+    become: Become | None
+    find_file: Callable[[str, str], Path]            # (src, "files"|"templates") -> local path
+    render_text: Callable[[str], str]               # render a template file's text in the task's scope
+    output: Callable[[str, str], None] | None = None  # (stream, line) while commands run
+    timeout: float | None = None
+    diff: bool = False                                # the user asked to see file changes (--diff)
+
+    async def sh(self, script: str, stdin: bytes | str | None = None, become: bool = True,
+                 stream: bool = True) -> CommandResult:
+        """Run a POSIX shell script on the target, as the become user when asked.
+
+        stream=False for a module's own probes: their output (a whole file, say) is not the task's output.
+        """
+        return await self.connection.run(script, stdin=stdin, become=self.become if become else None,
+                                         timeout=self.timeout, on_output=self.output if stream else None)
+
+    async def upload(self, data: bytes, remote_path: str) -> None:
+        await self.connection.upload(data, remote_path)
+
+
+class TaskModule:
+    """Subclass with name=... ; define schema (a dict), Params (a dataclass) and run()."""
+
+    name: ClassVar[str]
+    schema: ClassVar[dict] = {}
+    free_form: ClassVar[str | None] = None     # `shell: echo hi` means {free_form: "echo hi"}
+    description: ClassVar[str] = ""
+    Params: ClassVar[type] = dict
+    local_files: ClassVar[dict[str, str]] = {}   # option -> "files"|"templates": checked to exist by validate
+
+    def __init_subclass__(cls, name: str | None = None, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        if name:
+            cls.name = name
+            TASK_MODULES.add(name, cls)
+
+    @classmethod
+    def normalize(cls, args: Any) -> Any:
+        """The free-form string shorthand as the mapping it stands for."""
+        if args is None:
+            return {}
+        if isinstance(args, str) and cls.free_form:
+            return {cls.free_form: args}
+        return args
+
+    @classmethod
+    def static_schema(cls) -> Any:
+        """The schema with a template allowed in place of any value: used before rendering."""
+        return strict({key: templatable(value) for key, value in cls.schema.items()}, what="option")
+
+    @classmethod
+    def runtime_schema(cls) -> Any:
+        return strict(cls.schema, what="option")
+
+    @classmethod
+    def params(cls, rendered_args: Any) -> Any:
+        validated = vol.Schema(cls.runtime_schema())(cls.normalize(rendered_args))
+        return cls.Params(**validated) if cls.Params is not dict else validated
+
+    async def run(self, params: Any, ctx: TaskContext) -> Result:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+ResultAwaitable = Awaitable[Result]

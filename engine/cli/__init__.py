@@ -1,0 +1,1 @@
+"""The `recipe` command: verbs, exit codes, and what render and inspect print."""

@@ -1,0 +1,1 @@
+"""A recipe file into the frozen model: YAML with positions, includes and roles, Jinja, schemas."""

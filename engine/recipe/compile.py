@@ -1,0 +1,300 @@
+"""From a recipe file to a Recipe: load, check everything, build the frozen model.
+
+Every problem found is reported at once: schema errors, undefined variables,
+unknown handlers and sources, role argument specs, and the rendered sources
+and exports of each build.
+"""
+from __future__ import annotations
+
+import secrets as random_tokens
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping
+
+import voluptuous as vol
+
+from engine.errors import Position, Problem, RecipeError
+from engine.recipe.loader import LoadedRecipe, LoadedRole, load_recipe
+from engine.recipe.model import Build, BuildInfo, Export, Handler, Origin, Recipe, Source, SshSettings, Task, Variables
+from engine.recipe.recipe_schema import RECIPE_SCHEMA, ssh_schema, task_validator
+from engine.recipe.references import check_references
+from engine.recipe.role_specs import check_role_arguments
+from engine.recipe.schema import each, format_path, plugin_failure, strict, validate
+from engine.recipe.template import Scope, TemplateFailure, render
+from engine.recipe.variables import cli_vars, env_vars, file_vars
+from engine.recipe.yamlpos import YMap, YSeq
+from engine.registry import EVERYTHING, EXPORTS, PLATFORMS, TASK_MODULES, load_plugins
+from engine.secrets import Redactor
+
+if TYPE_CHECKING:   # the contracts are looked up in engine.registry; these names only type them
+    from engine.artifacts.export import Exporter
+    from engine.build.platform import Platform
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    var_assignments: tuple[str, ...] = ()
+    var_files: tuple[Path, ...] = ()
+    roles_path: tuple[Path, ...] = ()
+    environ: Mapping[str, str] | None = None
+    started: float = field(default_factory=time.time)
+    placeholder_ids: bool = False      # validate and render: no run, so no real build ids
+
+
+def compile_recipe(path: Path, options: CompileOptions = CompileOptions(),
+                   redactor: Redactor | None = None) -> Recipe:
+    load_plugins()
+    loaded = load_recipe(path, list(options.roles_path))
+    doc = loaded.document
+    _, problems = validate(RECIPE_SCHEMA, doc)
+    variables = _variables(loaded, options)
+    secrets = doc.get("secrets")
+    secret_names = frozenset(s for s in secrets if isinstance(s, str)) if isinstance(secrets, list) else frozenset()
+    if redactor is not None:
+        redactor.add(_secret_values(variables, secret_names))
+    problems += check_references(loaded, variables, secret_names)
+    problems += [p for role in loaded.roles for p in _role_problems(role, variables)]
+    builds, build_problems = _builds(doc, variables, options)
+    problems += build_problems
+    if problems:
+        raise RecipeError(_unique(problems))
+    return Recipe(
+        name=doc["name"], path=loaded.path, digest=loaded.digest(), description=doc.get("description", ""),
+        variables=variables, secrets=secret_names, become=bool(doc.get("become", False)),
+        tasks=_all_tasks(loaded), handlers=_all_handlers(loaded), builds=tuple(builds),
+        verify=tuple(make_task(t, f"verify[{i}]", Origin(base_dir=loaded.path.parent))
+                     for i, t in enumerate(doc.get("verify") or [])),
+    )
+
+
+def _role_problems(role: LoadedRole, variables: Variables) -> list[Problem]:
+    problems = []
+    for kind, handler in (("tasks", False), ("handlers", True)):
+        label = f"roles[{role.name}].{kind}"
+        root = YMap({label: getattr(role, kind)}, pos=role.referenced_at)
+        root.value_pos[label] = getattr(role, kind).pos
+        problems += validate({label: each(task_validator(handler))}, root)[1]
+    return problems + check_role_arguments(role, variables)
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    return list(dict.fromkeys(problems))
+
+
+# -- variables ------------------------------------------------------------------
+
+def _variables(loaded: LoadedRecipe, options: CompileOptions) -> Variables:
+    defaults: dict[str, Any] = {}
+    for role in loaded.roles:
+        defaults.update(role.defaults)
+    recipe_vars = loaded.document.get("vars")
+    return Variables(
+        role_defaults=MappingProxyType(defaults),
+        recipe=MappingProxyType(dict(recipe_vars) if isinstance(recipe_vars, dict) else {}),
+        files=MappingProxyType(file_vars(options.var_files)),
+        cli=MappingProxyType(cli_vars(options.var_assignments)),
+        env=MappingProxyType(env_vars(options.environ)),
+    )
+
+
+def _secret_values(variables: Variables, names: frozenset[str]) -> list[Any]:
+    scope = Scope(variables.layers(), {"build": {}, "facts": {}})
+    values = []
+    for name in names:
+        if name in scope:
+            values.append(scope.raw(name))
+            try:
+                values.append(scope[name])
+            except TemplateFailure:
+                pass
+    return values
+
+
+# -- builds: sources and exports, rendered per build ------------------------------------
+
+def _build_info(recipe: str, source: str, options: CompileOptions) -> BuildInfo:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(options.started))
+    suffix = "0000" if options.placeholder_ids else random_tokens.token_hex(2)
+    return BuildInfo(id=f"{stamp}-{suffix}", source=source, recipe=recipe, timestamp=int(options.started))
+
+
+def _render_located(node: Any, scope: Scope, path: list, fallback: Position | None = None) -> tuple[Any, list[Problem]]:
+    problems: list[Problem] = []
+
+    def walk(value: Any, at: list, position: Position | None) -> Any:
+        if isinstance(value, YMap):
+            return {k: walk(v, [*at, k], value.value_pos.get(k, position)) for k, v in value.items()}
+        if isinstance(value, YSeq):
+            return [walk(v, [*at, i], value.item_pos[i]) for i, v in enumerate(value)]
+        try:
+            return render(value, scope)
+        except TemplateFailure as exc:
+            problems.append(Problem(position, exc.message, path=format_path(at), hint=exc.hint))
+            return value
+
+    return walk(node, path, getattr(node, "pos", fallback)), problems
+
+
+def _builds(doc: YMap, variables: Variables, options: CompileOptions) -> tuple[list[Build], list[Problem]]:
+    sources = doc.get("sources")
+    if not isinstance(sources, YMap) or not isinstance(doc.get("name"), str):
+        return [], []
+    builds, problems = [], []
+    for name, entry in sources.items():
+        named = entry.get("platform") if isinstance(entry, dict) else None
+        platform = PLATFORMS.get(named) if isinstance(named, str) else None
+        if platform is None:
+            continue  # the schema reported it
+        info = _build_info(doc["name"], name, options)
+        scope = Scope(variables.layers(), {"build": info.as_vars(), "facts": {}})
+        rendered, found = _render_located(entry, scope, ["sources", name])
+        problems += found
+        ssh = ssh_schema(platform.ssh_required)
+        owner = f"the {platform.name} platform"
+        schema = strict({vol.Required("platform"): str, (vol.Required("ssh") if platform.ssh_required else "ssh"): ssh,
+                         **guarded(platform.schema, owner)}, what="option")
+        valid, found = validate(vol.All(schema, guard(platform.check, owner)), rendered, root=doc,
+                                prefix=["sources", name])
+        problems += found
+        exports, found = _exports(doc, scope)
+        problems += found
+        if found or problems:
+            continue
+        options_only = {k: v for k, v in valid.items() if k not in ("platform", "ssh")}
+        try:
+            config = platform.configure(options_only, Path(doc.pos.file).parent)
+        except Exception as exc:   # a plug-in's bug: reported at the source, not as a traceback
+            problems.append(_configure_failure(entry.pos, owner, exc, f"sources.{name}"))
+            continue
+        source = Source(name=name, platform=platform.name, position=entry.pos, config=config,
+                        ssh=SshSettings(**valid.get("ssh", {})))
+        builds.append(Build(info=info, source=source, exports=tuple(for_platform(exports, platform))))
+    return builds, problems
+
+
+def _configure_failure(position: Position | None, owner: str, exc: Exception, path: str) -> Problem:
+    failure = plugin_failure(owner, exc)
+    return Problem(position, failure.msg, path=path, hint=failure.hint)
+
+
+def guard(validator: Any, owner: str) -> Any:
+    """A plug-in's validator, with an unexpected exception (a bug of the plug-in: a list where it only
+    thought of strings) turned into an invalid value at the option's line:column instead of a traceback."""
+    compiled = vol.Schema(validator, extra=vol.ALLOW_EXTRA)   # as strict() compiles it
+
+    def check(value: Any) -> Any:
+        try:
+            return compiled(value)
+        except vol.Invalid:
+            raise
+        except Exception as exc:
+            raise plugin_failure(owner, exc) from None
+
+    return check
+
+
+def guarded(schema: dict, owner: str) -> dict:
+    return {key: guard(validator, owner) for key, validator in schema.items()}
+
+
+def for_platform(exports: list[Export], platform: type[Platform]) -> list[Export]:
+    """A platform with no local disk (amazon) makes its image remotely: of the recipe's exports it takes the
+    ones that read everything (manifest, checksum), so one recipe can export a qcow2 locally and an AMI."""
+    if platform.has_disk:
+        return exports
+    return [e for e in exports if EVERYTHING in getattr(EXPORTS.get(e.kind), "consumes", ())]
+
+
+def chain_options(exporter: type[Exporter]) -> dict:
+    """Options every export that reads an earlier export's files has (see engine.artifacts.export_chain)."""
+    if not exporter.consumes or EVERYTHING in exporter.consumes:
+        return {}
+    return {vol.Optional("keep_input", default=True): bool}
+
+
+def _exports(doc: YMap, scope: Scope) -> tuple[list[Export], list[Problem]]:
+    entries = doc.get("exports")
+    if not isinstance(entries, YSeq):
+        return [], []
+    exports, problems = [], []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or len(entry) != 1 or next(iter(entry)) not in EXPORTS:
+            continue  # the schema reported it
+        (kind, raw), = entry.items()
+        exporter = EXPORTS.get(kind)
+        rendered, found = _render_located(raw if raw is not None else YMap(), scope, ["exports", index, kind],
+                                          getattr(entry, "value_pos", {}).get(kind, entries.item_pos[index]))
+        owner = f"the {kind} export"
+        schema = {**guarded(exporter.schema, owner), **chain_options(exporter)}
+        valid, schema_found = validate(vol.All(strict(schema, what="option"), guard(exporter.check, owner)), rendered,
+                                       root=doc, prefix=["exports", index, kind])
+        problems += found + schema_found
+        if not found and not schema_found:
+            keep_input = valid.pop("keep_input", True)
+            try:
+                config = exporter.configure(valid)
+            except Exception as exc:   # a plug-in's bug: reported at the export, not as a traceback
+                problems.append(_configure_failure(entries.item_pos[index], owner, exc, f"exports[{index}].{kind}"))
+                continue
+            exports.append(Export(kind=kind, position=entries.item_pos[index], config=config, keep_input=keep_input))
+    return exports, problems
+
+
+# -- the model ---------------------------------------------------------------------
+
+def _listify(value: Any) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, list) else (value,)
+
+
+def make_task(node: YMap, path: str, origin: Origin) -> Task:
+    module = next((k for k in node if k in TASK_MODULES), None)
+    control = node.get("loop_control") or {}
+
+    def children(key: str) -> tuple[Task, ...]:
+        return tuple(make_task(child, f"{path}.{key}[{i}]", origin) for i, child in enumerate(node.get(key) or []))
+
+    return Task(
+        position=node.pos, path=path, origin=origin, name=node.get("name"), module=module,
+        args=TASK_MODULES.get(module).normalize(node[module]) if module else None,
+        args_position=node.value_pos.get(module) if module else None,
+        when=_listify(node.get("when")), loop=node.get("loop"), loop_var=control.get("loop_var", "item"),
+        loop_label=control.get("label"), register=node.get("register"),
+        vars=MappingProxyType(dict(node.get("vars") or {})), become=node.get("become"),
+        become_user=node.get("become_user"), notify=_listify(node.get("notify")),
+        changed_when=_listify(node["changed_when"]) if "changed_when" in node else None,
+        failed_when=_listify(node["failed_when"]) if "failed_when" in node else None,
+        ignore_errors=bool(node.get("ignore_errors", False)), only=_listify(node.get("only")),
+        except_=_listify(node.get("except")), retries=int(node.get("retries", 0)), until=node.get("until"),
+        delay=float(node.get("delay", 1.0)), timeout=node.get("timeout"), check_mode=node.get("check_mode"),
+        block=children("block"), rescue=children("rescue"), always=children("always"),
+    )
+
+
+def _all_tasks(loaded: LoadedRecipe) -> tuple[Task, ...]:
+    base = loaded.path.parent
+    tasks = []
+    for role in loaded.roles:
+        origin = role.origin(base)
+        tasks += [make_task(t, f"roles[{role.name}].tasks[{i}]", origin) for i, t in enumerate(role.tasks)]
+    own = loaded.document.get("tasks") or []
+    tasks += [make_task(t, f"tasks[{i}]", Origin(base_dir=base)) for i, t in enumerate(own)]
+    return tuple(tasks)
+
+
+def _all_handlers(loaded: LoadedRecipe) -> tuple[Handler, ...]:
+    base = loaded.path.parent
+    handlers = []
+    for role in loaded.roles:
+        origin = role.origin(base)
+        handlers += [(t, f"roles[{role.name}].handlers[{i}]", origin) for i, t in enumerate(role.handlers)]
+    own = loaded.document.get("handlers") or []
+    handlers += [(t, f"handlers[{i}]", Origin(base_dir=base)) for i, t in enumerate(own)]
+    return tuple(Handler(task=make_task(node, path, origin), listen=_listify(node.get("listen")))
+                 for node, path, origin in handlers)
+
+
+__all__ = ["CompileOptions", "compile_recipe", "make_task", "task_validator"]

@@ -1,0 +1,192 @@
+"""Frozen, typed objects the runner works from; nothing past here is a raw recipe dict.
+
+Task arguments stay as written (templates included) because they can only be
+rendered when the task runs, with facts and registered results at hand; the
+task module's own schema turns them into its typed parameters then.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from engine.errors import Position
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """The `build` variable: what identifies one build of one source."""
+
+    id: str
+    source: str
+    recipe: str
+    timestamp: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.recipe}-{self.source}"
+
+    def as_vars(self) -> dict[str, Any]:
+        return {"id": self.id, "source": self.source, "recipe": self.recipe,
+                "name": self.name, "timestamp": self.timestamp}
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    """How to reach a machine over SSH. Platforms fill in what they know (host, port, keys)."""
+
+    user: str = "root"
+    host: str | None = None
+    port: int = 22
+    password: str | None = None
+    private_key_file: str | None = None
+    host_key: str | None = None          # "ssh-ed25519 AAAA...": verified when given
+    known_hosts: str | None = None       # a known_hosts file to verify against
+    connect_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a task came from, for finding its files and templates."""
+
+    base_dir: Path                       # the recipe's directory
+    role: str | None = None
+    role_dir: Path | None = None
+    role_vars: Mapping[str, Any] = field(default_factory=lambda: EMPTY)  # the role's vars/main.yml and the vars it was called with
+
+    def search_dirs(self, kind: str) -> list[Path]:
+        """Directories to look for a `files` or `templates` src, most specific first."""
+        dirs = []
+        if self.role_dir:
+            dirs += [self.role_dir / kind, self.role_dir]
+        dirs += [self.base_dir / kind, self.base_dir]
+        return dirs
+
+
+@dataclass(frozen=True)
+class Task:
+    """One entry of a task list: a module call, or a block of tasks."""
+
+    position: Position
+    path: str                                  # e.g. "tasks[2]", for messages
+    origin: Origin
+    name: str | None = None
+    module: str | None = None                  # None for a block
+    args: Any = None                           # as written; rendered when the task runs
+    args_position: Position | None = None
+    when: tuple[Any, ...] = ()
+    loop: Any = None
+    loop_var: str = "item"
+    loop_label: str | None = None
+    register: str | None = None
+    vars: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    become: bool | None = None
+    become_user: str | None = None
+    notify: tuple[str, ...] = ()
+    changed_when: tuple[Any, ...] | None = None
+    failed_when: tuple[Any, ...] | None = None
+    ignore_errors: bool = False
+    only: tuple[str, ...] = ()
+    except_: tuple[str, ...] = ()
+    retries: int = 0
+    until: Any = None
+    delay: float = 1.0
+    timeout: float | None = None
+    check_mode: bool | None = None
+    block: tuple["Task", ...] = ()
+    rescue: tuple["Task", ...] = ()
+    always: tuple["Task", ...] = ()
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.module is None:
+            return "block"
+        if isinstance(self.args, str):
+            return f"{self.module}: {self.args}"
+        return self.module
+
+    def runs_on(self, source: str) -> bool:
+        if self.only and source not in self.only:
+            return False
+        return source not in self.except_
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A task that runs once at the end when a changed task notified it."""
+
+    task: Task
+    listen: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(n for n in (self.task.name, *self.listen) if n)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One platform configuration: one build per source."""
+
+    name: str
+    platform: str
+    position: Position
+    config: Any                               # the platform's own frozen dataclass
+    ssh: SshSettings
+
+
+@dataclass(frozen=True)
+class Export:
+    kind: str
+    position: Position | None
+    config: Any                               # the export's own frozen dataclass
+    keep_input: bool = True                   # false: remove what this export consumed once it is done
+
+
+@dataclass(frozen=True)
+class Build:
+    """What one build does: its identity, its source, its exports."""
+
+    info: BuildInfo
+    source: Source
+    exports: tuple[Export, ...] = ()
+
+
+@dataclass(frozen=True)
+class Variables:
+    """Every layer of variables, lowest precedence first; see engine.recipe.variables."""
+
+    role_defaults: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    recipe: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    files: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    cli: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    env: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+
+    def layers(self) -> list[Mapping[str, Any]]:
+        return [self.role_defaults, self.recipe, self.files, self.cli, self.env]
+
+    def names(self) -> set[str]:
+        return {name for layer in self.layers() for name in layer}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    path: Path
+    digest: str                               # sha256 of the recipe file and all it includes
+    description: str = ""
+    variables: Variables = field(default_factory=Variables)
+    secrets: frozenset[str] = frozenset()
+    become: bool = False
+    tasks: tuple[Task, ...] = ()
+    handlers: tuple[Handler, ...] = ()
+    verify: tuple[Task, ...] = ()
+    builds: tuple[Build, ...] = ()
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent

@@ -1,0 +1,432 @@
+"""Sandboxed Jinja: every field is rendered once, undefined names are errors.
+
+A string that is exactly one expression ("{{ ports }}") renders to the value's
+own type (a list stays a list); any other string renders to a string. Variables
+are looked up lazily through a Scope, so a variable is rendered only when a
+template uses it and a variable that refers to itself is reported, not looped.
+"""
+from __future__ import annotations
+
+import difflib
+import functools
+import math
+import re
+import string
+from _string import formatter_field_name_split
+from collections.abc import Mapping
+from typing import Any, Iterable, Iterator
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
+from jinja2.exceptions import SecurityError, TemplateError
+from jinja2.filters import FILTERS as DEFAULT_FILTERS
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from engine.recipe.filters import FILTERS, TESTS
+
+_SINGLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\Z", re.S)
+
+
+class TemplateFailure(Exception):
+    """A template could not be rendered; the caller adds the position and path."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class SandboxRefusal(TemplateFailure):
+    """The sandbox refused what a template does: reach Python internals, or make a huge value."""
+
+
+class _TooLarge(SecurityError):
+    pass
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value or "{#" in value)
+
+
+MAX_SIZE = 1_000_000      # characters or items one operation may make: 'x' * 10**10 is refused, not allocated
+MAX_POWER_BITS = 100_000  # 2 ** 100000 is the largest power a template may compute
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0 +-]*(\*|\d+)?(?:\.(\*|\d+))?")
+_PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+
+
+def _unsafe_name(name: Any) -> bool:
+    """A name no template needs: dunder (__class__) and name-mangled (_Class__attr) attributes.
+
+    The sandbox refuses every attribute that starts with "_" when it runs; but `x._id` is also how a
+    template reads a mapping's "_id" key, so only these are refused before it runs."""
+    return isinstance(name, str) and name.startswith("_") and "__" in name
+
+
+def _refuse_size(what: str) -> SecurityError:
+    return _TooLarge(f"{what} would be larger than {MAX_SIZE} characters or items")
+
+
+def _check_width(number: Any, what: str) -> None:
+    if isinstance(number, int) and not isinstance(number, bool) and number > MAX_SIZE:
+        raise _refuse_size(what)
+
+
+def _check_percent_format(text: str) -> None:
+    for match in _PERCENT_SPEC.finditer(text):
+        for group in match.groups():
+            if group == "*":
+                raise _TooLarge("a '*' width in a % format is not allowed in templates")
+            if group:
+                _check_width(int(group), "this % format")
+
+
+def _check_format_string(text: str) -> None:
+    """str.format fields: attributes reached by a field ('{0.__class__}') and widths ('{:999999999}')."""
+    try:
+        fields = list(string.Formatter().parse(text))
+    except ValueError:
+        return   # str.format itself reports it
+    for _, field, spec, _ in fields:
+        if field:
+            try:
+                _, rest = formatter_field_name_split(field)
+                for _is_attribute, part in rest:
+                    if _unsafe_name(part):
+                        raise SecurityError(f"access to attribute {part!r} in the format field {{{field}}} is unsafe")
+            except ValueError:
+                pass
+        if spec:
+            if "{" in spec:
+                raise _TooLarge("a nested field in a format spec is not allowed in templates")
+            for number in re.findall(r"\d+", spec):
+                _check_width(int(number), "this format field")
+
+
+class RecipeSandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, made strict: an unsafe access is an error at once (never an Undefined a
+    `default` or `is defined` would hide), and operations that would make huge values are refused."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Undefined):
+            obj._fail_with_undefined_error()       # 'x' is undefined, not "StrictUndefined is unsafe"
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if isinstance(obj, Undefined):
+            obj._fail_with_undefined_error()
+        return super().getitem(obj, argument)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None:
+            _check_format_string(value.__self__)
+        return wrapped
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (Jinja's names)
+        if getattr(__obj, "__name__", None) in _PADDING_METHODS and isinstance(getattr(__obj, "__self__", None), str):
+            for number in [*args, *kwargs.values()]:
+                _check_width(number, f"str.{__obj.__name__}()")
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if isinstance(sequence, (str, list, tuple)) and isinstance(times, int) and len(sequence) * times > MAX_SIZE:
+                    raise _refuse_size(f"{type(sequence).__name__} * {times}")
+        elif operator == "**":
+            if (isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0
+                    and right * math.log2(abs(left)) > MAX_POWER_BITS):
+                raise _TooLarge(f"{left} ** {right} is too large a number for a template")
+        elif operator == "%" and isinstance(left, str):
+            _check_percent_format(left)
+        return super().call_binop(context, operator, left, right)
+
+
+def _checked_format(value: str, *args: Any, **kwargs: Any) -> str:
+    _check_percent_format(str(value))
+    return DEFAULT_FILTERS["format"](value, *args, **kwargs)
+
+
+def _checked_width(name: str, position: int, keyword: str) -> Any:
+    original = DEFAULT_FILTERS[name]
+
+    @functools.wraps(original)     # keeps Jinja's marks (pass_environment and the like)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        width = args[position] if len(args) > position else kwargs.get(keyword)
+        _check_width(width, f"the {name} filter")
+        return original(*args, **kwargs)
+
+    return checked
+
+
+def _new_environment() -> RecipeSandbox:
+    env = RecipeSandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env.filters.update(FILTERS)
+    env.filters.update({"format": _checked_format, "center": _checked_width("center", 1, "width"),
+                        "indent": _checked_width("indent", 1, "width")})
+    env.tests.update(TESTS)
+    return env
+
+
+ENV = _new_environment()
+GLOBAL_NAMES = frozenset(ENV.globals)
+
+
+class _WithGlobals(Mapping):
+    """What a template sees: the scope's variables, then Jinja's globals (range, dict, namespace, ...).
+
+    A template's context normally copies its globals and variables into one dict; a Scope renders its
+    variables lazily, so it is looked up through this instead."""
+
+    def __init__(self, scope: Mapping[str, Any]):
+        self._scope = scope
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._scope:
+            return self._scope[name]
+        return ENV.globals[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._scope or name in ENV.globals
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._scope
+        yield from (name for name in ENV.globals if name not in self._scope)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class Scope(Mapping):
+    """Variables for one template evaluation, looked up and rendered on demand.
+
+    layers go from lowest to highest precedence; fixed values (build, facts,
+    loop items, registered results) are data and are never rendered.
+    """
+
+    def __init__(self, layers: Iterable[Mapping[str, Any]], fixed: Mapping[str, Any] | None = None):
+        self._layers = [layer for layer in layers if layer]
+        self._fixed = dict(fixed or {})
+        self._rendered: dict[str, Any] = {}
+        self._in_progress: list[str] = []
+
+    def child(self, extra_layers: Iterable[Mapping[str, Any]] = (), fixed: Mapping[str, Any] | None = None) -> "Scope":
+        return Scope([*self._layers, *extra_layers], {**self._fixed, **(fixed or {})})
+
+    def raw(self, name: str) -> Any:
+        if name in self._fixed:
+            return self._fixed[name]
+        for layer in reversed(self._layers):
+            if name in layer:
+                return layer[name]
+        raise KeyError(name)
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._fixed:
+            return self._fixed[name]
+        if name in self._rendered:
+            return self._rendered[name]
+        value = self.raw(name)
+        if name in self._in_progress:
+            chain = " -> ".join([*self._in_progress[self._in_progress.index(name):], name])
+            raise TemplateFailure(f"variable {name!r} refers to itself ({chain})",
+                                  hint="break the cycle by giving one of them a plain value")
+        self._in_progress.append(name)
+        try:
+            rendered = render(value, self)
+        finally:
+            self._in_progress.pop()
+        self._rendered[name] = rendered
+        return rendered
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._fixed or any(name in layer for layer in self._layers)
+
+    def __iter__(self) -> Iterator[str]:
+        seen: set[str] = set()
+        for layer in [self._fixed, *reversed(self._layers)]:
+            for name in layer:
+                if name not in seen:
+                    seen.add(name)
+                    yield name
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _run(template_source: str, scope: Scope, expression: bool) -> Any:
+    if expression:
+        problem = syntax_problem(template_source, expression=True)
+        if problem:  # parse alone first: the wrapper below would garble the message
+            raise TemplateFailure(f"template syntax error: {problem}",
+                                  hint="check the braces and quotes of the expression")
+        template = ENV.from_string("{% set __value__ = (" + template_source + ") %}")
+    else:
+        template = ENV.from_string(template_source)
+    context = template.new_context(_WithGlobals(scope), shared=True)
+    if expression:
+        for _ in template.root_render_func(context):
+            pass
+        value = context.vars["__value__"]
+        if isinstance(value, Undefined):
+            value._fail_with_undefined_error()
+        return value
+    return "".join(template.root_render_func(context))
+
+
+def _translate(exc: Exception, scope: Scope) -> TemplateFailure:
+    if isinstance(exc, TemplateFailure):
+        return exc
+    if isinstance(exc, UndefinedError):
+        name = _undefined_name(str(exc))
+        if name:
+            return TemplateFailure(f"undefined variable {name!r}", hint=suggest(name, scope))
+        return TemplateFailure(str(exc), hint="define it under vars:, or guard it with | default(...)")
+    if isinstance(exc, _TooLarge):
+        return SandboxRefusal(f"refused by the template sandbox: {exc}", hint="templates may not make values this large")
+    if isinstance(exc, SecurityError):
+        return SandboxRefusal(f"refused by the template sandbox: {exc}", hint="templates may not reach Python internals")
+    if isinstance(exc, RecursionError):
+        return TemplateFailure(f"template error: {TOO_DEEP}", hint="split it into smaller expressions")
+    if isinstance(exc, TemplateSyntaxError):
+        return TemplateFailure(f"template syntax error: {exc.message}",
+                               hint="check the braces and quotes of the expression")
+    if isinstance(exc, TemplateError):
+        return TemplateFailure(f"template error: {exc}")
+    return TemplateFailure(f"template error: {type(exc).__name__}: {exc}")
+
+
+def _undefined_name(message: str) -> str:
+    found = re.match(r"'([^']+)' is undefined", message)
+    return found.group(1) if found else ""
+
+
+def suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, [k for k in known if isinstance(k, str)], n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "define it under vars:, pass it with --var, or guard it with | default(...)"
+
+
+def render(value: Any, scope: Scope) -> Any:
+    """Render strings anywhere inside value; containers are rebuilt, other values returned as is."""
+    if isinstance(value, str):
+        if not is_template(value):
+            return value
+        try:
+            single = _SINGLE_EXPRESSION.match(value)
+            if single:
+                return _run(single.group("expr"), scope, expression=True)
+            return _run(value, scope, expression=False)
+        except Exception as exc:  # every Jinja failure becomes one kind of error
+            raise _translate(exc, scope) from None
+    if isinstance(value, Mapping):
+        return {render(k, scope): render(v, scope) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [render(item, scope) for item in value]
+    return value
+
+
+def render_text(text: str, scope: Scope) -> str:
+    """A whole template file's text, always rendered to a string."""
+    try:
+        return _run(text, scope, expression=False)
+    except Exception as exc:
+        raise _translate(exc, scope) from None
+
+
+def evaluate(expression: str | bool, scope: Scope) -> Any:
+    """Evaluate a bare expression as `when:` and `until:` take it (no braces)."""
+    if isinstance(expression, bool):
+        return expression
+    text = str(expression).strip()
+    single = _SINGLE_EXPRESSION.match(text)
+    if single:  # people write when: "{{ x }}" too
+        text = single.group("expr")
+    try:
+        return _run(text, scope, expression=True)
+    except Exception as exc:
+        raise _translate(exc, scope) from None
+
+
+def names_used(value: Any, expression: bool = False) -> set[str]:
+    """Top-level variable names a template (or a structure of them) reads."""
+    names: set[str] = set()
+    if isinstance(value, str):
+        if expression:
+            source = "{{ " + value + " }}"
+        elif is_template(value):
+            source = value
+        else:
+            return names
+        ast = ENV.parse(source)
+        names |= meta.find_undeclared_variables(ast)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            names |= names_used(key) | names_used(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            names |= names_used(item)
+    return names - GLOBAL_NAMES
+
+
+def syntax_problem(value: str, expression: bool = False) -> str:
+    """The syntax error of a template, or an empty string when it parses."""
+    source = "{{ " + value + " }}" if expression else value
+    try:
+        ENV.parse(source)
+    except TemplateSyntaxError as exc:
+        return exc.message or "syntax error"
+    except RecursionError:
+        return TOO_DEEP
+    return ""
+
+
+TOO_DEEP = "the expression is nested too deeply"
+
+
+def _evaluation_order(node: nodes.Node) -> Iterator[nodes.Node]:
+    """Children before their parent: in ''.__class__.__mro__ the first refusal named is __class__."""
+    for child in node.iter_child_nodes():
+        yield from _evaluation_order(child)
+    yield node
+
+
+def unsafe_access(value: str, expression: bool = False) -> str:
+    """What a template reaches that the sandbox would refuse, found without running it ('' when nothing).
+
+    The attributes a template names (x.__class__, x['__class__'], x | attr('__class__')) and the fields of a
+    constant format string ('{0.__class__}'.format(x)) are checked here, so `validate` reports them; what
+    is only known when the template runs (an attribute name in a variable) the sandbox refuses then.
+    """
+    source = "{{ " + value + " }}" if expression else value
+    try:
+        tree = ENV.parse(source)
+    except (TemplateSyntaxError, RecursionError):
+        return ""      # the syntax check reports it
+    for node in _evaluation_order(tree):
+        name = None
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            name = node.arg.value
+        elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args and isinstance(node.args[0], nodes.Const):
+            name = node.args[0].value
+        if _unsafe_name(name):
+            return f"access to attribute {name!r} is unsafe"
+        if (isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr)
+                and node.node.attr in ("format", "format_map") and isinstance(node.node.node, nodes.Const)
+                and isinstance(node.node.node.value, str)):
+            try:
+                _check_format_string(node.node.node.value)
+            except SecurityError as exc:
+                return str(exc)
+    return ""
+
+
+__all__ = ["Scope", "TemplateFailure", "SandboxRefusal", "render", "evaluate", "names_used", "syntax_problem", "unsafe_access",
+           "is_template", "suggest"]

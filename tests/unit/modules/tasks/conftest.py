@@ -1,0 +1,136 @@
+"""Task modules run for real against files in tmp_path, through a local /bin/sh.
+
+LocalConnection keeps the Connection contract the SSH session keeps: the
+script goes to `sh -c`, output comes back decoded with errors replaced, an
+upload is a 0600 file written as "the login user". become is ignored.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pytest
+
+from engine.build.taskmodule import Result, TaskContext
+from engine.errors import BuildError
+from engine.recipe.template import TemplateFailure
+from engine.registry import TASK_MODULES, load_plugins
+from engine.remote.connection import Become, CommandResult
+
+
+@dataclass
+class LocalConnection:
+    scripts: list[str] = field(default_factory=list)
+    uploads: list[str] = field(default_factory=list)
+    reconnects: int = 0
+
+    async def run(self, command: str, *, stdin: bytes | str | None = None, become: Become | None = None,
+                  timeout: float | None = None, on_output: Any = None) -> CommandResult:
+        self.scripts.append(command)
+        process = await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        data = stdin.encode() if isinstance(stdin, str) else (stdin or b"")
+        out, err = await asyncio.wait_for(process.communicate(data), timeout)
+        stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
+        if on_output:
+            for name, text in (("stdout", stdout), ("stderr", stderr)):
+                for line in text.splitlines():
+                    on_output(name, line)
+        return CommandResult(process.returncode, stdout, stderr)
+
+    async def upload(self, data: bytes, remote_path: str) -> None:
+        self.uploads.append(remote_path)
+        fd = os.open(remote_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+
+    async def reconnect(self, timeout: float) -> None:
+        self.reconnects += 1
+
+    async def close(self) -> None:
+        pass
+
+    def reset(self) -> None:
+        self.scripts.clear()
+        self.uploads.clear()
+        self.reconnects = 0
+
+
+@dataclass
+class NobodyConnection(LocalConnection):
+    """LocalConnection whose commands run as nobody (setpriv): what a task without become gets on a guest."""
+
+    async def run(self, command: str, **kwargs: Any) -> CommandResult:
+        return await super().run(f"exec setpriv --reuid=65534 --regid=65534 --clear-groups /bin/sh -c "
+                                 f"{shlex.quote(command)}", **kwargs)
+
+
+@dataclass
+class Harness:
+    """Runs a module by name as the executor does: rendered args -> params -> run."""
+
+    root: Path
+    connection: LocalConnection
+    variables: dict[str, Any]
+    output: list[tuple[str, str]] = field(default_factory=list)
+
+    def context(self, check: bool = False) -> TaskContext:
+        def find_file(src: str, kind: str) -> Path:
+            path = self.root / kind / src
+            if not path.is_file():
+                raise BuildError(f"{kind[:-1]} {src!r} not found", hint=f"looked in {self.root / kind}")
+            return path
+
+        def render_text(text: str) -> str:
+            env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+            try:
+                return env.from_string(text).render(self.variables)
+            except jinja2.TemplateError as exc:   # the engine's render_text raises TemplateFailure
+                raise TemplateFailure(str(exc)) from None
+
+        return TaskContext(connection=self.connection, check=check, become=None, find_file=find_file,
+                           render_text=render_text, output=lambda stream, line: self.output.append((stream, line)))
+
+    def params(self, module: str, args: Any) -> Any:
+        return TASK_MODULES.get(module).params(args)
+
+    def run(self, module: str, args: Any, check: bool = False) -> Result:
+        self.connection.reset()
+        params = self.params(module, args)
+        return asyncio.run(TASK_MODULES.get(module)().run(params, self.context(check)))
+
+    def file(self, kind: str, name: str, content: str | bytes) -> Path:
+        path = self.root / kind / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        return path
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Harness:
+    load_plugins()
+    (tmp_path / "files").mkdir()
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "target").mkdir()
+    return Harness(tmp_path, LocalConnection(), {"greeting": "hello", "port": 8080})
+
+
+@pytest.fixture
+def target(h: Harness) -> Path:
+    """Where the 'remote' files live."""
+    return h.root / "target"
+
+
+def mode_of(path: Path) -> int:
+    return path.stat().st_mode & 0o7777
+
+
+def leftovers(h: Harness) -> list[str]:
+    """Uploads of the last run still on disk: every module must remove its own."""
+    return [path for path in h.connection.uploads if os.path.exists(path)]

@@ -1,0 +1,64 @@
+import os
+
+import pytest
+import voluptuous as vol
+
+from tests.unit.modules.tasks.conftest import mode_of
+
+BEGIN, END = "# BEGIN RECIPE MANAGED BLOCK\n", "# END RECIPE MANAGED BLOCK\n"
+
+
+@pytest.fixture
+def hosts(target):
+    path = target / "hosts"
+    path.write_text("127.0.0.1 localhost\n::1 localhost\n")
+    os.chmod(path, 0o644)
+    return path
+
+
+def test_insert_update_remove(h, hosts):
+    args = {"path": str(hosts), "block": "10.0.0.1 db\n10.0.0.2 web"}
+    inserted = h.run("blockinfile", args)
+    assert inserted.changed and "+10.0.0.1 db" in inserted.diff
+    assert hosts.read_text() == f"127.0.0.1 localhost\n::1 localhost\n{BEGIN}10.0.0.1 db\n10.0.0.2 web\n{END}"
+    assert h.run("blockinfile", args).status == "ok"
+    updated = h.run("blockinfile", {**args, "block": "10.0.0.3 cache"})
+    assert updated.changed and hosts.read_text().count("RECIPE MANAGED BLOCK") == 2
+    assert "10.0.0.3 cache\n" in hosts.read_text() and "db" not in hosts.read_text()
+    removed = h.run("blockinfile", {"path": str(hosts), "state": "absent"})
+    assert removed.changed and hosts.read_text() == "127.0.0.1 localhost\n::1 localhost\n"
+    assert h.run("blockinfile", {"path": str(hosts), "state": "absent"}).status == "ok"
+
+
+def test_insertbefore_and_custom_markers(h, hosts):
+    args = {"path": str(hosts), "block": "first", "insertbefore": "BOF", "marker": "## {mark} extra",
+            "marker_begin": "start", "marker_end": "stop"}
+    assert h.run("blockinfile", args).changed
+    assert hosts.read_text().startswith("## start extra\nfirst\n## stop extra\n127.0.0.1")
+    assert h.run("blockinfile", args).status == "ok"
+    after = {"path": str(hosts), "block": "mid", "insertafter": "^127"}
+    assert h.run("blockinfile", after).changed
+    assert hosts.read_text().splitlines()[4:7] == [BEGIN.strip(), "mid", END.strip()]
+
+
+def test_check_mode(h, hosts):
+    before = hosts.read_text()
+    result = h.run("blockinfile", {"path": str(hosts), "block": "x"}, check=True)
+    assert result.changed and "+x" in result.diff and hosts.read_text() == before
+
+
+def test_missing_file(h, target):
+    missing = h.run("blockinfile", {"path": str(target / "nope"), "block": "x"})
+    assert missing.failed and str(target / "nope") in missing.msg
+    created = h.run("blockinfile", {"path": str(target / "nope"), "block": "x", "create": True, "mode": "0600"})
+    assert created.changed and (target / "nope").read_text() == f"{BEGIN}x\n{END}"
+    assert mode_of(target / "nope") == 0o600
+
+
+@pytest.mark.parametrize("args", [{"block": "x"}, {"path": "/x", "marker": "no mark"},
+                                  {"path": "/x", "insertafter": "a", "insertbefore": "b"},
+                                  {"path": "/x", "state": "gone"}])
+def test_blockinfile_rejects_bad_options(h, args):
+    with pytest.raises(vol.Invalid):
+        h.params("blockinfile", args)
+

@@ -1,0 +1,151 @@
+import os
+
+import pytest
+import voluptuous as vol
+
+from engine.errors import BuildError
+from tests.unit.modules.tasks.conftest import leftovers
+
+
+def test_command_free_form_runs_without_a_shell(h):
+    result = h.run("command", "printf '%s|%s' $HOME 'a b'")
+    assert result.status == "changed" and result.rc == 0
+    assert result.stdout == "$HOME|a b"           # no expansion: the words reach printf as written
+    assert ("stdout", "$HOME|a b") in h.output     # and the output streamed while it ran
+
+
+def test_command_argv_quotes_every_word(h, target):
+    result = h.run("command", {"argv": ["touch", "with space;rm -rf x", 42], "chdir": str(target)})
+    assert result.changed and (target / "with space;rm -rf x").exists() and (target / "42").exists()
+
+
+def test_command_failure_reports_rc_and_stderr(h):
+    result = h.run("command", {"argv": ["sh", "-c", "echo early; echo broken pipe >&2; exit 3"]})
+    assert result.failed and result.rc == 3
+    assert "rc 3" in result.msg and "broken pipe" in result.msg
+    assert result.as_register()["stderr_lines"] == ["broken pipe"]
+
+
+def test_command_not_found(h):
+    result = h.run("command", "no-such-program-here")
+    assert result.failed and result.rc == 127
+
+
+def test_command_creates_makes_it_idempotent(h, target):
+    args = {"cmd": "touch made", "chdir": str(target), "creates": "made"}
+    assert h.run("command", args).changed
+    again = h.run("command", args)
+    assert again.status == "ok" and "made exists" in again.msg and again.rc == 0
+    assert len(h.connection.scripts) == 1           # guard and command in one round trip
+
+
+def test_command_creates_is_a_glob_never_executed(h, target):
+    (target / "dir with space").mkdir()
+    (target / "dir with space" / "x.conf").write_text("")
+    pattern = str(target / "dir with space" / "*.conf")
+    assert h.run("command", {"cmd": "false", "creates": pattern}).status == "ok"
+    evil = str(target / "$(touch pwned)*")
+    assert h.run("command", {"cmd": "true", "creates": evil}).changed
+    assert not (target / "pwned").exists()
+
+
+def test_command_removes(h, target):
+    assert h.run("command", {"cmd": "false", "removes": str(target / "gone")}).status == "ok"
+    (target / "here").write_text("")
+    assert h.run("command", {"argv": ["rm", str(target / "here")], "removes": str(target / "here")}).changed
+    assert not (target / "here").exists()
+
+
+def test_command_stdin(h):
+    assert h.run("command", {"cmd": "cat", "stdin": "line"}).stdout == "line"
+    assert "\\n" in h.run("command", {"cmd": "od -c", "stdin": "x"}).stdout
+    assert "\\n" not in h.run("command", {"cmd": "od -c", "stdin": "x", "stdin_add_newline": False}).stdout
+
+
+def test_command_bad_chdir_fails(h, target):
+    result = h.run("command", {"cmd": "true", "chdir": str(target / "nowhere")})
+    assert result.failed and "nowhere" in result.msg
+
+
+def test_command_check_mode(h, target):
+    skipped = h.run("command", f"touch {target}/x", check=True)
+    assert skipped.skipped and not (target / "x").exists() and h.connection.scripts == []
+    assert skipped.as_register()["stdout"] == ""    # a later `when: result.stdout ...` still works
+    would = h.run("command", {"cmd": f"touch {target}/x", "creates": str(target / "x")}, check=True)
+    assert would.changed and not (target / "x").exists()
+    (target / "x").write_text("")
+    assert h.run("command", {"cmd": "false", "creates": str(target / "x")}, check=True).status == "ok"
+
+
+@pytest.mark.parametrize("args", [{}, {"cmd": "ls", "argv": ["ls"]}, {"cmd": "  "}, {"cmd": "ls", "bogus": 1}])
+def test_command_rejects_bad_options(h, args):
+    with pytest.raises(vol.Invalid):
+        h.params("command", args)
+
+
+def test_shell_pipes_variables_and_globs(h, target):
+    (target / "a.txt").write_text("")
+    (target / "b.txt").write_text("")
+    result = h.run("shell", f"cd {target} && ls *.txt | wc -l && echo $((6*7))")
+    assert result.changed and result.stdout.split() == ["2", "42"]
+
+
+def test_shell_failure_and_stderr_tail(h):
+    result = h.run("shell", "echo one >&2; echo two >&2; exit 5")
+    assert result.failed and result.rc == 5 and result.msg.endswith("one; two")
+
+
+def test_shell_executable_creates_chdir_stdin(h, target):
+    args = {"cmd": 'read v; echo "$v $0" > out', "executable": "/bin/sh", "chdir": str(target),
+            "creates": "out", "stdin": "hi"}
+    assert h.run("shell", args).changed
+    assert (target / "out").read_text() == "hi /bin/sh\n"
+    assert h.run("shell", args).status == "ok"
+
+
+def test_shell_check_mode(h, target):
+    assert h.run("shell", f"touch {target}/x", check=True).skipped
+    assert not (target / "x").exists()
+
+
+def temp_files() -> set[str]:
+    return {name for name in os.listdir("/tmp") if name.startswith(".recipe-")}
+
+
+@pytest.mark.parametrize("padding", [0, 100_000], ids=["on-stdin", "uploaded"])
+def test_script_runs_and_removes_its_copy(h, target, padding):
+    h.file("files", "setup.sh", "#!/bin/sh\necho \"$# $1 $2\" > out\npwd >> out\n" + "#" * padding + "\n")
+    before = temp_files()
+    result = h.run("script", {"src": "setup.sh", "args": ["a b", 7], "chdir": str(target)})
+    assert result.changed and result.rc == 0
+    assert (target / "out").read_text() == f"2 a b 7\n{target}\n"
+    assert len(h.connection.uploads) == (1 if padding else 0) and leftovers(h) == []
+    assert temp_files() <= before
+
+
+def test_script_free_form_with_arguments_and_shebang(h, target):
+    h.file("files", "greet", "#!/usr/bin/env sh\necho \"hello $1\"\n")
+    result = h.run("script", f"greet '{target}'")
+    assert result.stdout == f"hello {target}" and leftovers(h) == []
+
+
+def test_script_failure_still_removes_the_upload(h):
+    h.file("files", "bad.sh", "echo nope >&2\nexit 4\n")
+    result = h.run("script", "bad.sh")
+    assert result.failed and result.rc == 4 and "nope" in result.msg
+    assert leftovers(h) == []
+
+
+def test_script_creates_and_check_mode(h, target):
+    h.file("files", "make.sh", f"touch {target}/made\n")
+    args = {"src": "make.sh", "creates": str(target / "made")}
+    assert h.run("script", args, check=True).changed and not (target / "made").exists()
+    assert h.connection.uploads == []
+    assert h.run("script", args).changed
+    again = h.run("script", args)
+    assert again.status == "ok" and leftovers(h) == []
+
+
+def test_script_missing_local_file_raises(h):
+    with pytest.raises(BuildError):
+        h.run("script", "nowhere.sh")
