@@ -53,6 +53,8 @@ EXPORTS: Registry[type["Exporter"]] = Registry("export")
 SWEEPERS: Registry[type["Sweeper"]] = Registry("sweeper")
 
 EVERYTHING = "*"     # in Exporter.consumes: every artifact made before (manifest, checksum)
+DISK_FORMATS = frozenset({"qcow2", "raw", "vmdk"})   # formats of a disk image file, in Exporter.produces
+DEFAULT_DISK_EXPORT = "qcow2"   # how an image platform's disk is kept when no export writes a disk format
 
 
 _loaded = False

@@ -62,8 +62,8 @@ def _build_exports(build: Build) -> str:
     if platform is None or not platform.produces_image:
         return ""
     if build.exports:
-        return "  exports: " + ", ".join(e.kind for e in build.exports)
-    return "  exports: qcow2 (default)" if platform.has_disk else "  exports: none"
+        return "  exports: " + ", ".join(e.kind + ("" if e.position else " (kept by default)") for e in build.exports)
+    return "  exports: none"
 
 
 def describe(recipe: Recipe) -> str:
@@ -91,7 +91,8 @@ def describe(recipe: Recipe) -> str:
     for link in plan(exports):
         reads = ", ".join(dep.export.kind for dep in link.depends_on) or "the disk"
         keep = "" if link.export.keep_input else ", then removes it (keep_input: false)"
-        lines.append(f"  {link.index + 1:>3}. {link.export.kind:<10} reads {reads}{keep}")
+        implicit = "" if link.export.position else "  (no export writes a disk format, so the disk is kept)"
+        lines.append(f"  {link.index + 1:>3}. {link.export.kind:<10} reads {reads}{keep}{implicit}")
     return "\n".join(lines) + "\n"
 
 

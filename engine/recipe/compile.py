@@ -25,7 +25,7 @@ from engine.recipe.schema import each, format_path, plugin_failure, strict, vali
 from engine.recipe.template import Scope, TemplateFailure, render
 from engine.recipe.variables import cli_vars, env_vars, file_vars
 from engine.recipe.yamlpos import YMap, YSeq
-from engine.registry import EVERYTHING, EXPORTS, PLATFORMS, TASK_MODULES, load_plugins
+from engine.registry import DEFAULT_DISK_EXPORT, DISK_FORMATS, EVERYTHING, EXPORTS, PLATFORMS, TASK_MODULES, load_plugins
 from engine.secrets import Redactor
 
 if TYPE_CHECKING:   # the contracts are looked up in engine.registry; these names only type them
@@ -200,11 +200,25 @@ def guarded(schema: dict, owner: str) -> dict:
 
 
 def for_platform(exports: list[Export], platform: type[Platform]) -> list[Export]:
-    """A platform with no local disk (amazon) makes its image remotely: of the recipe's exports it takes the
-    ones that read everything (manifest, checksum), so one recipe can export a qcow2 locally and an AMI."""
-    if platform.has_disk:
-        return exports
-    return [e for e in exports if EVERYTHING in getattr(EXPORTS.get(e.kind), "consumes", ())]
+    """The exports of one build on this platform.
+
+    A platform with no local disk (amazon) makes its image remotely: of the recipe's exports it takes the
+    ones that read everything (manifest, checksum), so one recipe can export a qcow2 locally and an AMI.
+    An image platform's build always keeps its disk, as Packer's builders do: when no export writes a disk
+    format, a compacted qcow2 comes first, as if `qcow2: {}` were listed, so the manifest lists it."""
+    if not platform.has_disk:
+        return [e for e in exports if EVERYTHING in getattr(EXPORTS.get(e.kind), "consumes", ())]
+    if platform.produces_image and not any(DISK_FORMATS & getattr(EXPORTS.get(e.kind), "produces", frozenset())
+                                           for e in exports):
+        return [default_disk_export(), *exports]
+    return exports
+
+
+def default_disk_export() -> Export:
+    exporter = EXPORTS.get(DEFAULT_DISK_EXPORT)
+    assert exporter is not None, f"the {DEFAULT_DISK_EXPORT} export is not installed"
+    defaults = vol.Schema(strict(exporter.schema, what="option"))({})
+    return Export(kind=DEFAULT_DISK_EXPORT, position=None, config=exporter.configure(defaults))
 
 
 def chain_options(exporter: type[Exporter]) -> dict:

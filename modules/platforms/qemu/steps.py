@@ -18,12 +18,11 @@ from engine.build.steps import Connect
 from engine.errors import BuildError
 from engine.process import run_tool
 from engine.recipe.model import Build
-from engine.recipe.model import Export as ModelExport
-from engine.registry import EXPORTS
 from engine.remote.connection import Become
 from engine.remote.ssh import Endpoint, SshSession
 from modules.platforms.qemu.accel import choose_accelerator
 from modules.platforms.qemu.base import default_cache_dir, resolve_base
+from modules.platforms.qemu.boot_stage import BootStage, follow_console
 from modules.platforms.qemu.config import QemuConfig
 from modules.platforms.qemu.machine import OVMF_VARS, Machine, MachineSpec, free_port
 from modules.platforms.qemu.seed import make_seed
@@ -138,7 +137,8 @@ class Boot:
 
 
 class ConnectVm(Connect):
-    """Connect as soon as sshd answers; if QEMU dies or time runs out, quote the console."""
+    """Connect as soon as sshd answers; if QEMU dies or time runs out, quote the console.
+    While it waits, the guest's boot stage, read from its console, is a step.status event."""
 
     def __init__(self, vm: VmRun, boot: Boot):
         super().__init__()
@@ -153,10 +153,12 @@ class ConnectVm(Connect):
         assert machine is not None
         connect = asyncio.ensure_future(session.connect(state.build.source.ssh.connect_timeout))
         exited = asyncio.ensure_future(machine.wait())
+        stages = asyncio.ensure_future(follow_console(machine.spec.console_log, lambda s: self._stage(s, state)))
         try:
             await asyncio.wait([connect, exited], return_when=asyncio.FIRST_COMPLETED)
         finally:
             exited.cancel()
+            stages.cancel()
             qemu_died = not connect.done()
             if qemu_died:               # or this step was cancelled (Ctrl-C): stop connecting either way
                 connect.cancel()
@@ -169,6 +171,9 @@ class ConnectVm(Connect):
             raise BuildError(f"{exc.message}; last lines of the console:\n{machine.console_tail()}",
                              hint="the guest booted but sshd or cloud-init did not come up in time"
                              if "timed out" not in exc.message else exc.hint) from None
+
+    def _stage(self, stage: BootStage, state: BuildState) -> None:
+        state.events.emit("step.status", step=self.name, status=f"booting: {stage.text}", stage=stage.phase)
 
 
 @dataclass
@@ -196,7 +201,8 @@ class Shutdown:
 
 @dataclass
 class Export:
-    """Run the build's exports as a chain (engine.artifacts.export_chain); the default is one qcow2."""
+    """Run the build's exports as a chain (engine.artifacts.export_chain); the recipe's compiler has made sure
+    one of them keeps the disk (a qcow2 when none writes a disk format)."""
 
     vm: VmRun
     name: str = "export"
@@ -204,17 +210,10 @@ class Export:
     async def run(self, state: BuildState, cleanup: Cleanup) -> None:
         config = self.vm.config
         machine = machine_shape(state, cpus=config.cpus, memory_mib=config.memory, firmware=config.firmware)
-        chain = Chain(self.vm.build.exports or (default_export(),), export_context(state, machine))
+        chain = Chain(self.vm.build.exports, export_context(state, machine))
         made = await chain.run()
         self.vm.artifacts += made
         state.artifacts += [artifact.path for artifact in made]
-
-
-def default_export() -> ModelExport:
-    """With no exports: the qcow2 image, as Packer's qemu builder leaves one."""
-    qcow2 = EXPORTS.get("qcow2")
-    assert qcow2 is not None
-    return ModelExport(kind="qcow2", position=None, config=qcow2.configure({"compress": False, "name": None}))
 
 
 @dataclass

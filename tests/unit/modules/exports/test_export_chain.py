@@ -11,6 +11,7 @@ import pytest
 from engine.artifacts.export import Exporter
 from engine.artifacts.export_chain import Chain, plan
 from engine.errors import BuildError
+from engine.recipe.compile import CompileOptions, compile_recipe
 from engine.recipe.model import Export
 from modules.exports.checksum import ChecksumConfig
 from modules.exports.manifest import ManifestConfig
@@ -19,6 +20,7 @@ from modules.exports.qcow2 import Qcow2Config
 from modules.exports.raw import RawConfig
 from modules.exports.vagrant import VagrantConfig
 from modules.exports.vmdk import VmdkConfig
+from tests.unit.modules.exports.conftest import qemu_compare
 
 
 def export(kind, config, keep_input=True):
@@ -129,3 +131,52 @@ def test_a_full_disk_fails_the_export_clearly_and_keeps_nothing(kind, config, sm
     assert "no space left on device" in failed.value.message.lower()
     assert "--output-dir" in failed.value.hint
     assert not output.exists() or list(output.iterdir()) == []
+
+
+QEMU_RECIPE = """\
+name: keep
+sources:
+  local: {platform: qemu, base: {path: base.qcow2}, ssh: {user: debian}}
+exports:
+{exports}
+"""
+
+
+def compiled_exports(tmp_path, exports: str):
+    (tmp_path / "keep.yml").write_text(QEMU_RECIPE.replace("{exports}", exports))
+    recipe = compile_recipe(tmp_path / "keep.yml", CompileOptions())
+    return recipe.builds[0].exports
+
+
+@pytest.mark.parametrize("exports, kinds", [
+    ("  - manifest: {}", ["qcow2", "manifest"]),
+    ("  - checksum: {}\n  - manifest: {}", ["qcow2", "checksum", "manifest"]),
+    ("  - ova: {}", ["qcow2", "ova"]),
+    ("  - raw: {}\n  - manifest: {}", ["raw", "manifest"]),
+    ("  - vmdk: {}\n  - ova: {}", ["vmdk", "ova"]),
+    ("  - qcow2: {compress: true}", ["qcow2"]),
+    ("  []", ["qcow2"]),
+])
+def test_an_image_build_always_keeps_its_disk(tmp_path, exports, kinds):
+    assert [e.kind for e in compiled_exports(tmp_path, exports)] == kinds
+
+
+def test_a_manifest_only_build_keeps_a_compacted_qcow2_and_lists_it(tmp_path, make_context):
+    """Packer keeps its builder's image: `exports: [manifest: {}]` must not throw the disk away."""
+    exports = compiled_exports(tmp_path, "  - checksum: {}\n  - manifest: {}")
+    context = make_context()
+    kept = asyncio.run(Chain(exports, context).run())
+    qcow2 = context.output_dir / "web-local.qcow2"
+    assert [a.path.name for a in kept] == ["web-local.qcow2", "SHA256SUMS", "web-local.manifest.json"]
+    assert qemu_compare(qcow2, context.disk)
+    listed = json.loads(kept[-1].path.read_text())
+    paths = [a["path"] for b in listed["builds"] for a in b["artifacts"]]
+    assert any(p.endswith("web-local.qcow2") for p in paths)
+    assert "web-local.qcow2" in (context.output_dir / "SHA256SUMS").read_text()
+
+
+def test_a_machine_without_an_image_gets_no_disk_export(tmp_path):
+    (tmp_path / "ssh.yml").write_text("name: s\nsources:\n  box: {platform: ssh, ssh: {host: h, user: u}}\n"
+                                      "exports:\n  - manifest: {}\n")
+    recipe = compile_recipe(tmp_path / "ssh.yml", CompileOptions())
+    assert [e.kind for e in recipe.builds[0].exports] == ["manifest"]
