@@ -47,9 +47,11 @@ class EventText:
     """What each event says, as lines; the views decide where they go and how they are prefixed.
     An event it has nothing to say about gives [] (known, quiet) or None (unknown to it)."""
 
-    def __init__(self, verbose: bool = False):
+    def __init__(self, verbose: bool = False, status_every: float = 5.0):
         self.verbose = verbose
+        self.status_every = status_every     # seconds between two step.status lines of a build
         self._shown_tenths: dict[tuple[Any, Any], int] = {}
+        self._status_shown: dict[Any, float] = {}
 
     def __call__(self, e: dict[str, Any]) -> list[Line] | None:
         handler = getattr(self, "_" + str(e.get("event", "")).replace(".", "_"), None)
@@ -60,6 +62,16 @@ class EventText:
 
     def _step_start(self, e: dict[str, Any]) -> list[Line]:
         return [("line", e["step"], "dim")]
+
+    def _step_status(self, e: dict[str, Any]) -> list[Line]:
+        """What a long step is doing (a booting guest's stage): a line at most every status_every
+        seconds, as a step may report several changes a second and a CI log needs only the gist."""
+        moment, build = float(e.get("time") or time.time()), e.get("build")
+        last = self._status_shown.get(build)
+        if last is not None and moment - last < self.status_every:
+            return []
+        self._status_shown[build] = moment
+        return [("line", f"{e.get('step', '')}  {e.get('status', '')}", "dim")]
 
     def _task_end(self, e: dict[str, Any]) -> list[Line]:
         status = e["status"]
@@ -181,10 +193,11 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class _LogText(EventText):
-    """build.log says everything: command output without -v, every task start, every step's end."""
+    """build.log says everything: command output without -v, every task start, every step's end,
+    every step status."""
 
     def __init__(self) -> None:
-        super().__init__(verbose=True)
+        super().__init__(verbose=True, status_every=0.0)
 
     def _task_start(self, e: dict[str, Any]) -> list[Line]:
         number, total = e.get("number"), e.get("total")
@@ -297,6 +310,7 @@ class _Build:
     ended: float | None = None
     status: str = ""                     # "" while it runs
     step: str = ""
+    detail: str = ""                     # the step's last step.status, until the step ends or a task starts
     task: str = ""
     number: int | None = None
     total: int | None = None
@@ -328,7 +342,7 @@ class LiveView:
         from rich.live import Live
         self.console = console
         self.clock = clock
-        self.printer = ConsoleView(console=console, verbose=verbose, skip={"step.start", "progress"})
+        self.printer = ConsoleView(console=console, verbose=verbose, skip={"step.start", "progress", "step.status"})
         self.builds: dict[str, _Build] = {}
         self._lock = threading.Lock()      # taken inside Live's lock (refresh), never around a print
         self.live = Live(console=console, get_renderable=self.renderable, refresh_per_second=refresh_per_second,
@@ -371,11 +385,13 @@ class LiveView:
         elif b.started is None:
             b.started = moment
         if kind == "step.start":
-            b.step, b.task, b.number, b.progress = e.get("step", ""), "", None, {}
+            b.step, b.task, b.number, b.progress, b.detail = e.get("step", ""), "", None, {}, ""
         elif kind == "step.end":
-            b.progress = {}
+            b.progress, b.detail = {}, ""
+        elif kind == "step.status" and e.get("step") == b.step:     # a late one of an ended step says nothing
+            b.detail = str(e.get("status", ""))
         elif kind == "task.start":
-            b.task, b.number, b.total = str(e.get("task", "")), e.get("number"), e.get("total")
+            b.task, b.number, b.total, b.detail = str(e.get("task", "")), e.get("number"), e.get("total"), ""
         elif kind == "progress":
             done, total = e.get("done", 0) or 0, e.get("total")
             if total and done >= total:
@@ -444,6 +460,8 @@ class LiveView:
             elif b.number:
                 count = f"task {b.number}: "
             text.append("  " + count + b.task)
+        elif b.detail:
+            text.append("  " + b.detail)
         return text
 
 

@@ -344,3 +344,45 @@ def test_a_second_run_on_the_same_folder_leaves_the_first_runs_build_log_alone(t
     second.close()
     text = (tmp_path / "web-local" / "build.log").read_text()
     assert "first run" in text and "second run" not in text
+
+
+def booting(bus: EventBus, *offsets_and_stages: tuple[float, str], build: str = "web-local") -> None:
+    """A build in its connect step whose platform reports what the guest is doing (step.status)."""
+    emitter = bus.bind(build=build)
+    emitter.emit("build.start", platform="qemu", build_id="1", time=T0)
+    emitter.emit("step.start", step="connect", time=T0)
+    for offset, stage in offsets_and_stages:
+        emitter.emit("step.status", step="connect", status=f"booting: {stage}", stage="systemd", time=T0 + offset)
+
+
+def test_the_live_view_shows_a_steps_status_on_the_build_line_until_the_step_moves_on():
+    screen = Console(file=io.StringIO(), force_terminal=True, width=100, record=True)
+    view = LiveView(screen, clock=lambda: T0 + 40)
+    bus = bus_with(view)
+    booting(bus, (20, "kernel 6.1.0-27-amd64"), (38, "systemd reached Basic System"))
+    assert "connect  booting: systemd reached Basic System" in build_line(frame(view), "web-local")
+    bus.bind(build="web-local").emit("step.end", step="connect", duration=40, time=T0 + 40)
+    assert "booting" not in frame(view)                    # gone with its step
+    bus.bind(build="web-local").emit("step.status", step="base image", status="booting: late", time=T0 + 40)
+    assert "late" not in frame(view)                       # another step's status is not this one's
+    bus.bind(build="web-local").emit("step.start", step="gather facts", time=T0 + 40)
+    assert "gather facts" in build_line(frame(view), "web-local")
+    assert "booting" not in screen.export_text()           # nothing printed above the live area
+
+
+def test_plain_lines_show_a_steps_status_at_most_every_five_seconds_per_build(tmp_path):
+    out = io.StringIO()
+    sinks, close = console_sinks(out, output_dir=tmp_path, live=False)
+    bus = bus_with(*sinks)
+    booting(bus, (10, "kernel 6.1.0-27-amd64"), (11, "initramfs"), (14, "systemd started"),
+            (15, "systemd reached Local File Systems"), (16, "systemd reached Basic System"),
+            (40, "cloud-init init-local"))
+    booting(bus, (12, "GRUB"), build="web-aws")           # another build has its own pace
+    close()
+    statuses = [line for line in out.getvalue().splitlines() if "booting" in line]
+    assert statuses == ["12:03:10 [web-local] connect  booting: kernel 6.1.0-27-amd64",
+                        "12:03:15 [web-local] connect  booting: systemd reached Local File Systems",
+                        "12:03:40 [web-local] connect  booting: cloud-init init-local",
+                        "12:03:12 [web-aws] connect  booting: GRUB"]
+    log = (tmp_path / "web-local" / "build.log").read_text()
+    assert log.count("connect  booting: ") == 6            # build.log keeps every one
