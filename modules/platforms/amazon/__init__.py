@@ -48,14 +48,31 @@ def cidr(value: Any) -> str:
         raise HintedInvalid(f"{value!r} is not a CIDR block", hint="e.g. 203.0.113.7/32 or 10.0.0.0/8") from None
 
 
+def source_query(value: dict[str, Any]) -> dict[str, Any]:
+    """`name:` is the shorthand of a name filter (as in the design's example); one of the two is needed."""
+    filters = dict(value.get("filters", {}))
+    if "name" in value:
+        if "name" in filters:
+            raise HintedInvalid("source_ami gives name twice, as name and as filters.name", path=["name"],
+                                hint="keep one of them")
+        filters["name"] = [value["name"]]
+    if not filters:
+        raise HintedInvalid("source_ami needs a name or filters to find the image",
+                            hint='e.g. source_ami: {name: "debian-12-amd64-*", owners: ["136693071363"], '
+                                 'most_recent: true}')
+    return {"filters": filters, "owners": value["owners"], "most_recent": value["most_recent"]}
+
+
+SOURCE_QUERY = vol.All(vol.Schema({
+    vol.Optional("name"): str,
+    vol.Optional("filters"): {str: vol.Any([str], vol.All(str, lambda v: [v]))},
+    vol.Optional("owners", default=[]): [vol.Any(ACCOUNT_ID, vol.In(["self", "amazon", "aws-marketplace"]))],
+    vol.Optional("most_recent", default=False): bool}), source_query)
 STR_MAP = {str: vol.Coerce(str)}
 SCHEMA = {
     vol.Required("region"): REGION,
-    vol.Required("source_ami"): vol.Any(AMI_ID, {
-        vol.Required("filters"): {str: vol.Any([str], vol.All(str, lambda v: [v]))},
-        vol.Optional("owners", default=[]): [vol.Any(ACCOUNT_ID, vol.In(["self", "amazon", "aws-marketplace"]))],
-        vol.Optional("most_recent", default=False): bool}),
-    vol.Required("ami_name"): AMI_NAME,
+    vol.Required("source_ami"): lambda value: AMI_ID(value) if isinstance(value, str) else SOURCE_QUERY(value),
+    vol.Optional("ami_name", default=None): vol.Any(None, AMI_NAME),   # None: <recipe>-<source>-<build id>
     vol.Optional("ami_description", default=""): str,
     vol.Optional("instance_type", default="t3.micro"): vol.Match(r"^[a-z0-9-]+\.[a-z0-9]+$",
                                                                  msg="an instance type like t3.micro"),

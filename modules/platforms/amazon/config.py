@@ -34,7 +34,7 @@ class Sharing:
 class AmazonConfig:
     region: str
     source_ami: str | SourceAmiQuery
-    ami_name: str
+    ami_name: str | None = None                  # None: unique per build, <recipe>-<source>-<build id>
     ami_description: str = ""
     instance_type: str = "t3.micro"
     subnet_id: str | None = None

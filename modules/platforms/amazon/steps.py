@@ -58,6 +58,11 @@ class Ec2Run:
         return f"recipe-{self.build.info.name}-{self.build.info.id}"
 
     @property
+    def ami_name(self) -> str:
+        """ami_name, or a name unique per build, so a recipe needs none and two builds never collide."""
+        return self.config.ami_name or f"{self.build.info.name}-{self.build.info.id}"
+
+    @property
     def description(self) -> str:
         return self.config.ami_description or f"built by recipe: {self.build.info.name}"
 
@@ -97,9 +102,9 @@ class CheckSourceAndName:
         if self.job.config.force_deregister:
             return
         for region, ec2 in self.job.clients.items():
-            taken = await aws.call("DescribeImages", aws.images_named, ec2, self.job.config.ami_name)
+            taken = await aws.call("DescribeImages", aws.images_named, ec2, self.job.ami_name)
             if taken:
-                raise BuildError(f"an AMI named {self.job.config.ami_name!r} already exists in {region} "
+                raise BuildError(f"an AMI named {self.job.ami_name!r} already exists in {region} "
                                  f"({taken[0]['ImageId']})",
                                  hint="set force_deregister: true to replace it, or make ami_name unique "
                                       "(e.g. with {{ build.id }})")
@@ -351,12 +356,12 @@ class CreateImage:
         config, ec2 = self.job.config, self.job.ec2
         await force_deregister(self.job, config.region, state)
         params: dict[str, Any] = {
-            "InstanceId": self.job.instance["InstanceId"], "Name": config.ami_name,
+            "InstanceId": self.job.instance["InstanceId"], "Name": self.job.ami_name,
             "Description": self.job.description,
             "BlockDeviceMappings": [root_mapping(self.job.source_image, config.root_volume)],
-            "TagSpecifications": self.job.tag_specs("image", extra=config.tags, name=config.ami_name)}
+            "TagSpecifications": self.job.tag_specs("image", extra=config.tags, name=self.job.ami_name)}
         made = await aws.create_then_release(
-            cleanup, f"image {config.ami_name} in {config.region} (the build failed)",
+            cleanup, f"image {self.job.ami_name} in {config.region} (the build failed)",
             lambda: ec2.create_image(**params), lambda image: aws.deregister_with_snapshots(ec2, image["ImageId"]),
             only_on_failure=True)
         await finish_image(self.job, config.region, made["ImageId"], state)
@@ -368,7 +373,7 @@ async def finish_image(run: Ec2Run, region: str, image_id: str, state: BuildStat
     state.events.emit("aws", msg=f"waiting for {image_id} in {region}")
     image = await aws.wait_image(ec2, image_id, config.ami_timeout, config.poll_delay)
     snapshots = aws.snapshots_of(image)
-    tags = aws.tag_list(run.tags(config.tags, name=config.ami_name))
+    tags = aws.tag_list(run.tags(config.tags, name=run.ami_name))
     await aws.call("CreateTags", ec2.create_tags, Resources=[image_id, *snapshots], Tags=tags)
     run.images[region], run.snapshots[region] = image_id, snapshots
     state.events.emit("aws", msg=f"{image_id} available in {region}")
@@ -378,7 +383,7 @@ async def force_deregister(run: Ec2Run, region: str, state: BuildState) -> None:
     if not run.config.force_deregister:
         return
     ec2 = run.clients[region]
-    for image in await aws.call("DescribeImages", aws.images_named, ec2, run.config.ami_name):
+    for image in await aws.call("DescribeImages", aws.images_named, ec2, run.ami_name):
         await aws.call("DeregisterImage", aws.deregister_with_snapshots, ec2, image["ImageId"])
         state.events.emit("aws", msg=f"force_deregister: removed {image['ImageId']} in {region}")
 
@@ -395,9 +400,9 @@ class CopyToRegions:
         config, ec2 = self.job.config, self.job.clients[region]
         await force_deregister(self.job, region, state)
         made = await aws.create_then_release(
-            cleanup, f"image copy {config.ami_name} in {region} (the build failed)",
+            cleanup, f"image copy {self.job.ami_name} in {region} (the build failed)",
             lambda: ec2.copy_image(SourceImageId=self.job.images[config.region], SourceRegion=config.region,
-                                   Name=config.ami_name, Description=self.job.description),
+                                   Name=self.job.ami_name, Description=self.job.description),
             lambda image: aws.deregister_with_snapshots(ec2, image["ImageId"]), only_on_failure=True)
         await finish_image(self.job, region, made["ImageId"], state)
 
@@ -440,7 +445,7 @@ class Record:
         config = self.job.config
         output = state.options.output_dir / state.build.info.name
         output.mkdir(parents=True, exist_ok=True)
-        record = {"name": config.ami_name, "region": config.region, "images": self.job.images,
+        record = {"name": self.job.ami_name, "region": config.region, "images": self.job.images,
                   "snapshots": self.job.snapshots, "source_ami": self.job.source_image["ImageId"],
                   "build_id": state.build.info.id}
         path = output / f"{state.build.info.name}.ami.json"

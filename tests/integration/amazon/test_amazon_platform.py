@@ -190,12 +190,23 @@ def test_an_ami_name_in_use_fails_early_unless_force_deregister(instance_stand_i
 
 def test_the_build_waits_for_the_host_keys_on_the_console(instance_stand_in, aws, moto_endpoint, tmp_path):
     """cloud-init prints the keys late in the boot: blank consoles are read again, and an instance that
-    refuses Latest=true (a Xen type) is asked for the last capture instead."""
+    refuses Latest=true (a Xen type) is asked for the last capture instead.
+
+    The recipe is written as the design's example writes it: source_ami by `name:`, and no ami_name,
+    so the AMI gets a name unique to the build."""
     register_source(aws)
     instance_stand_in.console_blank_answers, instance_stand_in.console_refuses_latest = 2, True
-    code, events = run(write_recipe(tmp_path, moto_endpoint, instance_stand_in.port,
-                                    extra='ssh_cidrs: ["192.0.2.0/24"]'), tmp_path)
+    recipe = write_recipe(tmp_path, moto_endpoint, instance_stand_in.port, extra='ssh_cidrs: ["192.0.2.0/24"]')
+    text = recipe.read_text().replace('source_ami: {filters: {name: "debian-12-amd64-*"}, owners: [self], '
+                                      'most_recent: true}',
+                                      'source_ami: {name: "debian-12-amd64-*", owners: [self], most_recent: true}')
+    recipe.write_text(text.replace('    ami_name: "cloud-{{ build.id }}"\n', ''))
+    assert "ami_name" not in recipe.read_text() and "source_ami: {name:" in recipe.read_text()
+    code, events = run(recipe, tmp_path)
     assert code == 0, [e for e in events if e["event"] in ("build.end", "warning")]
+    build_id = next(e["build_id"] for e in events if e["event"] == "build.start")
+    names = {i["Name"] for i in aws("ec2").describe_images(Owners=["self"])["Images"]} - {SOURCE_NAME}
+    assert names == {f"cloud-aws-{build_id}"}
     assert any(e["event"] == "connected" and e["host_key_verified"] for e in events)
     assert not [e for e in events if e["event"] == "warning" and "host key" in e["msg"]]
     asked = [r.get("Latest") for r in instance_stand_in.console_requests]
