@@ -22,7 +22,8 @@ RECIPE = str(Path(sys.executable).parent / "recipe")
 
 @pytest.fixture(scope="session")
 def bootstrap_base() -> ResolvedBase:
-    """The default bootstrap base (Debian bookworm, 4G), built once into the real cache dir and reused.
+    """The default bootstrap base (Debian bookworm, GRUB for BIOS and UEFI, as small as its system: about 2G;
+    builds grow it to their disk_size), built once into the real cache dir and reused.
 
     The first run on a machine takes a few minutes (debootstrap from deb.debian.org); later runs,
     and every test of the session, find the image in <cache>/images/. Never write to it: boot an
@@ -66,11 +67,12 @@ class ExportedImage:
 
 @pytest.fixture(scope="session")
 def exported_image(bootstrap_base, tmp_path_factory) -> ExportedImage:
-    """One build of the appliance recipe on the bootstrap base, exported as vmdk -> ova (keep_input: false),
-    ovf, libvirt and virtualbox Vagrant boxes with a catalog, SHA256SUMS and the manifest. About 3 min."""
+    """One build of the appliance recipe on the bootstrap base (grown to a 3G disk_size, which a task checks),
+    exported as vmdk -> ova (keep_input: false), ovf, libvirt and virtualbox Vagrant boxes with a catalog,
+    SHA256SUMS and the manifest. About 3 min."""
     work = tmp_path_factory.mktemp("exported")
     recipe = work / "appliance.yml"
-    recipe.write_text((DATA / "appliance.yml").read_text().replace("@BASE@", str(bootstrap_base.path)))
+    recipe.write_text((DATA / "appliance.yml").read_text())      # base: {bootstrap: {}}, the fixture's image
     run_dir = work / "output"
     started = time.monotonic()
     events_file = work / "events.jsonl"

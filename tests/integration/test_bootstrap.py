@@ -2,10 +2,11 @@
 
 Each boot runs on a throwaway qcow2 overlay of the cached image (never the
 image itself), grown to 6G, with a NoCloud seed whose runcmd writes one line
-of facts to the serial console: that proves cloud-init found its seed,
-growpart grew the last partition, eth0 got a DHCP address, the ESP is
-mounted (and the hook that copies a new kernel onto it works) and the
-machine got its own identity.
+of facts to the serial console: that proves GRUB booted it (BIOS: core.img
+from the MBR gap; UEFI: EFI/BOOT/BOOTX64.EFI), cloud-init found its seed,
+growpart grew the last partition of the small base to the disk, eth0 got a
+DHCP address, the ESP is mounted, update-grub works in the guest (a new
+kernel gets a grub.cfg that still boots) and the machine got its own identity.
 """
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from modules.platforms.qemu.base import BootstrapBase, default_cache_dir, resolve_base
-from modules.platforms.qemu.bootstrap import image_path
+from modules.platforms.qemu.bootstrap import ESP_START, GRUB_BIOS, GRUB_EFI, MIN_DISK_SIZE, ROOT_START, SIZE_STEP, image_path
 
-BOOT_TIMEOUT = 240
+BOOT_TIMEOUT = 300
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS.fd")
 
@@ -37,8 +38,8 @@ runcmd:
     machine_id=$(cat /etc/machine-id)
     host_keys=$(ls /etc/ssh/ssh_host_*_key | wc -l)
     hostname=$(hostname)
-    esp_sync=$(/etc/kernel/postinst.d/zz-recipe-esp && cmp -s /boot/efi/vmlinuz /boot/vmlinuz-$(uname -r)
-    && cmp -s /boot/efi/initrd.img /boot/initrd.img-$(uname -r) && echo ok || echo failed) END" > /dev/ttyS0
+    update_grub=$(update-grub >/dev/null 2>&1 && grep -c "linux.*/boot/vmlinuz-$(uname -r) root=UUID=$(findmnt -no UUID /) .*console=ttyS0,115200 net.ifnames=0" /boot/grub/grub.cfg || echo failed)
+    END" > /dev/ttyS0
 """
 
 pytestmark = [
@@ -122,10 +123,12 @@ def test_the_bootstrap_image_is_cached_whole(bootstrap_base):
     assert bootstrap_base.format == "qcow2"
     assert bootstrap_base.path == image_path(BootstrapBase(), default_cache_dir())
     info = json.loads(qemu_img("info", "--output=json", "--force-share", bootstrap_base.path))
-    assert info["virtual-size"] == 4 << 30 and "backing-filename" not in info
-    qemu_img("check", "--force-share", bootstrap_base.path)
     manifest = json.loads(bootstrap_base.path.with_suffix(".json").read_text())
-    assert manifest["inputs"]["suite"] == "bookworm" and manifest["kernel"]
+    assert manifest["inputs"]["suite"] == "bookworm" and manifest["kernel"] and manifest["bootloader"] == "grub"
+    # as small as the system allows (builds grow their overlay to disk_size), and no larger than the floor
+    assert info["virtual-size"] == manifest["size"] and info["virtual-size"] % SIZE_STEP == 0
+    assert manifest["system_bytes"] < info["virtual-size"] <= MIN_DISK_SIZE and "backing-filename" not in info
+    qemu_img("check", "--force-share", bootstrap_base.path)
     assert not list(bootstrap_base.path.parent.glob(".bootstrap-*.tmp"))
     started = time.monotonic()
     again = asyncio.run(resolve_base(BootstrapBase(), default_cache_dir()))
@@ -157,6 +160,38 @@ def test_a_cancelled_bootstrap_kills_debootstrap_and_leaves_nothing(tmp_path):
     assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
 
 
+def test_the_bootstrap_image_carries_grub_for_bios_and_uefi(bootstrap_base, tmp_path):
+    """The layout grub-install would leave, read off the image: boot.img in the MBR pointing at core.img in
+    the gap, core.img's block list, GRUB's EFI image on the ESP, grub.cfg and the modules on the root."""
+    raw = tmp_path / "disk.raw"
+    qemu_img("convert", "--force-share", "-O", "raw", bootstrap_base.path, raw)
+    manifest = json.loads(bootstrap_base.path.with_suffix(".json").read_text())
+    with raw.open("rb") as disk:
+        mbr, diskboot = disk.read(512), disk.read(512)
+    assert mbr[510:512] == b"\x55\xaa" and b"GRUB " in mbr[:440]                 # GRUB's boot.img ("GRUB Geom...")
+    assert int.from_bytes(mbr[0x5c:0x64], "little") == 1                          # core.img at sector 1
+    start, sectors, segment = (int.from_bytes(diskboot[500:508], "little"), int.from_bytes(diskboot[508:510], "little"),
+                               int.from_bytes(diskboot[510:512], "little"))
+    assert (start, segment) == (2, 0x820) and 20 < sectors < ESP_START // 512 - 2
+    mtools = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    efi = subprocess.run(["mtype", "-i", f"{raw}@@{ESP_START}", "::/EFI/BOOT/BOOTX64.EFI"], capture_output=True,
+                         check=True, env=mtools).stdout
+    assert efi[:2] == b"MZ" and b"GRUB" in efi and manifest["root_uuid"].encode() in efi  # GRUB, finding the root
+
+    def cat(path: str) -> bytes:
+        return subprocess.run(["debugfs", "-R", f"cat {path}", f"{raw}?offset={ROOT_START}"], capture_output=True,
+                              check=True).stdout
+
+    grub_cfg = cat("/boot/grub/grub.cfg").decode()
+    assert f"search --no-floppy --fs-uuid --set=root {manifest['root_uuid']}" in grub_cfg
+    assert f"linux /boot/vmlinuz-{manifest['kernel']} {manifest['kernel_cmdline']}" in grub_cfg
+    assert f"initrd /boot/initrd.img-{manifest['kernel']}" in grub_cfg
+    for platform in (GRUB_BIOS, GRUB_EFI):
+        assert cat(f"/boot/grub/{platform}/normal.mod")[:4] == b"\x7fELF"
+    assert b"GRUB_CMDLINE_LINUX=" in cat("/etc/default/grub")
+    assert cat("/usr/sbin/update-grub")[:2] == b"#!"
+
+
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
 def test_the_bootstrap_image_boots(bootstrap_base, firmware, tmp_path, capsys):
     if firmware == "uefi" and not (OVMF_CODE.is_file() and OVMF_VARS.is_file()):
@@ -168,12 +203,14 @@ def test_the_bootstrap_image_boots(bootstrap_base, firmware, tmp_path, capsys):
     assert bootstrap_base.path.stat().st_mtime_ns == before        # the cached base was not written
 
     check = dict(re.findall(r"(\w+)=(\S*)", re.search(r"RECIPE-CHECK (.*?) END", text, re.S).group(1)))
-    assert int(check["root_bytes"]) > 5 << 30, "growpart did not grow the root partition to the 6G disk"
+    assert int(check["root_bytes"]) > 5 << 30, "growpart did not grow the root partition of the small base to 6G"
     assert check["eth0"].startswith("10.0.2.15/"), "eth0 has no DHCP address"
     assert check["esp"] == "vfat", "the ESP is not mounted on /boot/efi"
     assert re.fullmatch(r"[0-9a-f]{32}", check["machine_id"]), "no machine-id was generated at boot"
     assert int(check["host_keys"]) >= 2, "cloud-init wrote no ssh host keys"
     assert check["hostname"] == f"recipe-{firmware}"
-    assert check["esp_sync"] == "ok", "the hook that keeps the ESP's kernel current failed"
-    assert "Kernel panic" not in text
-    assert ("SYSLINUX" in text) == (firmware == "bios")
+    assert check["update_grub"].isdigit() and int(check["update_grub"]) >= 1, \
+        "update-grub in the guest did not make a grub.cfg that boots this kernel on this root"
+    assert "Kernel panic" not in text and "SYSLINUX" not in text and "systemd-boot" not in text
+    # GRUB's linux command puts the image it loaded first on the kernel's command line
+    assert re.search(r"Command line: BOOT_IMAGE=/boot/vmlinuz-\S+ root=UUID=", text), "GRUB did not boot the kernel"

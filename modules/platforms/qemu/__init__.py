@@ -6,7 +6,7 @@
       base: {bootstrap: {distro: debian, suite: bookworm}}   # or {url:, checksum:} or {path:}
       cpus: 2
       memory: 1024
-      disk_size: 4G
+      disk_size: 4G               # a bootstrap base is grown to it (4G without it); at least 2G
       firmware: bios              # or uefi (OVMF)
       accelerator: auto           # kvm only when a probe guest really runs under it
       ssh: {user: debian}
@@ -25,6 +25,8 @@ from engine.build.steps import GatherFacts, MakeWorkDir, Provision
 from engine.recipe.model import Build, Recipe
 from engine.recipe.schema import HintedInvalid, positive_number
 from modules.platforms.qemu.base import BASE_SCHEMA, parse_base
+from modules.platforms.qemu.base_spec import parse_size
+from modules.platforms.qemu.bootstrap import MIN_DISK_SIZE
 from modules.platforms.qemu.config import QemuConfig
 from modules.platforms.qemu.steps import (Boot, ConnectVm, CreateDisk, Export, PrepareBase, RunVerify, Shutdown,
                                           VerifyDisk, VmRun)
@@ -36,6 +38,12 @@ def disk_size(value: Any) -> str:
     if isinstance(value, str) and SIZE.match(value):
         return value
     raise HintedInvalid(f"{value!r} is not a disk size", hint='e.g. disk_size: 4G (K, M, G or T)')
+
+
+def _bytes(size: str) -> int:
+    """disk_size in bytes (qemu-img's binary units; a fraction is allowed: 1.5G)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    return int(float(size[:-1]) * units[size[-1]]) if size[-1] in units else int(size)
 
 
 class QemuPlatform(Platform, name="qemu"):
@@ -52,6 +60,24 @@ class QemuPlatform(Platform, name="qemu"):
         vol.Optional("hostname", default=None): vol.Any(None, str),
     }
     Config = QemuConfig
+
+    @classmethod
+    def check(cls, validated: dict[str, Any]) -> dict[str, Any]:
+        """What validate can know of disk_size on a bootstrap base: not below the base's own size, nor below
+        the size no Debian system fits in (the size of the built base itself is known only once it is built)."""
+        bootstrap = (validated.get("base") or {}).get("bootstrap")
+        wanted = validated.get("disk_size")
+        if bootstrap is None or not wanted:
+            return validated
+        size = _bytes(wanted)
+        if bootstrap.get("size") and size < parse_size(bootstrap["size"]):
+            raise HintedInvalid(f"disk_size {wanted} is smaller than the bootstrap base's size {bootstrap['size']}",
+                                path=["disk_size"], hint=f"use disk_size: {bootstrap['size']} or more, or drop "
+                                                         "the base's size (it is then as small as its system)")
+        if size < MIN_DISK_SIZE:
+            raise HintedInvalid(f"disk_size {wanted} is too small for a Debian system", path=["disk_size"],
+                                hint=f"use disk_size: {MIN_DISK_SIZE >> 30}G or more")
+        return validated
 
     @classmethod
     def configure(cls, validated: dict[str, Any], base_dir: Path) -> QemuConfig:

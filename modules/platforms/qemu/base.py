@@ -5,7 +5,11 @@ Exactly one of:
     base: {url: https://.../debian-12-genericcloud-amd64.qcow2, checksum: sha512:<hex>}
     base: {url: https://.../image.qcow2, checksum: "file:https://.../SHA512SUMS", format: qcow2}
     base: {path: /srv/images/debian.qcow2}
-    base: {bootstrap: {distro: debian, suite: bookworm, packages: [curl], size: 4G}}
+    base: {bootstrap: {distro: debian, suite: bookworm, packages: [curl]}}
+
+A bootstrap base is made as small as its system comfortably fits in, and each
+build grows its overlay to the source's disk_size (4G without one); its own
+`size:` (optional) fixes the base image's size instead, a floor for disk_size.
 
 BASE_SCHEMA checks the shape (every error at once, each with its path);
 parse_base() turns the validated mapping into a frozen UrlBase, PathBase or
@@ -155,7 +159,7 @@ def _bootstrap_base(value: dict) -> dict:
     distro = DISTROS[options.get("distro", "debian")]
     filled = {"distro": distro.name, "suite": options.get("suite", distro.suite),
               "packages": list(dict.fromkeys(options.get("packages", []))),
-              "mirror": options.get("mirror", distro.mirror), "size": options.get("size", "4G")}
+              "mirror": options.get("mirror", distro.mirror), "size": options.get("size")}
     return {"bootstrap": filled}
 
 
@@ -196,7 +200,7 @@ def parse_base(validated: dict, relative_to: Path | None = None) -> Base:
     return BootstrapBase(distro=distro.name, suite=options.get("suite", distro.suite),
                          packages=tuple(dict.fromkeys(options.get("packages", ()))),
                          mirror=options.get("mirror", distro.mirror).rstrip("/"),
-                         size=str(options.get("size", "4G")))
+                         size=str(options["size"]) if options.get("size") is not None else None)
 
 
 # ---------------------------------------------------------------- resolution

@@ -28,11 +28,11 @@ class BootstrapBase:
     suite: str = "bookworm"
     packages: tuple[str, ...] = ()
     mirror: str = DISTROS["debian"].mirror
-    size: str = "4G"
+    size: str | None = None     # the base image's size; None: as small as its system allows
 
     @property
     def size_bytes(self) -> int:
-        return parse_size(self.size)
+        return parse_size(self.size) if self.size else 0
 
 
 Base = UrlBase | PathBase | BootstrapBase

@@ -33,6 +33,9 @@ DISTROS = {
         packages=("linux-image-amd64", "initramfs-tools", "systemd-sysv", "udev", "openssh-server", "sudo",
                   "cloud-init", "cloud-guest-utils", "ifupdown", "isc-dhcp-client", "ca-certificates",
                   "e2fsprogs",
+                  # GRUB's tools and images for BIOS and UEFI: the build makes the boot images with them, and
+                  # update-grub (grub2-common's kernel hook) keeps grub.cfg current in the guest
+                  "grub2-common", "grub-pc-bin", "grub-efi-amd64-bin",
                   # logind and hostnamectl/timedatectl need the system bus (debootstrap takes no Recommends)
                   "dbus", "libpam-systemd",
                   # debootstrap does not resolve virtual packages: python3-cryptography (cloud-init)

@@ -39,22 +39,49 @@ class Identity:
 
 # ---------------------------------------------------------------- what the files say
 
+# the kernel's arguments besides the root: the serial console cloud providers and QEMU log, and eth0
+KERNEL_ARGS = "console=ttyS0,115200 net.ifnames=0"
+
+
 def kernel_cmdline(identity: Identity) -> str:
-    return f"root=UUID={identity.root_uuid} rw console=ttyS0,115200 net.ifnames=0"
+    return f"root=UUID={identity.root_uuid} rw {KERNEL_ARGS}"
 
 
-def syslinux_cfg(identity: Identity) -> str:
-    return ("SERIAL 0 115200\nDEFAULT linux\nPROMPT 0\nTIMEOUT 0\n\n"
-            "LABEL linux\n  LINUX /vmlinuz\n  INITRD /initrd.img\n"
-            f"  APPEND {kernel_cmdline(identity)}\n")
+def grub_cfg(identity: Identity, version: str, title: str) -> str:
+    """/boot/grub/grub.cfg as the build writes it (grub-mkconfig cannot probe the disk in a chroot);
+    `update-grub` in the guest replaces it with one made from /etc/default/grub, which boots the same way."""
+    return ("# written by recipe's bootstrap; update-grub rewrites it from /etc/default/grub and /etc/grub.d\n"
+            "set default=0\nset timeout=0\n"
+            "serial --unit=0 --speed=115200\nterminal_input console serial\nterminal_output console serial\n"
+            "insmod part_msdos\ninsmod ext2\n"
+            f"search --no-floppy --fs-uuid --set=root {identity.root_uuid}\n\n"
+            f"menuentry '{title}' --id recipe {{\n"
+            "\tinsmod gzio\n"
+            f"\tlinux /boot/vmlinuz-{version} {kernel_cmdline(identity)}\n"
+            f"\tinitrd /boot/initrd.img-{version}\n"
+            "}\n")
 
 
-def loader_conf(entry: str) -> str:
-    return f"default {entry}.conf\ntimeout 0\neditor no\n"
+def grub_early_cfg(identity: Identity) -> str:
+    """Built into the BIOS and UEFI core images: find the root filesystem, read /boot/grub/grub.cfg there
+    (and the modules in /boot/grub/<platform>)."""
+    return (f"search --no-floppy --fs-uuid --set=root {identity.root_uuid}\n"
+            "set prefix=($root)/boot/grub\n")
 
 
-def loader_entry(identity: Identity, title: str) -> str:
-    return f"title {title}\nlinux /vmlinuz\ninitrd /initrd.img\noptions {kernel_cmdline(identity)}\n"
+# /etc/default/grub: what update-grub (grub-mkconfig) makes grub.cfg of in the guest, for a new kernel
+DEFAULT_GRUB = f"""\
+# written by recipe's bootstrap; update-grub reads it (see `info -f grub -n 'Simple configuration'`)
+GRUB_DEFAULT=0
+GRUB_TIMEOUT=0
+GRUB_DISTRIBUTOR=`lsb_release -i -s 2> /dev/null || echo Debian`
+GRUB_CMDLINE_LINUX_DEFAULT=""
+GRUB_CMDLINE_LINUX="{KERNEL_ARGS}"
+GRUB_TERMINAL="console serial"
+GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
+GRUB_DISABLE_OS_PROBER=true
+GRUB_DISABLE_RECOVERY=true
+"""
 
 
 def fstab(identity: Identity) -> str:
@@ -94,20 +121,6 @@ SSH_HOST_KEYS_DROPIN = """\
 ExecStartPre=
 ExecStartPre=/usr/bin/ssh-keygen -A
 ExecStartPre=/usr/sbin/sshd -t
-"""
-
-# the bootloaders load /vmlinuz and /initrd.img from the ESP: keep them on the newest kernel when
-# a kernel or an initramfs is installed inside the guest
-ESP_HOOK = """\
-#!/bin/sh
-# recipe: copy the newest kernel and initrd to the ESP, where syslinux and systemd-boot load them
-set -e
-esp=/boot/efi
-mountpoint -q "$esp" || exit 0
-version=$(linux-version list | linux-version sort | tail -n 1)
-[ -n "$version" ] && [ -f "/boot/vmlinuz-$version" ] && [ -f "/boot/initrd.img-$version" ] || exit 0
-cp "/boot/vmlinuz-$version" "$esp/vmlinuz.new" && mv "$esp/vmlinuz.new" "$esp/vmlinuz"
-cp "/boot/initrd.img-$version" "$esp/initrd.img.new" && mv "$esp/initrd.img.new" "$esp/initrd.img"
 """
 
 POLICY_RC_D = "#!/bin/sh\n# recipe: no daemon starts while the image is built\nexit 101\n"
@@ -164,8 +177,7 @@ def configure_tree(root: Path, identity: Identity, hostname: str, apt_sources: s
     write(root, "etc/hostname", f"{hostname}\n")
     write(root, "etc/hosts", HOSTS.format(hostname=hostname))
     write(root, "etc/apt/sources.list", apt_sources)
-    write(root, "etc/kernel/postinst.d/zz-recipe-esp", ESP_HOOK, 0o755)
-    write(root, "etc/initramfs/post-update.d/zz-recipe-esp", ESP_HOOK, 0o755)
+    write(root, "etc/default/grub", DEFAULT_GRUB)
 
 
 def clean_tree(root: Path) -> None:

@@ -22,7 +22,9 @@ from engine.remote.connection import Become
 from engine.remote.ssh import Endpoint, SshSession
 from modules.platforms.qemu.accel import choose_accelerator
 from modules.platforms.qemu.base import default_cache_dir, resolve_base
+from modules.platforms.qemu.base_spec import BootstrapBase
 from modules.platforms.qemu.boot_stage import BootStage, follow_console
+from modules.platforms.qemu.bootstrap import DEFAULT_DISK_SIZE
 from modules.platforms.qemu.config import QemuConfig
 from modules.platforms.qemu.machine import OVMF_VARS, Machine, MachineSpec, free_port
 from modules.platforms.qemu.seed import make_seed
@@ -63,7 +65,10 @@ class PrepareBase:
 
 @dataclass
 class CreateDisk:
-    """A qcow2 overlay on the cached base, which is never written."""
+    """A qcow2 overlay on the cached base, which is never written, grown to disk_size.
+
+    A bootstrap base is as small as its system allows: without disk_size its overlay is grown to
+    DEFAULT_DISK_SIZE (4G), the size such disks always had; cloud-init's growpart grows the root at boot."""
 
     vm: VmRun
     name: str = "disk"
@@ -72,6 +77,9 @@ class CreateDisk:
         assert state.work_dir and self.vm.base
         disk = state.work_dir / "disk.qcow2"
         wanted = self.vm.config.disk_size
+        if wanted is None and isinstance(self.vm.config.base, BootstrapBase):
+            if not self.vm.base_size or self.vm.base_size < size_in_bytes(DEFAULT_DISK_SIZE):
+                wanted = DEFAULT_DISK_SIZE
         if wanted and self.vm.base_size and size_in_bytes(wanted) < self.vm.base_size:
             # qemu-img would cut the disk short, and the guest would find a broken filesystem
             raise BuildError(f"disk_size {wanted} is smaller than the base image "

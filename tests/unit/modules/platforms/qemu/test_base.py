@@ -47,9 +47,10 @@ def test_path_base():
 
 def test_bootstrap_base_gets_its_defaults():
     defaults = {"distro": "debian", "suite": "bookworm", "packages": [], "mirror": "http://deb.debian.org/debian",
-                "size": "4G"}
+                "size": None}            # no size: the base is as small as its system (builds grow it)
     assert valid({"bootstrap": {}}) == {"bootstrap": defaults}
     assert valid({"bootstrap": None}) == {"bootstrap": defaults}
+    assert parse_base(valid({"bootstrap": {}})) == BootstrapBase() and BootstrapBase().size is None
     assert valid({"bootstrap": {"distro": "debian", "suite": "trixie", "packages": ["curl", "nginx-light", "curl"],
                                 "mirror": "http://mirror.example/debian/", "size": "8G"}}) == {
         "bootstrap": {"distro": "debian", "suite": "trixie", "packages": ["curl", "nginx-light"],

@@ -13,7 +13,8 @@ from engine.errors import BuildError
 from modules.platforms.qemu import image_tree
 from modules.platforms.qemu.base import BootstrapBase
 from modules.platforms.qemu.bootstrap import DISTROS
-from modules.platforms.qemu.image_tree import ESP_HOOK, Identity, kernel_cmdline, loader_entry, syslinux_cfg
+from modules.platforms.qemu.image_tree import (DEFAULT_GRUB, KERNEL_ARGS, Identity, grub_cfg, grub_early_cfg,
+                                               kernel_cmdline)
 
 DEBIAN = DISTROS["debian"]
 
@@ -26,18 +27,26 @@ def test_identity_is_derived_from_the_key():
     assert identity.disk_id.startswith("0x") and len(identity.disk_id) == 10
 
 
-def test_both_bootloaders_boot_the_same_kernel_line():
+def test_grub_boots_the_kernel_on_the_root_found_by_its_uuid():
     identity = Identity.of("k")
     line = kernel_cmdline(identity)
     assert line == f"root=UUID={identity.root_uuid} rw console=ttyS0,115200 net.ifnames=0"
-    assert f"APPEND {line}\n" in syslinux_cfg(identity)
-    assert "LINUX /vmlinuz" in syslinux_cfg(identity) and "INITRD /initrd.img" in syslinux_cfg(identity)
-    entry = loader_entry(identity, "Debian bookworm")
-    assert f"options {line}\n" in entry and "linux /vmlinuz\n" in entry and "initrd /initrd.img\n" in entry
+    cfg = grub_cfg(identity, "6.1.0-10-amd64", "Debian bookworm")
+    assert f"search --no-floppy --fs-uuid --set=root {identity.root_uuid}\n" in cfg
+    assert f"\tlinux /boot/vmlinuz-6.1.0-10-amd64 {line}\n" in cfg
+    assert "\tinitrd /boot/initrd.img-6.1.0-10-amd64\n" in cfg
+    assert "set timeout=0\n" in cfg and "menuentry 'Debian bookworm'" in cfg and "serial --unit=0 --speed=115200" in cfg
+    # the core images find the same root and read grub.cfg and the modules from its /boot/grub
+    early = grub_early_cfg(identity)
+    assert early == (f"search --no-floppy --fs-uuid --set=root {identity.root_uuid}\n"
+                     "set prefix=($root)/boot/grub\n")
 
 
-def test_the_esp_hook_is_valid_sh():
-    subprocess.run(["sh", "-n"], input=ESP_HOOK, text=True, check=True)
+def test_update_grub_in_the_guest_keeps_the_kernel_line():
+    """grub-mkconfig adds root=UUID=... itself; /etc/default/grub gives the rest of the line and the console."""
+    assert f'GRUB_CMDLINE_LINUX="{KERNEL_ARGS}"\n' in DEFAULT_GRUB and KERNEL_ARGS in kernel_cmdline(Identity.of("k"))
+    assert "GRUB_TIMEOUT=0\n" in DEFAULT_GRUB and 'GRUB_TERMINAL="console serial"' in DEFAULT_GRUB
+    subprocess.run(["sh", "-n"], input=DEFAULT_GRUB, text=True, check=True)       # grub-mkconfig sources it
 
 
 def fake_tree(root: Path) -> None:
@@ -74,8 +83,8 @@ def test_the_tree_loses_its_identity_and_gains_its_configuration(tmp_path):
     assert (root / "etc/hostname").read_text() == "debian\n"
     assert "127.0.1.1 debian" in (root / "etc/hosts").read_text()
     assert (root / "etc/apt/sources.list").read_text() == DEBIAN.sources(base.mirror, base.suite)
-    assert os.access(root / "etc/kernel/postinst.d/zz-recipe-esp", os.X_OK)
-    assert os.access(root / "etc/initramfs/post-update.d/zz-recipe-esp", os.X_OK)
+    assert (root / "etc/default/grub").read_text() == DEFAULT_GRUB
+    assert not (root / "etc/kernel/postinst.d/zz-recipe-esp").exists()     # the kernel stays on the root fs
     assert "blacklist floppy" in (root / "etc/modprobe.d/recipe-no-floppy.conf").read_text()
     assert not (root / "etc/resolv.conf").exists()                 # the build host's DNS stays out
     assert list((root / "var/cache/apt/archives").iterdir()) == []
