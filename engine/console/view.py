@@ -3,9 +3,12 @@
 - On a terminal, a live area at the bottom: a line per build with its step,
   its task (`task 3/12: Install nginx`), its elapsed time and, once it is
   done, its status; a bar under it for each download, upload or conversion
-  under way. Finished tasks, warnings and each build's recap print above it.
+  under way; what a slow step is doing (a step.status event, such as a
+  booting guest's stage) after the step's name until it ends or a task
+  starts. Finished tasks, warnings and each build's recap print above it.
 - Elsewhere (a pipe, a CI log), plain lines without ANSI codes, each
-  prefixed with the time and the build: `12:03:04 [web-local] changed ...`.
+  prefixed with the time and the build: `12:03:04 [web-local] changed ...`;
+  a build's step.status at most once every 5 s.
 - Always, `<output_dir>/<build>/build.log`: every event of that build as a
   timestamped line, command output included, then the serial console logs
   the platform kept there.
@@ -388,7 +391,7 @@ class LiveView:
             b.step, b.task, b.number, b.progress, b.detail = e.get("step", ""), "", None, {}, ""
         elif kind == "step.end":
             b.progress, b.detail = {}, ""
-        elif kind == "step.status" and e.get("step") == b.step:     # a late one of an ended step says nothing
+        elif kind == "step.status" and e.get("step") == b.step:     # another step's status is not this one's
             b.detail = str(e.get("status", ""))
         elif kind == "task.start":
             b.task, b.number, b.total, b.detail = str(e.get("task", "")), e.get("number"), e.get("total"), ""

@@ -87,6 +87,8 @@ def test_build_with_reboot_export_and_verify(bootstrap_base, tmp_path):
     lines = events_of(events)
     connected = [e for e in lines if e["event"] == "connected"]
     assert len(connected) == 2 and all(e["host_key_verified"] for e in connected)   # build and verify boots
+    booting = [e.get("stage") for e in lines[:lines.index(connected[0])] if e["event"] == "step.status"]
+    assert {"systemd", "cloud-init"} & set(booting), f"the console's boot stages before SSH: {booting}"
     assert "not verified" not in result.stdout
     assert any(e["event"] == "task.end" and e["task"] == "Every task left its mark" and e["status"] == "ok"
                for e in lines)

@@ -28,19 +28,24 @@ class BootStage:
     text: str       # what the build line shows after "booting: "
 
 
-def _systemd_target(m: re.Match[str]) -> BootStage:
-    return BootStage("systemd", f"systemd reached {m['what'].rstrip('.')}")
+def _systemd_target(m: re.Match[str]) -> BootStage | None:
+    """systemd 252 says "Reached target basic.target - Basic System." but cuts a long unit name to fit
+    80 columns ("cryptsetup.…get - Local Encrypted Volumes."), at times into the description itself
+    ("integrityse…Local Integrity Protected Volumes."): such a line is not worth showing."""
+    what = m["what"].rstrip(".")
+    return None if "…" in what else BootStage("systemd", f"systemd reached {what}")
 
 
 # (pattern, stage maker), tried in order on one console line without escapes; the first match wins.
 # Only marker lines count: other kernel messages keep coming after systemd starts and must not
 # send the stage back to "kernel".
-_MARKERS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], BootStage]]] = [
+_MARKERS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], BootStage | None]]] = [
     (re.compile(r"SeaBIOS \(version (?P<v>[^)\s]+)"), lambda m: BootStage("firmware", f"firmware (SeaBIOS {m['v']})")),
     (re.compile(r"^(BdsDxe:|UEFI Interactive Shell|EFI stub:)"), lambda m: BootStage("firmware", "firmware (UEFI)")),
     (re.compile(r"^Booting from (?P<what>Hard Disk|DVD/CD|ROM|Floppy)"),
      lambda m: BootStage("bootloader", f"bootloader (from {m['what']})")),
     (re.compile(r"Loading Linux (?P<v>\S+) \.\.\."), lambda m: BootStage("bootloader", f"GRUB loading Linux {m['v']}")),
+    (re.compile(r"^Booting `(?P<entry>.+)'"), lambda m: BootStage("bootloader", f"GRUB booting {m['entry']}")),
     (re.compile(r"Welcome to GRUB|GNU GRUB\s+version"), lambda m: BootStage("bootloader", "GRUB")),
     (re.compile(r"^(SYSLINUX|EXTLINUX) \d"), lambda m: BootStage("bootloader", "syslinux")),
     (re.compile(r"^Linux version (?P<v>\S+)"), lambda m: BootStage("kernel", f"kernel {m['v']}")),
@@ -49,8 +54,11 @@ _MARKERS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], BootStage]]] = [
     (re.compile(r"^Begin: Mounting root file system"), lambda m: BootStage("initramfs", "initramfs: mounting root")),
     (re.compile(r"Run /sbin/init as init process|^systemd\[1\]: systemd \d+\S* running in system mode|"
                 r"^Welcome to .*!$"), lambda m: BootStage("systemd", "systemd started")),
-    # systemd 252 says "Reached target basic.target - Basic System."; older ones only the description
-    (re.compile(r"Reached target (?:\S+\.target - )?(?P<what>.+)$"), _systemd_target),
+    (re.compile(r"Reached target (?:\S+ - )?(?P<what>.+)$"), _systemd_target),
+    # the spinner of a unit that keeps the boot waiting (networking.service for 45 s under TCG); without its
+    # seconds, which would make a change a second
+    (re.compile(r"Job (?P<unit>\S+)/(?:start|stop) running|A (?:start|stop) job is running for (?P<what>.+?) \("),
+     lambda m: BootStage("systemd", f"systemd waiting for {m['unit'] or m['what']}")),
     (re.compile(r"Cloud-init v\. \S+ running '(?P<stage>[\w:-]+)'"),
      lambda m: BootStage("cloud-init", f"cloud-init {m['stage']}")),
     (re.compile(r"Cloud-init v\. \S+ finished at"), lambda m: BootStage("cloud-init", "cloud-init finished")),
@@ -65,7 +73,7 @@ def clean(line: str) -> str:
 
 
 def stage_of(line: str) -> BootStage | None:
-    """The stage a console line marks, or None for the many lines that mark none."""
+    """The stage a console line marks, or None for the many lines that mark none (or one too cut to show)."""
     text = clean(line)
     for pattern, make in _MARKERS:
         found = pattern.search(text)

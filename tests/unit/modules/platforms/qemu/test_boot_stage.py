@@ -17,7 +17,7 @@ DEBIAN_12 = [
     ("iPXE (http://ipxe.org) 00:02.0 CA00 PCI2.10 PnP PMM+3EFD0D40+3EF30D40 CA00", None),
     ("Booting from Hard Disk...", "bootloader (from Hard Disk)"),
     (f"{ESC}[0m{ESC}[30m{ESC}[40m{ESC}[2J{ESC}[01;01HWelcome to GRUB!", "GRUB"),
-    (f"{ESC}[01;01H{ESC}[0m{ESC}[37m{ESC}[40m  Booting `Debian GNU/Linux'", None),
+    (f"{ESC}[01;01H{ESC}[0m{ESC}[37m{ESC}[40m  Booting `Debian GNU/Linux'", "GRUB booting Debian GNU/Linux"),
     ("Loading Linux 6.1.0-27-amd64 ...", "GRUB loading Linux 6.1.0-27-amd64"),
     ("Loading initial ramdisk ...", None),
     ("[    0.000000] Linux version 6.1.0-27-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14) "
@@ -57,6 +57,38 @@ DEBIAN_12 = [
     ("", None),
     ("vmtest login: ", "login prompt"),
 ]
+
+# verbatim from a console-build.log of the bootstrap base (systemd 252 cuts unit names to 80 columns)
+RECORDED = [
+    (f"{ESC}[H{ESC}[J{ESC}[1;1H{ESC}[H{ESC}[J{ESC}[1;1H  Booting `Debian bookworm'", "GRUB booting Debian bookworm"),
+    ("[   39.838748] systemd[1]: Reached target cryptsetup.target - Local Encrypted Volumes.",
+     "systemd reached Local Encrypted Volumes"),
+    (f"[{ESC}[0;32m  OK  {ESC}[0m] Reached target {ESC}[0;1;39mcryptsetup.\u2026get{ESC}[0m - Local Encrypted Volumes.",
+     "systemd reached Local Encrypted Volumes"),
+    (f"[{ESC}[0;32m  OK  {ESC}[0m] Reached target {ESC}[0;1;39mveritysetup\u2026 - Local Verity Protected Volumes.",
+     "systemd reached Local Verity Protected Volumes"),
+    (f"[{ESC}[0;32m  OK  {ESC}[0m] Reached target {ESC}[0;1;39mintegrityse\u2026Local Integrity Protected Volumes.",
+     None),                                                          # cut into the description: not shown
+    (f"[{ESC}[0;32m  OK  {ESC}[0m] Reached target {ESC}[0;1;39mlocal-fs-pr\u2026reparation for Local File Systems.",
+     None),
+    (f"[{ESC}[0m{ESC}[0;31m*     {ESC}[0m] Job networking.service/start running (45s / 5min 42s)",
+     "systemd waiting for networking.service"),
+    (f"{ESC}[K[ {ESC}[0;31m*{ESC}[0;1;31m*{ESC}[0m{ESC}[0;31m*  {ESC}[0m] Job networking.service/start running "
+     "(46s / 5min 42s)", "systemd waiting for networking.service"),
+    ("         A start job is running for Raise network interfaces (12s / 5min 3s)",      # older systemd
+     "systemd waiting for Raise network interfaces"),
+    (f"{ESC}[K[{ESC}[0;32m  OK  {ESC}[0m] Reached target {ESC}[0;1;39mnetwork.target{ESC}[0m - Network.",
+     "systemd reached Network"),
+    # getty's prompt, then cloud-init's banner on the same line: the later one tells
+    ("vmtest login: [  148.582880] cloud-init[497]: Cloud-init v. 22.4.2 running 'modules:config' at Fri, 27 Nov "
+     "2026 14:23:01 +0000. Up 146.20 seconds.", "cloud-init modules:config"),
+]
+
+
+@pytest.mark.parametrize("line,expected", RECORDED, ids=[f"{n:02d}" for n in range(len(RECORDED))])
+def test_recorded_lines_of_a_bookworm_console(line, expected):
+    found = stage_of(line)
+    assert (found.text if found else None) == expected
 
 
 def console_bytes() -> bytes:
