@@ -40,12 +40,6 @@ def disk_size(value: Any) -> str:
     raise HintedInvalid(f"{value!r} is not a disk size", hint='e.g. disk_size: 4G (K, M, G or T)')
 
 
-def _bytes(size: str) -> int:
-    """disk_size in bytes (qemu-img's binary units; a fraction is allowed: 1.5G)."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    return int(float(size[:-1]) * units[size[-1]]) if size[-1] in units else int(size)
-
-
 class QemuPlatform(Platform, name="qemu"):
     description = "a local QEMU VM from a cloud image or a debootstrap base; exports qcow2, raw, ..."
     schema = {
@@ -69,7 +63,7 @@ class QemuPlatform(Platform, name="qemu"):
         wanted = validated.get("disk_size")
         if bootstrap is None or not wanted:
             return validated
-        size = _bytes(wanted)
+        size = parse_size(wanted)
         if bootstrap.get("size") and size < parse_size(bootstrap["size"]):
             raise HintedInvalid(f"disk_size {wanted} is smaller than the bootstrap base's size {bootstrap['size']}",
                                 path=["disk_size"], hint=f"use disk_size: {bootstrap['size']} or more, or drop "

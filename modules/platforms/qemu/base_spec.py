@@ -48,14 +48,15 @@ class ResolvedBase:
 
 
 def parse_size(value: Any) -> int:
-    """Bytes of `4G`, `512M`, `4GiB`, `1T` or a plain number of bytes (ValueError otherwise)."""
+    """Bytes of `4G`, `512M`, `1.5G`, `4GiB`, `1T` or a plain number of bytes (ValueError otherwise); units are
+    binary, as qemu-img takes them."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a size")
     if isinstance(value, int):
         number, unit = value, ""
     else:
-        match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
         if not match:
             raise ValueError(f"{value!r} is not a size")
-        number, unit = int(match.group(1)), match.group(2).upper()
-    return number << {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[unit]
+        number, unit = float(match.group(1)), match.group(2).upper()
+    return int(number * (1 << {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[unit]))

@@ -39,33 +39,29 @@ build kills the process group of the step that was running.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import datetime
 import hashlib
 import json
 import os
-import re
 import shutil
-import signal
-import struct
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from engine.errors import BuildError
 from engine.recipe.schema import did_you_mean
 from modules.platforms.qemu.base_spec import BootstrapBase
+from modules.platforms.qemu.bootstrap_steps import SYSTEM_PATH, TOOLS, Log, Progress, Steps
+from modules.platforms.qemu.debootstrap_output import DebootstrapOutput
 from modules.platforms.qemu.distros import DISTROS, Distro
 from modules.platforms.qemu.download import file_lock
-from modules.platforms.qemu.image_tree import (POLICY_RC_D, Identity, clean_tree, configure_tree, grub_cfg,
-                                               grub_early_cfg, inside, kernel_cmdline, kernel_files, preseed_tree,
-                                               tree_bytes, write)
-
-Progress = Callable[[str, int, "int | None"], None]
-Log = Callable[[str], None]
+from modules.platforms.qemu.grub import SECTOR, Grub, bios_boot_code, install_grub
+from modules.platforms.qemu.image_tree import (POLICY_RC_D, Identity, clean_tree, configure_tree, kernel_cmdline,
+                                               kernel_files, preseed_tree, tree_bytes, write)
+from modules.platforms.qemu.work_dirs import remove_work_dir, sweep_stale
 
 # Bump when the image this module makes changes (packages, configuration, layout):
 # the cached images of the previous recipe are then no longer used.
@@ -76,28 +72,13 @@ GIB = 1 << 30
 ESP_START = 1 * MIB
 ESP_SIZE = 256 * MIB
 ROOT_START = ESP_START + ESP_SIZE
-SECTOR = 512
-MBR_CODE = 440               # the MBR's boot code; the disk id and the partition table follow
 SIZE_STEP = 256 * MIB        # a computed disk size is rounded up to this
 HEADROOM = 512 * MIB         # free space left on a computed root filesystem, besides 20% of the system
 DEFAULT_DISK_SIZE = "4G"     # a build's disk without disk_size (the size bootstrap images always had)
 MIN_DISK_SIZE = 2 * GIB      # no Debian cloud system (kernel, systemd, cloud-init, GRUB) fits in less
 
-SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SCRIPTS = Path("/usr/share/debootstrap/scripts")
-GRUB_LIB = "usr/lib/grub"                 # in the tree: grub-pc-bin and grub-efi-amd64-bin
-GRUB_BIOS, GRUB_EFI = "i386-pc", "x86_64-efi"
-# built into the core images: what finds and reads the root filesystem; the rest loads from /boot/grub
-BIOS_MODULES = ("biosdisk", "part_msdos", "ext2", "search", "search_fs_uuid")
-EFI_MODULES = ("part_msdos", "part_gpt", "ext2", "fat", "search", "search_fs_uuid", "normal", "linux", "gzio",
-               "efi_gop", "serial", "terminal", "configfile", "echo", "test")
-TOOLS = {"debootstrap": "debootstrap", "chroot": "coreutils", "mke2fs": "e2fsprogs", "sfdisk": "fdisk",
-         "mkfs.fat": "dosfstools", "mcopy": "mtools", "dd": "coreutils", "qemu-img": "qemu-utils",
-         "umount": "mount", "sh": "dash"}
 FILES: dict[Path, str] = {}     # GRUB's tools and images come from the tree (the guest's own grub packages)
-TERMINATE_GRACE = 10.0
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy")     # passed on to debootstrap and apt
-TAIL_LINES = 25
 
 
 # ---------------------------------------------------------------- names, identities, layout
@@ -141,285 +122,6 @@ class Layout:
         return (f"label: dos\nlabel-id: {disk_id}\nunit: sectors\n\n"
                 f"start={ESP_START // SECTOR}, size={ESP_SIZE // SECTOR}, type=ef, bootable\n"
                 f"start={ROOT_START // SECTOR}, size={self.root_size // SECTOR}, type=83\n")
-
-
-# ---------------------------------------------------------------- running steps
-
-# What each stage of a bootstrap typically costs, in seconds on a 2-core host (bookworm from a mirror):
-# the progress moves by these shares (debootstrap's own by its phases, below).
-STAGES = {"debootstrap": 200.0, "packages": 25.0, "configure": 2.0, "grub": 4.0, "filesystems": 12.0,
-          "disk": 4.0, "convert": 12.0}
-PROGRESS_TOTAL = 1000
-LOG_EVERY = 0.1         # a progress line per phase change and per tenth of a phase
-
-
-class Steps:
-    """Runs the commands of a bootstrap, streaming their output to log; a failure names its step.
-
-    The progress goes from 0 to PROGRESS_TOTAL over the stages in `stages` (keys of STAGES), each
-    taking its share; `stage` starts one, `within` moves inside it."""
-
-    def __init__(self, log: Log | None, progress: Progress | None, stages: Sequence[str] = ("debootstrap",)):
-        self.log_fn, self.progress = log, progress
-        weights = [STAGES[name] for name in stages]
-        total = sum(weights)
-        self.starts, self.shares, start = {}, {}, 0.0
-        for name, weight in zip(stages, weights):
-            self.starts[name], self.shares[name] = start / total, weight / total
-            start += weight
-        self.current: str | None = None
-        self.done = -1
-
-    def log(self, message: str) -> None:
-        if self.log_fn is not None:
-            self.log_fn(message)
-
-    def stage(self, name: str, what: str) -> None:
-        self.current = name
-        self.log(f"bootstrap: {what}")
-        self.within(0.0)
-
-    def within(self, fraction: float) -> None:
-        """Report progress at `fraction` (0..1) of the current stage; never backwards."""
-        assert self.current is not None
-        fraction = min(max(fraction, 0.0), 1.0)
-        done = int(PROGRESS_TOTAL * (self.starts[self.current] + self.shares[self.current] * fraction))
-        if done > self.done or self.done < 0:
-            self.done = max(done, self.done)
-            if self.progress is not None:
-                self.progress("bootstrap", self.done, PROGRESS_TOTAL)
-
-    def finish(self) -> None:
-        self.done = PROGRESS_TOTAL
-        if self.progress is not None:
-            self.progress("bootstrap", PROGRESS_TOTAL, PROGRESS_TOTAL)
-
-    async def run(self, step: str, argv: Sequence[str | Path], *, input: str | None = None,
-                  env: dict[str, str] | None = None, hint: str = "",
-                  lines: Callable[[str], str | None] | None = None) -> list[str]:
-        """Run argv, each output line to log (through `lines`, which may rewrite or drop it); the last
-        lines are in the error if it fails."""
-        environment = {"PATH": SYSTEM_PATH, "LC_ALL": "C", "HOME": "/root", "TMPDIR": "/tmp",
-                       **{k: v for k, v in os.environ.items() if k.lower() in PROXY_VARIABLES}, **(env or {})}
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *[str(a) for a in argv], stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=environment,
-                start_new_session=True, limit=1 << 20)
-        except FileNotFoundError:
-            raise BuildError(f"bootstrap step {step!r} failed: {argv[0]} is not installed",
-                             hint=f"install the Debian package {TOOLS.get(str(argv[0]), argv[0])}") from None
-        tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-        try:
-            if input is not None:
-                assert process.stdin is not None
-                process.stdin.write(input.encode())
-                await process.stdin.drain()
-                process.stdin.close()
-            assert process.stdout is not None
-            async for raw in process.stdout:
-                line: str | None = raw.decode("utf-8", errors="replace").rstrip()
-                if line and lines is not None:
-                    line = lines(line)
-                if line:
-                    tail.append(line)
-                    self.log(line)
-            status = await process.wait()
-        except BaseException:
-            await terminate(process)
-            raise
-        if status != 0:
-            quoted = "\n".join(f"  | {line}" for line in tail) or "  | (no output)"
-            raise BuildError(f"bootstrap step {step!r} failed (exit status {status}); its last output:\n{quoted}",
-                             hint=hint or "see the lines above; the work directory was removed")
-        return list(tail)
-
-
-# debootstrap's phases, as its --debian-installer progress names them: what the log calls each, and its
-# typical share of debootstrap's time (measured: bookworm, 214 packages, 296 s on a 2-core host)
-DEBOOTSTRAP_PHASES = {
-    "DOWNREL": ("retrieving the package lists", 0.002), "DOWNRELSIG": ("retrieving the package lists", 0.001),
-    "DOWNPKGS": ("retrieving the package lists", 0.064), "DOWNMAINPKGS": ("retrieving the package lists", 0.0),
-    "SIZEDEBS": ("resolving packages", 0.005),
-    "DOWNDEBS": ("retrieving {done}/{total} packages", 0.175),
-    "EXTRACTPKGS": ("extracting {done}/{total} packages", 0.012),
-    "INSTCORE": ("installing the core packages", 0.005),
-    "UNPACKREQ": ("unpacking {done}/{total} required packages", 0.05),
-    "CONFREQ": ("configuring {done}/{total} required packages", 0.176),
-    "UNPACKBASE": ("unpacking {done}/{total} base packages", 0.125),
-    "CONFBASE": ("configuring {done}/{total} base packages", 0.385),
-}
-
-
-class DebootstrapOutput:
-    """debootstrap --debian-installer's output (its fd 3 made stdout) read as log lines and progress.
-
-    In that mode debootstrap says what it does in structured lines: a message is `I: NAME`, its
-    arguments `IA: value`, then its printf format `IF: Retrieving %s %s` (W: and E: alike); a progress
-    is `P: now end [NAME]` then `PA:`/`PF:`. Messages come out as debootstrap prints them by hand
-    ("I: Retrieving adduser 3.134"); progress lines become `within` calls on steps and, per phase
-    and per tenth of one, a line like "bootstrap: retrieving 58/214 packages".
-    """
-
-    def __init__(self, steps: Steps, log_every: float = LOG_EVERY):
-        self.steps, self.log_every = steps, log_every
-        self.starts: dict[str, float] = {}
-        start = 0.0
-        for name, (_, share) in DEBOOTSTRAP_PHASES.items():
-            self.starts[name] = start
-            start += share
-        self.span = start
-        self.phase: str | None = None
-        self.now, self.end = 0, 0
-        self.packages = 0            # how many packages debootstrap resolved (SIZEDEBS' end)
-        self.retrieved = 0
-        self.kind, self.args = "", []
-        self.logged: tuple[str, int] | None = None
-        self.said = ""
-
-    def __call__(self, line: str) -> str | None:
-        tag, _, value = line.partition(": ")
-        if line in ("IA:", "WA:", "EA:", "PA:"):       # an empty argument
-            tag, value = line[:-1], ""
-        if tag in ("I", "W", "E"):
-            self.kind, self.args = tag, []
-            return None
-        if tag in ("IA", "WA", "EA"):
-            self.args.append(value)
-            return None
-        if tag in ("IF", "WF", "EF"):
-            text = f"{self.kind}: {printf(value, self.args)}"
-            if self.kind == "I" and value.startswith("Retrieving %s") and self.phase == "DOWNDEBS":
-                self.retrieved += 1
-            return text
-        if tag == "P":
-            self.progress(value.split())
-            return self.status()
-        if tag in ("PA", "PF"):
-            return None
-        return line
-
-    def progress(self, fields: list[str]) -> None:
-        try:
-            now, end = int(fields[0]), int(fields[1])
-        except (IndexError, ValueError):
-            return
-        if len(fields) > 2 and fields[2] in DEBOOTSTRAP_PHASES:
-            self.phase = fields[2]
-        if self.phase is None:
-            return
-        self.now, self.end = now, end
-        if self.phase == "SIZEDEBS" and end > 1:
-            self.packages = end
-        self.steps.within(self.fraction())
-
-    def fraction(self) -> float:
-        """How far debootstrap is, 0..1."""
-        assert self.phase is not None
-        share = DEBOOTSTRAP_PHASES[self.phase][1]
-        inside = min(self.now / self.end, 1.0) if self.end > 0 else 0.0
-        return (self.starts[self.phase] + share * inside) / self.span
-
-    def counts(self) -> tuple[int, int]:
-        if self.phase == "DOWNDEBS":      # its progress counts bytes; the packages are counted by message
-            return min(self.retrieved, self.packages or self.retrieved), self.packages or self.retrieved
-        return self.now, self.end
-
-    def status(self) -> str | None:
-        """A progress line when the phase changes or moves on by another tenth."""
-        if self.phase is None:
-            return None
-        inside = min(self.now / self.end, 1.0) if self.end > 0 else 0.0
-        label = DEBOOTSTRAP_PHASES[self.phase][0]
-        key = (label, 0) if "{" not in label else (self.phase, int(inside / self.log_every))
-        if self.logged is not None and key[0] == self.logged[0] and key[1] <= self.logged[1]:
-            return None               # the same phase, and no further tenth (download estimates go back and forth)
-        self.logged = key
-        done, total = self.counts()
-        text = "bootstrap: " + label.format(done=done, total=total)
-        if text == self.said:             # the bytes moved on, the count of packages did not
-            return None
-        self.said = text
-        return text
-
-
-def printf(fmt: str, args: Sequence[str]) -> str:
-    """debootstrap's printf formats with their arguments (%s and %%, which is all it uses)."""
-    values = iter(args)
-    return re.sub(r"%[-0-9.]*[sd]|%%", lambda m: "%" if m.group() == "%%" else next(values, ""), fmt)
-
-
-async def terminate(process: asyncio.subprocess.Process) -> None:
-    """Stop process and everything it started (its session): TERM, then KILL."""
-    if process.returncode is not None:
-        return
-    for sig, grace in ((signal.SIGTERM, TERMINATE_GRACE), (signal.SIGKILL, None)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            await asyncio.wait_for(asyncio.shield(process.wait()), grace)
-            break
-        except asyncio.TimeoutError:
-            continue
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)   # whatever is left of the group
-
-
-# ---------------------------------------------------------------- cleanup
-
-def mounts_under(path: Path) -> list[str]:
-    """Mount points at or below path, deepest first."""
-    real = os.path.realpath(path)
-    found = []
-    with contextlib.suppress(OSError):
-        with open("/proc/self/mountinfo") as mountinfo:
-            for line in mountinfo:
-                fields = line.split()
-                if len(fields) > 4:
-                    point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
-                    if point == real or point.startswith(real + "/"):
-                        found.append(point)
-    return sorted(found, key=len, reverse=True)
-
-
-async def remove_work_dir(path: Path, log: Log | None = None) -> None:
-    """Remove a work directory, first unmounting whatever an interrupted debootstrap left mounted in it."""
-    if not path.exists():
-        return
-    for point in mounts_under(path):
-        process = await asyncio.create_subprocess_exec("umount", "-l", point, env={"PATH": SYSTEM_PATH},
-                                                       stdout=asyncio.subprocess.DEVNULL,
-                                                       stderr=asyncio.subprocess.DEVNULL)
-        await process.wait()
-    left = mounts_under(path)
-    if left:
-        if log:
-            log(f"bootstrap: {path} was left in place: {', '.join(left)} could not be unmounted")
-        return
-    await asyncio.to_thread(shutil.rmtree, path, True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-async def sweep_stale(cache_dir: Path, log: Log | None = None) -> None:
-    """Work directories and temporary images of bootstraps whose process died (a SIGKILL, a crash)."""
-    for path in list((cache_dir / "tmp").glob("bootstrap-*-*")) + list((cache_dir / "images").glob(".bootstrap-*.tmp")):
-        match = re.search(r"-(\d+)-", path.name) if path.is_dir() else re.search(r"\.(\d+)\.tmp$", path.name)
-        if match and not _pid_alive(int(match.group(1))):
-            if log:
-                log(f"bootstrap: removing {path}, left by an interrupted build")
-            if path.is_dir():
-                await remove_work_dir(path, log)
-            else:
-                path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- the build
@@ -495,7 +197,8 @@ async def _build(base: BootstrapBase, distro: Distro, final: Path, work: Path,
     vmlinuz, initrd, version = kernel_files(root)
 
     steps.stage("grub", "installing GRUB (BIOS core.img, UEFI BOOTX64.EFI, /boot/grub/grub.cfg)")
-    grub = await install_grub(steps, root, work, identity, version, title=f"{distro.name.capitalize()} {base.suite}")
+    grub = await install_grub(steps, root, work, identity, version, title=f"{distro.name.capitalize()} {base.suite}",
+                              gap_end=ESP_START)
 
     needed = await asyncio.to_thread(tree_bytes, root)
     layout = Layout(disk_size(base, needed))
@@ -543,82 +246,6 @@ async def install_packages(steps: Steps, root: Path, packages: Sequence[str]) ->
     steps.within(0.95)
     await steps.run("apt-get clean", ["chroot", root, "apt-get", "clean"], env=env)
     (root / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
-
-
-@dataclass(frozen=True)
-class Grub:
-    """What install_grub made outside the tree: the BIOS boot code and core image, and the UEFI image."""
-
-    boot_img: Path      # GRUB's MBR code (boot.img), 512 bytes
-    core_img: Path      # diskboot.img + the kernel and modules, for the gap before the first partition
-    efi: Path           # BOOTX64.EFI
-
-
-async def install_grub(steps: Steps, root: Path, work: Path, identity: Identity, version: str,
-                       title: str) -> Grub:
-    """GRUB 2 as grub-install would leave it, without a device: the tree's own grub-mkimage (run in a
-    chroot, so the images match the modules the guest has) makes a BIOS core.img and a UEFI image that
-    find the root filesystem by UUID and read /boot/grub/grub.cfg there; the modules go to
-    /boot/grub/<platform> as grub-install copies them."""
-    for platform in (GRUB_BIOS, GRUB_EFI):
-        if not (root / GRUB_LIB / platform / "moddep.lst").is_file():
-            raise BuildError(f"bootstrap: the tree has no GRUB modules for {platform} in /{GRUB_LIB}/{platform}",
-                             hint="a package of the recipe may have removed grub-pc-bin or grub-efi-amd64-bin")
-    scratch = "tmp/recipe-grub"
-
-    def prepare() -> None:
-        write(root, "boot/grub/grub.cfg", grub_cfg(identity, version, title), 0o644)
-        write(root, f"{scratch}/early.cfg", grub_early_cfg(identity))
-        for platform in (GRUB_BIOS, GRUB_EFI):
-            target = inside(root, f"boot/grub/{platform}")
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(root / GRUB_LIB / platform, target, symlinks=True,
-                            ignore=shutil.ignore_patterns("*.image", "*.module", "*.exec", "kernel.img", "*.sh"))
-
-    await asyncio.to_thread(prepare)
-    images = {GRUB_BIOS: "core.img", GRUB_EFI: "BOOTX64.EFI"}
-    for platform, modules in ((GRUB_BIOS, BIOS_MODULES), (GRUB_EFI, EFI_MODULES)):
-        await steps.run(f"grub-mkimage ({platform})", [
-            "chroot", root, "grub-mkimage", "-O", platform, "-d", f"/{GRUB_LIB}/{platform}",
-            "-c", f"/{scratch}/early.cfg", "-p", "/boot/grub", "-o", f"/{scratch}/{images[platform]}", *modules])
-    grub = Grub(boot_img=work / "boot.img", core_img=work / "core.img", efi=work / "BOOTX64.EFI")
-
-    def collect() -> None:
-        shutil.copyfile(root / GRUB_LIB / GRUB_BIOS / "boot.img", grub.boot_img)
-        shutil.move(root / scratch / "core.img", grub.core_img)
-        shutil.move(root / scratch / "BOOTX64.EFI", grub.efi)
-        shutil.rmtree(root / scratch)
-        if grub.core_img.stat().st_size > ESP_START - 2 * SECTOR:
-            raise BuildError(f"bootstrap: GRUB's core.img ({grub.core_img.stat().st_size} bytes) does not fit "
-                             "before the first partition")
-
-    await asyncio.to_thread(collect)
-    return grub
-
-
-def bios_boot_code(boot_img: bytes, core_img: bytes, core_sector: int = 1) -> tuple[bytes, bytes]:
-    """GRUB's MBR code and core image patched as grub-bios-setup patches them when it embeds core.img
-    in the gap after the MBR: boot.img loads the first sector of core.img (diskboot.img) from
-    core_sector, and diskboot's block list loads the rest from the sectors after it.
-
-    (boot.img: the core's LBA at 0x5c, the boot drive 0xff = the one the BIOS booted from at 0x64,
-    and the jump at 0x66 that trusts a floppy drive number replaced by two NOPs, as for a hard disk.
-    diskboot.img: one block list entry at the end of its sector, {u64 start, u16 sectors, u16 segment}.)"""
-    if len(boot_img) != SECTOR or boot_img[510:512] != b"\x55\xaa":
-        raise BuildError("bootstrap: GRUB's boot.img is not a 512-byte boot sector")
-    boot = bytearray(boot_img[:MBR_CODE])
-    struct.pack_into("<Q", boot, 0x5c, core_sector)
-    if boot[0x66] == 0xEB:              # jmp short: the drive check is still there
-        boot[0x66:0x68] = b"\x90\x90"
-    core = bytearray(core_img)
-    sectors = -(-len(core) // SECTOR)
-    core.extend(bytes(sectors * SECTOR - len(core)))
-    entry = SECTOR - 12
-    _start, _length, segment = struct.unpack_from("<QHH", core, entry)
-    if segment != 0x820:
-        raise BuildError("bootstrap: GRUB's core.img does not start with diskboot.img (no block list)")
-    struct.pack_into("<QHH", core, entry, core_sector + 1, sectors - 1, segment)
-    return bytes(boot), bytes(core)
 
 
 def _mke2fs_features() -> list[str]:

@@ -22,7 +22,7 @@ from engine.remote.connection import Become
 from engine.remote.ssh import Endpoint, SshSession
 from modules.platforms.qemu.accel import choose_accelerator
 from modules.platforms.qemu.base import default_cache_dir, resolve_base
-from modules.platforms.qemu.base_spec import BootstrapBase
+from modules.platforms.qemu.base_spec import BootstrapBase, parse_size
 from modules.platforms.qemu.boot_stage import BootStage, follow_console
 from modules.platforms.qemu.bootstrap import DEFAULT_DISK_SIZE
 from modules.platforms.qemu.config import QemuConfig
@@ -78,9 +78,9 @@ class CreateDisk:
         disk = state.work_dir / "disk.qcow2"
         wanted = self.vm.config.disk_size
         if wanted is None and isinstance(self.vm.config.base, BootstrapBase):
-            if not self.vm.base_size or self.vm.base_size < size_in_bytes(DEFAULT_DISK_SIZE):
+            if not self.vm.base_size or self.vm.base_size < parse_size(DEFAULT_DISK_SIZE):
                 wanted = DEFAULT_DISK_SIZE
-        if wanted and self.vm.base_size and size_in_bytes(wanted) < self.vm.base_size:
+        if wanted and self.vm.base_size and parse_size(wanted) < self.vm.base_size:
             # qemu-img would cut the disk short, and the guest would find a broken filesystem
             raise BuildError(f"disk_size {wanted} is smaller than the base image "
                              f"({self.vm.base_size / 2 ** 30:.2f} GiB)",
@@ -90,14 +90,6 @@ class CreateDisk:
                        self.vm.base, disk, *size, what="qemu-img create (overlay)",
                        hint="disk_size must not be smaller than the base image")
         state.disk, state.disk_format = disk, "qcow2"
-
-
-def size_in_bytes(size: str) -> int:
-    """'4G' -> bytes, with qemu-img's binary units."""
-    units = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
-    if size[-1] in units:
-        return int(float(size[:-1]) * units[size[-1]])
-    return int(size)
 
 
 @dataclass

@@ -125,7 +125,9 @@ def test_parse_size():
     assert parse_size("512MiB") == 512 << 20
     assert parse_size("2t") == 2 << 40
     assert parse_size(4096) == 4096
-    for bad in ("4.5G", "4X", "", True):
+    assert parse_size("1.5M") == 3 << 19          # fractions, as qemu-img takes them (disk_size: 1.5G)
+    assert parse_size("512") == 512
+    for bad in ("4.5.1G", "4X", "", "G", True):
         with pytest.raises(ValueError):
             parse_size(bad)
 

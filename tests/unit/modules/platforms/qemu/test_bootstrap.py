@@ -17,9 +17,14 @@ import pytest
 
 from engine.errors import BuildError
 from modules.platforms.qemu import bootstrap
-from modules.platforms.qemu.base import BootstrapBase
-from modules.platforms.qemu.bootstrap import (DISTROS, MIB, ROOT_START, SIZE_STEP, DebootstrapOutput, Layout, Steps,
-                                              bios_boot_code, disk_size, image_key, image_path)
+from modules.platforms.qemu.base_spec import BootstrapBase
+from modules.platforms.qemu import work_dirs
+from modules.platforms.qemu.bootstrap import MIB, ROOT_START, SIZE_STEP, Layout, disk_size, image_key, image_path
+from modules.platforms.qemu.bootstrap_steps import Steps
+from modules.platforms.qemu.debootstrap_output import DebootstrapOutput
+from modules.platforms.qemu.distros import DISTROS
+from modules.platforms.qemu.grub import Grub, bios_boot_code
+from modules.platforms.qemu.image_tree import Identity
 from modules.platforms.qemu.download import file_lock
 
 DEBIAN = DISTROS["debian"]
@@ -112,11 +117,11 @@ def test_the_patched_boot_code_of_real_grub_images(tmp_path):
 def test_the_disk_carries_grub_in_the_mbr_the_gap_and_the_esp(tmp_path):
     """The ESP and the disk as a bootstrap makes them (fake GRUB images, a fake root filesystem)."""
     boot_img, core_img = grub_images()
-    grub = bootstrap.Grub(boot_img=tmp_path / "boot.img", core_img=tmp_path / "core.img", efi=tmp_path / "grub.efi")
+    grub = Grub(boot_img=tmp_path / "boot.img", core_img=tmp_path / "core.img", efi=tmp_path / "grub.efi")
     grub.boot_img.write_bytes(boot_img)
     grub.core_img.write_bytes(core_img)
     grub.efi.write_bytes(b"MZ fake GRUB EFI image")
-    identity = bootstrap.Identity.of("k")
+    identity = Identity.of("k")
     layout = Layout(ROOT_START + 8 * MIB)
     root_img, esp_img, disk = tmp_path / "root.img", tmp_path / "esp.img", tmp_path / "disk.raw"
     root_img.write_bytes(b"ROOT" * 1024)
@@ -349,9 +354,9 @@ def test_cancelling_a_step_kills_its_whole_process_group(tmp_path):
     asyncio.run(cancel())
     child = int(pid_file.read_text())
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and bootstrap._pid_alive(child):
+    while time.monotonic() < deadline and work_dirs._pid_alive(child):
         time.sleep(0.05)
-    assert not bootstrap._pid_alive(child)
+    assert not work_dirs._pid_alive(child)
 
 
 # ---------------------------------------------------------------- cleanup and locking
@@ -366,7 +371,7 @@ def test_stale_work_is_swept_and_live_work_kept(tmp_path):
         directory.mkdir(parents=True)
     stale_image.parent.mkdir()
     stale_image.write_text("half")
-    asyncio.run(bootstrap.sweep_stale(tmp_path))
+    asyncio.run(work_dirs.sweep_stale(tmp_path))
     assert not stale.exists() and not stale_image.exists() and live.exists()
 
 
@@ -375,8 +380,8 @@ def test_remove_work_dir(tmp_path):
     (work / "root/dev").mkdir(parents=True)
     (work / "root/etc").mkdir()
     (work / "root/etc/x").write_text("x")
-    assert bootstrap.mounts_under(work) == []
-    asyncio.run(bootstrap.remove_work_dir(work))
+    assert work_dirs.mounts_under(work) == []
+    asyncio.run(work_dirs.remove_work_dir(work))
     assert not work.exists()
 
 

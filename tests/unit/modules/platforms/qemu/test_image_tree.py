@@ -2,7 +2,6 @@
 caches cleaned, and writes and removals that never leave the tree."""
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 from pathlib import Path

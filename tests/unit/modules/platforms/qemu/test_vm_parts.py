@@ -105,10 +105,3 @@ def test_machine_that_cannot_start_says_why(tmp_path):
     with pytest.raises(BuildError, match="QEMU exited at once"):
         asyncio.run(machine.start())
     assert not machine.running
-
-
-def test_sizes_use_binary_units():
-    from modules.platforms.qemu.steps import size_in_bytes
-    assert size_in_bytes("4G") == 4 * 2 ** 30
-    assert size_in_bytes("1.5M") == 3 * 2 ** 19
-    assert size_in_bytes("512") == 512
