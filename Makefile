@@ -14,9 +14,9 @@ DEMO_DEBS  := qemu-system-x86 qemu-utils ovmf openssh-client debootstrap debian-
               fdisk mtools dosfstools grub-pc-bin grub-efi-amd64-bin grub2-common xorriso
 # The suite also talks to a real sshd (as root and through sudo), builds with
 # the assembler (the accelerator probe), boots boxes in vagrant-libvirt, and
-# converts OVAs with virt-v2v.
+# converts OVAs with virt-v2v (which copies through nbdkit and nbdcopy).
 TEST_DEBS  := $(DEMO_DEBS) openssh-server sudo binutils vagrant vagrant-libvirt libvirt-daemon-system \
-              libvirt-clients dnsmasq-base iptables virt-v2v
+              libvirt-clients dnsmasq-base iptables virt-v2v nbdkit libnbd-bin
 # The benches compare against Packer (and ansible-playbook, from the bench extra).
 BENCH_DEBS := $(DEMO_DEBS) openssh-server sudo packer
 SSH_DEBS   := openssh-server openssh-client

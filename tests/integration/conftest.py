@@ -5,6 +5,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -55,6 +56,23 @@ def bootstrap_base() -> ResolvedBase:
 
 
 @dataclass(frozen=True)
+class Conversion:
+    """virt-v2v converting the exported OVA, started in the background as soon as the OVA exists: under TCG
+    it takes about 13 minutes (libguestfs' appliance rebuilds the guest's initramfs), which the tests after
+    test_exports overlap with their own guests on the second core. test_virt_v2v waits for it."""
+
+    process: subprocess.Popen
+    output: Path         # -os: the converted disk (<name>-sda) and its libvirt XML
+    log: Path            # virt-v2v's stdout and stderr
+    started: float
+
+    def wait(self, timeout: float) -> tuple[int, str, float]:
+        """(exit status, the log, seconds since it started)."""
+        code = self.process.wait(timeout=timeout)
+        return code, self.log.read_text(errors="replace"), time.monotonic() - self.started
+
+
+@dataclass(frozen=True)
 class ExportedImage:
     """A real build exported to every appliance format (tests/integration/data/appliance.yml)."""
 
@@ -62,14 +80,30 @@ class ExportedImage:
     output: Path         # output/<name>/ with the OVA, OVF, boxes, catalog, SHA256SUMS
     run_dir: Path        # the run's output dir, holding <recipe>.manifest.json
     events: list[dict]   # the run's JSON events
+    conversion: Conversion
     marker: str = "exported-by-recipe"    # the content of /etc/recipe-test-marker in the image
 
 
+# libguestfs runs its appliance with KVM when /dev/kvm exists, which aborts where KVM is broken
+LIBGUESTFS_TCG = {"LIBGUESTFS_BACKEND": "direct", "LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"}
+
+
+def start_conversion(ova: Path, work: Path) -> Conversion:
+    output, log = work / "v2v", work / "virt-v2v.log"
+    output.mkdir()
+    with open(log, "wb") as stream:
+        process = subprocess.Popen(["virt-v2v", "-i", "ova", str(ova), "-o", "local", "-of", "qcow2",
+                                    "-os", str(output)], stdin=subprocess.DEVNULL, stdout=stream,
+                                   stderr=subprocess.STDOUT, env={**os.environ, **LIBGUESTFS_TCG},
+                                   start_new_session=True)
+    return Conversion(process=process, output=output, log=log, started=time.monotonic())
+
+
 @pytest.fixture(scope="session")
-def exported_image(bootstrap_base, tmp_path_factory) -> ExportedImage:
+def exported_image(bootstrap_base, tmp_path_factory):
     """One build of the appliance recipe on the bootstrap base (grown to a 3G disk_size, which a task checks),
     exported as vmdk -> ova (keep_input: false), ovf, libvirt and virtualbox Vagrant boxes with a catalog,
-    SHA256SUMS and the manifest. About 3 min."""
+    SHA256SUMS and the manifest. About 3 min. virt-v2v's conversion of the OVA starts in the background."""
     work = tmp_path_factory.mktemp("exported")
     recipe = work / "appliance.yml"
     recipe.write_text((DATA / "appliance.yml").read_text())      # base: {bootstrap: {}}, the fixture's image
@@ -82,4 +116,12 @@ def exported_image(bootstrap_base, tmp_path_factory) -> ExportedImage:
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
     events = [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
     sys.stderr.write(f"\nexported appliance in {time.monotonic() - started:.0f} s\n")
-    return ExportedImage(name="appliance-vm", output=run_dir / "appliance-vm", run_dir=run_dir, events=events)
+    output = run_dir / "appliance-vm"
+    conversion = start_conversion(output / "appliance-vm.ova", work)
+    try:
+        yield ExportedImage(name="appliance-vm", output=output, run_dir=run_dir, events=events,
+                            conversion=conversion)
+    finally:
+        if conversion.process.poll() is None:          # a session cut short: stop virt-v2v and its appliance
+            os.killpg(conversion.process.pid, signal.SIGKILL)
+            conversion.process.wait()

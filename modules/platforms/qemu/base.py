@@ -24,7 +24,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import voluptuous as vol
 
@@ -32,12 +32,10 @@ from engine.errors import BuildError
 from engine.recipe.schema import HintedInvalid, did_you_mean, each, strict, type_name
 from modules.platforms.qemu import bootstrap, download
 from modules.platforms.qemu.base_spec import Base, BootstrapBase, PathBase, ResolvedBase, UrlBase, parse_size
+from modules.platforms.qemu.bootstrap_steps import Log, Progress, Status
 from modules.platforms.qemu.checksums import parse_checksum
 from modules.platforms.qemu.distros import DISTROS
 from modules.platforms.qemu.image_urls import check_url, display_url
-
-Progress = Callable[[str, int, "int | None"], None]
-Log = Callable[[str], None]
 
 FORMATS = ("qcow2", "raw", "vmdk", "vdi", "vhdx")   # what QEMU reads as the backing file of an overlay
 KINDS = ("url", "path", "bootstrap")
@@ -216,7 +214,7 @@ def default_cache_dir() -> Path:
 
 
 async def resolve_base(base: Base, cache_dir: Path | None = None, progress: Progress | None = None,
-                       log: Log | None = None) -> ResolvedBase:
+                       log: Log | None = None, status: Status | None = None) -> ResolvedBase:
     """The base as an image file: downloaded and verified, found, or bootstrapped, with its format."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if isinstance(base, UrlBase):
@@ -232,7 +230,7 @@ async def resolve_base(base: Base, cache_dir: Path | None = None, progress: Prog
             raise BuildError(f"base image {path} is not readable", hint="check its permissions")
         return await inspect_image(path.resolve(), base.format, what=f"base image {path}", allow_backing=True)
     if isinstance(base, BootstrapBase):
-        path = await bootstrap.build_image(base, cache, progress=progress, log=log)
+        path = await bootstrap.build_image(base, cache, progress=progress, log=log, status=status)
         return await inspect_image(path, "qcow2", what=f"bootstrapped image {path.name}", allow_backing=False)
     raise TypeError(f"not a base: {base!r}")
 

@@ -54,7 +54,7 @@ from typing import Sequence
 from engine.errors import BuildError
 from engine.recipe.schema import did_you_mean
 from modules.platforms.qemu.base_spec import BootstrapBase
-from modules.platforms.qemu.bootstrap_steps import SYSTEM_PATH, TOOLS, Log, Progress, Steps
+from modules.platforms.qemu.bootstrap_steps import SYSTEM_PATH, TOOLS, Log, Progress, Status, Steps
 from modules.platforms.qemu.debootstrap_output import DebootstrapOutput
 from modules.platforms.qemu.distros import DISTROS, Distro
 from modules.platforms.qemu.download import file_lock
@@ -144,7 +144,7 @@ def check_host(base: BootstrapBase, distro: Distro) -> None:
 
 
 async def build_image(base: BootstrapBase, cache_dir: Path, progress: Progress | None = None,
-                      log: Log | None = None) -> Path:
+                      log: Log | None = None, status: Status | None = None) -> Path:
     """The qcow2 image base describes: from the cache, or built (once, under a lock) and cached."""
     final = image_path(base, cache_dir)
     if final.is_file():
@@ -160,21 +160,22 @@ async def build_image(base: BootstrapBase, cache_dir: Path, progress: Progress |
         work_parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"bootstrap-{os.getpid()}-", dir=work_parent))
         try:
-            await _build(base, distro, final, work, progress, log)
+            await _build(base, distro, final, work, Steps(log, progress, stages_of(base), status))
         finally:
             await remove_work_dir(work, log)
     return final
 
 
-async def _build(base: BootstrapBase, distro: Distro, final: Path, work: Path,
-                 progress: Progress | None, log: Log | None) -> None:
+def stages_of(base: BootstrapBase) -> list[str]:
+    return ["debootstrap", *(["packages"] if base.packages else []), "configure", "grub", "filesystems", "disk",
+            "convert"]
+
+
+async def _build(base: BootstrapBase, distro: Distro, final: Path, work: Path, steps: Steps) -> None:
     started = time.monotonic()
     key = image_key(base)
     identity = Identity.of(key)
     root = work / "root"
-    stages = ["debootstrap", *(["packages"] if base.packages else []), "configure", "grub", "filesystems", "disk",
-              "convert"]
-    steps = Steps(log, progress, stages)
 
     steps.stage("debootstrap", f"debootstrap {distro.name} {base.suite} from {base.mirror} into {root}")
     await asyncio.to_thread(preseed_tree, root, identity)

@@ -14,6 +14,7 @@ from engine.errors import BuildError
 
 Progress = Callable[[str, int, "int | None"], None]
 Log = Callable[[str], None]
+Status = Callable[[str], None]    # what the bootstrap is doing now, for the build's line on the console
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # the host tools a bootstrap runs, and the Debian package each comes from
@@ -39,8 +40,9 @@ class Steps:
     The progress goes from 0 to PROGRESS_TOTAL over the stages in `stages` (keys of STAGES), each
     taking its share; `stage` starts one, `within` moves inside it."""
 
-    def __init__(self, log: Log | None, progress: Progress | None, stages: Sequence[str] = ("debootstrap",)):
-        self.log_fn, self.progress = log, progress
+    def __init__(self, log: Log | None, progress: Progress | None, stages: Sequence[str] = ("debootstrap",),
+                 status: Status | None = None):
+        self.log_fn, self.progress, self.status_fn = log, progress, status
         weights = [STAGES[name] for name in stages]
         total = sum(weights)
         self.starts, self.shares, start = {}, {}, 0.0
@@ -54,9 +56,15 @@ class Steps:
         if self.log_fn is not None:
             self.log_fn(message)
 
+    def say(self, what: str) -> str:
+        """What the bootstrap does now: given to the status callback, and returned as the log's line."""
+        if self.status_fn is not None:
+            self.status_fn(f"bootstrap: {what}")
+        return f"bootstrap: {what}"
+
     def stage(self, name: str, what: str) -> None:
         self.current = name
-        self.log(f"bootstrap: {what}")
+        self.log(self.say(what))
         self.within(0.0)
 
     def within(self, fraction: float) -> None:

@@ -110,11 +110,11 @@ class DebootstrapOutput:
             return None               # the same phase, and no further tenth (download estimates go back and forth)
         self.logged = key
         done, total = self.counts()
-        text = "bootstrap: " + label.format(done=done, total=total)
+        text = label.format(done=done, total=total)
         if text == self.said:             # the bytes moved on, the count of packages did not
             return None
         self.said = text
-        return text
+        return self.steps.say(text)
 
 
 def printf(fmt: str, args: Sequence[str]) -> str:

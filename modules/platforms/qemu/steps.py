@@ -56,7 +56,10 @@ class PrepareBase:
         def log(line: str) -> None:
             state.events.emit("log", source="base", line=line)
 
-        resolved = await resolve_base(self.vm.config.base, default_cache_dir(), progress, log)
+        def status(what: str) -> None:
+            state.events.emit("step.status", step=self.name, status=what)
+
+        resolved = await resolve_base(self.vm.config.base, default_cache_dir(), progress, log, status)
         self.vm.base, self.vm.base_format, self.vm.base_size = resolved.path, resolved.format, resolved.virtual_size
         self.vm.accel = await choose_accelerator(self.vm.config.accelerator,
                                                  remembered=default_cache_dir() / "accelerator.json")

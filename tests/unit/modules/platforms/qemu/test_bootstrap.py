@@ -257,6 +257,19 @@ def test_debootstraps_phases_move_the_progress_and_say_what_they_do():
     assert any(0.3 * share < d < 0.7 * share for d in done)            # half-way while packages come in
 
 
+def test_debootstraps_phases_are_the_builds_status():
+    """The phases go to the status callback too (PrepareBase makes them step.status events, which the live
+    view shows on the build's line and plain mode prints, at most every 5 s)."""
+    said: list[str] = []
+    steps = Steps(None, None, stages=("debootstrap", "filesystems"), status=said.append)
+    steps.stage("debootstrap", "debootstrap debian bookworm")
+    read = DebootstrapOutput(steps)
+    shown = [line for line in map(read, DEBOOTSTRAP_LINES.splitlines()) if line and line.startswith("bootstrap: ")]
+    assert said[0] == "bootstrap: debootstrap debian bookworm"
+    assert said[1:] == shown and "bootstrap: retrieving 2/4 packages" in said
+    assert said[-1] == "bootstrap: configuring 126/126 base packages"
+
+
 def test_debootstrap_errors_are_printed_whole():
     steps = Steps(None, None)
     steps.stage("debootstrap", "x")
