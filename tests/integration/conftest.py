@@ -21,6 +21,19 @@ DATA = Path(__file__).parent / "data"
 RECIPE = str(Path(sys.executable).parent / "recipe")
 
 
+def boot_and_check(recipe: Path, work: Path, tasks: int) -> list[dict]:
+    """`recipe run` a recipe whose tasks check a booted image; every one of its (at least) `tasks` tasks
+    must pass. Returns the run's JSON events."""
+    events_file = work / "events.jsonl"
+    result = subprocess.run([RECIPE, "run", str(recipe), "--output-dir", str(work / "out"),
+                             "--json", str(events_file)], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+    events = [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
+    finished = [e for e in events if e.get("event") == "task.end"]
+    assert len(finished) >= tasks and all(e.get("status") in ("ok", "changed") for e in finished), finished
+    return events
+
+
 @pytest.fixture(scope="session")
 def bootstrap_base() -> ResolvedBase:
     """The default bootstrap base (Debian bookworm, GRUB for BIOS and UEFI, as small as its system: about 2G;

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from .conftest import RECIPE
+from .conftest import boot_and_check
 
 XSD = Path(__file__).parents[1] / "data" / "ovf-xsd" / "dsp8023_1.1.1.xsd"
 
@@ -94,10 +94,4 @@ def test_the_vmdk_inside_the_ova_boots_and_answers_ssh(exported_image, tmp_path)
     (build,) = manifest["builds"]
     # The exporting build's key only: this boot's own key (recipe-build-<this id>) is rightly there.
     recipe.write_text(BOOT_THE_VMDK.format(vmdk=vmdk, build_id=build["build_id"]))
-    events_file = tmp_path / "events.jsonl"
-    result = subprocess.run([RECIPE, "run", str(recipe), "--output-dir", str(tmp_path / "out"),
-                             "--json", str(events_file)], capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
-    events = [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
-    finished = [e for e in events if e.get("event") == "task.end"]
-    assert len(finished) >= 4 and all(e.get("status") in ("ok", "changed") for e in finished), finished
+    boot_and_check(recipe, tmp_path, tasks=4)

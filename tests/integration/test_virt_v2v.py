@@ -20,7 +20,7 @@ import subprocess
 
 import pytest
 
-from .conftest import RECIPE
+from .conftest import boot_and_check
 
 pytestmark = pytest.mark.timeout(2700)
 
@@ -61,10 +61,4 @@ def test_virt_v2v_converts_the_ova_and_the_converted_disk_boots(exported_image, 
 
     recipe = tmp_path / "fromv2v.yml"
     recipe.write_text(BOOT_THE_CONVERTED_DISK.format(disk=disk, more_than=5 << 30))
-    events_file = tmp_path / "events.jsonl"
-    result = subprocess.run([RECIPE, "run", str(recipe), "--output-dir", str(tmp_path / "out"),
-                             "--json", str(events_file)], capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
-    events = [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
-    finished = [e for e in events if e.get("event") == "task.end"]
-    assert len(finished) >= 3 and all(e.get("status") in ("ok", "changed") for e in finished), finished
+    boot_and_check(recipe, tmp_path, tasks=3)
