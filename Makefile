@@ -56,7 +56,7 @@ demo-ssh: debs-ssh $(VENV)/.installed
 	$(BIN)/python playbooks/examples/demo_ssh.py
 
 test: debs-test $(VENV)/.installed-test
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest --durations=15 tests
 
 # Every bench that finishes in minutes; README "Benchmarks" says which prints which figure.
 bench: debs-bench $(VENV)/.installed-bench
