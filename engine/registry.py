@@ -44,11 +44,37 @@ class Registry(Generic[T]):
         return iter(sorted(self._items))
 
 
+# A task names a module as recipe does (copy) or by Ansible's fully qualified name (ansible.builtin.copy,
+# ansible.posix.sysctl): the collections whose modules recipe implements under their short names.
+COLLECTIONS = ("ansible.builtin.", "ansible.legacy.", "ansible.posix.", "community.general.")
+
+
+class ModuleRegistry(Registry[T]):
+    """Task modules, found by short or fully qualified name."""
+
+    def canonical(self, name: object) -> str | None:
+        if not isinstance(name, str):
+            return None
+        if name in self._items:
+            return name
+        prefix = next((p for p in COLLECTIONS if name.startswith(p)), None)
+        if prefix and name[len(prefix):] in self._items:
+            return name[len(prefix):]
+        return None
+
+    def get(self, name: str) -> T | None:
+        canonical = self.canonical(name)
+        return self._items.get(canonical) if canonical else None
+
+    def __contains__(self, name: object) -> bool:
+        return self.canonical(name) is not None
+
+
 # Every plug-in registry lives here, below the stages, so that checking a recipe
 # (engine.recipe) can look up a platform's, a module's or an export's schema
 # without importing the build or artifact stages that run them.
 PLATFORMS: Registry[type["Platform"]] = Registry("platform")
-TASK_MODULES: Registry[type["TaskModule"]] = Registry("task module")
+TASK_MODULES: ModuleRegistry[type["TaskModule"]] = ModuleRegistry("task module")
 EXPORTS: Registry[type["Exporter"]] = Registry("export")
 SWEEPERS: Registry[type["Sweeper"]] = Registry("sweeper")
 

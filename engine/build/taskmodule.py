@@ -16,7 +16,8 @@ from typing import Any, Awaitable, Callable, ClassVar, Mapping
 
 import voluptuous as vol
 
-from engine.recipe.schema import strict, templatable
+from engine.recipe.kv import parse_kv
+from engine.recipe.schema import key_names, strict, templatable
 from engine.registry import TASK_MODULES
 from engine.remote.connection import Become, CommandResult, Connection
 
@@ -35,6 +36,7 @@ class Result:
     diff: str = ""
     data: Mapping[str, Any] = field(default_factory=dict)
     new_vars: Mapping[str, Any] = field(default_factory=dict)   # variables later tasks see (set_fact)
+    facts: Mapping[str, Any] = field(default_factory=dict)      # Ansible's `ansible_facts` a module returns
 
     @property
     def status(self) -> str:
@@ -67,6 +69,8 @@ class TaskContext:
     become: Become | None
     find_file: Callable[[str, str], Path]            # (src, "files"|"templates") -> local path
     render_text: Callable[[str], str]               # render a template file's text in the task's scope
+    evaluate: Callable[[Any], Any] = lambda expression: expression   # a bare expression (assert's that:)
+    facts: Mapping[str, Any] = field(default_factory=dict)           # what was gathered about the target
     output: Callable[[str, str], None] | None = None  # (stream, line) while commands run
     timeout: float | None = None
     diff: bool = False                                # the user asked to see file changes (--diff)
@@ -90,6 +94,7 @@ class TaskModule:
     name: ClassVar[str]
     schema: ClassVar[dict] = {}
     free_form: ClassVar[str | None] = None     # `shell: echo hi` means {free_form: "echo hi"}
+    aliases: ClassVar[dict[str, str]] = {}     # Ansible's documented option aliases: {"dest": "path"}
     description: ClassVar[str] = ""
     Params: ClassVar[type] = dict
     local_files: ClassVar[dict[str, str]] = {}   # option -> "files"|"templates": checked to exist by validate
@@ -102,12 +107,30 @@ class TaskModule:
 
     @classmethod
     def normalize(cls, args: Any) -> Any:
-        """The free-form string shorthand as the mapping it stands for."""
+        """The mapping the arguments stand for: the free-form shorthand (`shell: echo hi`), Ansible's
+        `key=value` string (`apt: name=nginx state=present`, `command: ls chdir=/tmp`), aliases resolved."""
         if args is None:
             return {}
-        if isinstance(args, str) and cls.free_form:
-            return {cls.free_form: args}
+        if isinstance(args, str):
+            args = cls._from_string(args)
+        if isinstance(args, dict) and cls.aliases:
+            args = {cls.aliases.get(key, key) if isinstance(key, str) else key: value for key, value in args.items()}
         return args
+
+    @classmethod
+    def _from_string(cls, args: str) -> Any:
+        if cls.free_form:
+            options = frozenset(key_names(cls.schema)) | frozenset(cls.aliases)
+            parsed = parse_kv(args, only=options - {cls.free_form})
+            if not parsed.options:
+                return {cls.free_form: args}        # as written: no k=v word, nothing re-joined
+            return {**parsed.options, **({cls.free_form: parsed.free_form} if parsed.free_form else {})}
+        if "=" not in args:
+            return args                               # the schema reports a string where a mapping goes
+        parsed = parse_kv(args)
+        if parsed.free_form:
+            return args
+        return parsed.options
 
     @classmethod
     def static_schema(cls) -> Any:

@@ -265,7 +265,8 @@ def _listify(value: Any) -> tuple[Any, ...]:
 
 
 def make_task(node: YMap, path: str, origin: Origin) -> Task:
-    module = next((k for k in node if k in TASK_MODULES), None)
+    written = next((k for k in node if k in TASK_MODULES), None)
+    module = TASK_MODULES.canonical(written)
     control = node.get("loop_control") or {}
 
     def children(key: str) -> tuple[Task, ...]:
@@ -273,8 +274,8 @@ def make_task(node: YMap, path: str, origin: Origin) -> Task:
 
     return Task(
         position=node.pos, path=path, origin=origin, name=node.get("name"), module=module,
-        args=TASK_MODULES.get(module).normalize(node[module]) if module else None,
-        args_position=node.value_pos.get(module) if module else None,
+        args=TASK_MODULES.get(module).normalize(node[written]) if module else None,
+        args_position=node.value_pos.get(written) if written else None,
         when=_listify(node.get("when")), loop=node.get("loop"), loop_var=control.get("loop_var", "item"),
         loop_label=control.get("label"), register=node.get("register"),
         vars=MappingProxyType(dict(node.get("vars") or {})), become=node.get("become"),

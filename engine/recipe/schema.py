@@ -159,13 +159,54 @@ def matches(pattern: re.Pattern, description: str) -> Callable[[Any], str]:
 
 
 def file_mode(value: Any) -> str:
-    """A permission mode, written as an octal string ("0644") or symbolic ("u+x")."""
+    """A permission mode: an octal string ("0644"), symbolic ("u+x"), or a number as YAML 1.1 reads an
+    unquoted `0644` (420), which Ansible applies as the mode bits it is."""
     if isinstance(value, int) and not isinstance(value, bool):
-        raise HintedInvalid(f"mode {value} is an integer", hint='quote octal modes, e.g. mode: "0644"')
+        if 0 <= value <= 0o7777:
+            return f"0{value:o}"
+        raise HintedInvalid(f"mode {value} is out of range", hint='use an octal string like "0644"')
     if isinstance(value, str) and (re.match(r"^0?[0-7]{3,4}$", value) or
                                    re.match(r"^([ugoa]*[-+=][rwxXst]*)(,[ugoa]*[-+=][rwxXst]*)*$", value)):
         return value
     raise HintedInvalid(f"{value!r} is not a file mode", hint='use an octal string like "0644" or "u+x"')
+
+
+TRUE_WORDS = frozenset({"yes", "on", "1", "true", "y", "t"})
+FALSE_WORDS = frozenset({"no", "off", "0", "false", "n", "f"})
+
+
+def boolean(value: Any) -> bool:
+    """A boolean as Ansible's modules take one: true/false, yes/no, on/off, 1/0, in any case."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower() if isinstance(value, (str, int, float)) else None
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise HintedInvalid(f"expected a boolean, got {value!r}", hint="use true or false (yes/no also work)")
+
+
+def integer(value: Any) -> int:
+    """An integer as Ansible's modules take one: 8080, "8080" or 8080.0."""
+    if isinstance(value, bool):
+        raise vol.Invalid(f"expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.match(r"^\s*[-+]?\d+\s*$", value):
+        return int(value)
+    raise vol.Invalid(f"expected an integer, got {type_name(value)} {value!r}")
+
+
+def string(value: Any) -> str:
+    """A string as Ansible's modules take one: a YAML number or boolean is taken as its text."""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise vol.Invalid(f"expected a string, got {type_name(value)}")
 
 
 def positive_number(value: Any) -> float:

@@ -118,7 +118,7 @@ def test_copy_failures(h, target):
 
 
 @pytest.mark.parametrize("args", [{"dest": "/x"}, {"dest": "/x", "src": "a", "content": "b"},
-                                  {"dest": "/x", "content": "b", "mode": 644}, {"content": "b"}])
+                                  {"dest": "/x", "content": "b", "mode": 99999}, {"content": "b"}])
 def test_copy_rejects_bad_options(h, args):
     with pytest.raises(vol.Invalid):
         h.params("copy", args)
