@@ -1,17 +1,17 @@
-"""The Jinja filters and tests recipes reach for, named as Ansible names them."""
+"""The Jinja filters and tests recipes reach for, named as Ansible names them.
+
+This module gathers them for template.py: serialization lives here, the rest in filters_data (lists and
+dicts), filters_text (regexes, hashes, sizes, dates), filters_paths, and the tests in jinja_tests."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import ntpath
-import posixpath
-import re
-import shlex
 from io import StringIO
 from typing import Any
 
 from ruamel.yaml import YAML
+
+from engine.recipe import filters_data, filters_paths, filters_text, jinja_tests
 
 
 def to_json(value: Any, indent: int | None = None, sort_keys: bool = False) -> str:
@@ -55,92 +55,95 @@ def from_yaml(text: str) -> Any:
     return YAML(typ="safe", pure=True).load(text)
 
 
-def b64encode(value: str | bytes, encoding: str = "utf-8") -> str:
+def b64encode(value: str | bytes, encoding: str = "utf-8", urlsafe: bool = False) -> str:
     raw = value if isinstance(value, bytes) else str(value).encode(encoding)
-    return base64.b64encode(raw).decode("ascii")
+    return (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(raw).decode("ascii")
 
 
-def b64decode(value: str, encoding: str = "utf-8") -> str:
-    return base64.b64decode(str(value)).decode(encoding)
+def b64decode(value: str, encoding: str = "utf-8", urlsafe: bool = False) -> str:
+    return (base64.urlsafe_b64decode if urlsafe else base64.b64decode)(str(value)).decode(encoding)
 
 
-def regex_replace(value: Any, pattern: str, replacement: str = "", ignorecase: bool = False,
-                  multiline: bool = False, count: int = 0) -> str:
-    flags = (re.I if ignorecase else 0) | (re.M if multiline else 0)
-    return re.sub(pattern, replacement, str(value), count=count, flags=flags)
-
-
-def regex_search(value: Any, pattern: str, ignorecase: bool = False, multiline: bool = False) -> str | None:
-    flags = (re.I if ignorecase else 0) | (re.M if multiline else 0)
-    found = re.search(pattern, str(value), flags)
-    return found.group(0) if found else None
-
-
-def quote(value: Any) -> str:
-    return shlex.quote(str(value))
+_TRUE_WORDS = frozenset({"yes", "on", "true", "1"})
+_FALSE_WORDS = frozenset({"no", "off", "false", "0"})
 
 
 def to_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in {"1", "true", "yes", "on", "y"}
+    """Ansible's bool filter: yes/on/true/1 and no/off/false/0 in any case; anything else is 1 or not."""
+    word = str(value).lower() if isinstance(value, (str, int)) else value
+    try:
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+        return bool(word == 1)   # Ansible 2.19 still does this, with a deprecation warning
+    except TypeError:
+        return False
 
 
-def hash_of(value: Any, algorithm: str = "sha1") -> str:
-    return hashlib.new(algorithm, str(value).encode("utf-8")).hexdigest()
+_LIST_MERGES = ("replace", "keep", "append", "prepend", "append_rp", "prepend_rp")
 
 
-def combine(*dicts: dict, recursive: bool = False) -> dict:
+def combine(*terms: Any, recursive: bool = False, list_merge: str = "replace") -> dict:
+    """Later dicts win; `[d1, d2] | combine` works too; lists merge as list_merge says (Ansible's merge_hash)."""
+    if list_merge not in _LIST_MERGES:
+        raise filters_data.FilterFailure(f"combine: list_merge must be one of {', '.join(_LIST_MERGES)}")
+    dicts = filters_data.flatten(terms, levels=1, skip_nulls=False)
     result: dict = {}
     for item in dicts:
-        for key, value in item.items():
-            if recursive and isinstance(value, dict) and isinstance(result.get(key), dict):
-                result[key] = combine(result[key], value, recursive=True)
-            else:
-                result[key] = value
+        if not isinstance(item, dict):
+            raise filters_data.FilterFailure(f"combine: expected dicts, got {filters_data.type_debug(item)}")
+        result = _merge(result, item, recursive, list_merge)
     return result
 
 
-def dict2items(value: dict, key_name: str = "key", value_name: str = "value") -> list[dict]:
-    return [{key_name: k, value_name: v} for k, v in value.items()]
+def _merge(low: dict, high: dict, recursive: bool, list_merge: str) -> dict:
+    merged = dict(low)
+    for key, new in high.items():
+        old = merged.get(key)
+        if key not in merged:
+            merged[key] = new
+        elif recursive and isinstance(old, dict) and isinstance(new, dict):
+            merged[key] = _merge(old, new, recursive, list_merge)
+        elif isinstance(old, list) and isinstance(new, list) and list_merge != "replace":
+            merged[key] = _merge_lists(old, new, list_merge)
+        else:
+            merged[key] = new
+    return merged
 
 
-def items2dict(value: list[dict], key_name: str = "key", value_name: str = "value") -> dict:
-    return {item[key_name]: item[value_name] for item in value}
+def _merge_lists(old: list, new: list, how: str) -> list:
+    if how == "keep":
+        return old
+    if how == "append":
+        return old + new
+    if how == "prepend":
+        return new + old
+    rest = [item for item in old if item not in new]
+    return rest + new if how == "append_rp" else new + rest
+
+
+def from_yaml_all(text: Any) -> list:
+    if text is None:
+        return []
+    return list(YAML(typ="safe", pure=True).load_all(text))
 
 
 FILTERS = {
+    **filters_data.FILTERS,
+    **filters_text.FILTERS,
+    **filters_paths.FILTERS,
     "to_json": to_json,
     "to_nice_json": to_nice_json,
     "from_json": from_json,
     "to_yaml": to_yaml,
     "to_nice_yaml": to_nice_yaml,
     "from_yaml": from_yaml,
+    "from_yaml_all": from_yaml_all,
     "b64encode": b64encode,
     "b64decode": b64decode,
-    "regex_replace": regex_replace,
-    "regex_search": regex_search,
-    "quote": quote,
     "bool": to_bool,
-    "hash": hash_of,
-    "basename": posixpath.basename,
-    "dirname": posixpath.dirname,
-    "win_basename": ntpath.basename,
     "combine": combine,
-    "dict2items": dict2items,
-    "items2dict": items2dict,
 }
 
-
-def _test_match(value: Any, pattern: str) -> bool:
-    return re.match(pattern, str(value)) is not None
-
-
-def _test_search(value: Any, pattern: str) -> bool:
-    return re.search(pattern, str(value)) is not None
-
-
-TESTS = {
-    "match": _test_match,
-    "search": _test_search,
-}
+TESTS = jinja_tests.TESTS

@@ -22,6 +22,7 @@ from jinja2.filters import FILTERS as DEFAULT_FILTERS
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.recipe.filters import FILTERS, TESTS
+from engine.recipe.lookups import GLOBALS as LOOKUP_GLOBALS
 
 _SINGLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\Z", re.S)
 
@@ -169,6 +170,7 @@ def _new_environment() -> RecipeSandbox:
     env.filters.update({"format": _checked_format, "center": _checked_width("center", 1, "width"),
                         "indent": _checked_width("indent", 1, "width")})
     env.tests.update(TESTS)
+    env.globals.update(LOOKUP_GLOBALS)      # lookup(), query(), q()
     return env
 
 
