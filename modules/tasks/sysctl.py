@@ -15,8 +15,7 @@ import voluptuous as vol
 from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.recipe.schema import FALSE_WORDS, TRUE_WORDS, boolean, string
 from modules.tasks._attrs import Attrs
-from modules.tasks._content import edit_text
-from modules.tasks._conffile import FILE_ATTRS
+from modules.tasks._conffile import FILE_ATTRS, edit_file
 from modules.tasks._remote import first, maybe, quiet, tagged, tail
 
 # sysctl can fail to set a value yet exit 0 (https://bugzilla.redhat.com/show_bug.cgi?id=1264080)
@@ -124,8 +123,7 @@ class Sysctl(TaskModule, name="sysctl"):
             return "".join(f"{line}\n" for line in fixed_lines(lines, p.name, p.value if present else None)), \
                 f"{p.name}={p.value}" if present else f"{p.name} removed"
 
-        result = await edit_text(ctx, p.sysctl_file, edit, Attrs(p.mode, p.owner, p.group), create=True,
-                                 absent=not present, backup=False)
+        result = await edit_file(ctx, p.sysctl_file, edit, Attrs(p.mode, p.owner, p.group))
         if result.failed:
             return result
         stale = present and not same_value(kernel, p.value)
