@@ -7,8 +7,11 @@ upload is a 0600 file written as "the login user". become is ignored.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shlex
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ import pytest
 
 from engine.build.taskmodule import Result, TaskContext
 from engine.errors import BuildError
-from engine.recipe.template import TemplateFailure
+from engine.recipe.template import Scope, TemplateFailure, evaluate
 from engine.registry import TASK_MODULES, load_plugins
 from engine.remote.connection import Become, CommandResult
 
@@ -79,6 +82,11 @@ class Harness:
     connection: LocalConnection
     variables: dict[str, Any]
     output: list[tuple[str, str]] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def set_vars(self, **values: Any) -> None:
+        """Variables the next runs see, in templates and in expressions (assert's that:)."""
+        self.variables.update(values)
 
     def context(self, check: bool = False) -> TaskContext:
         def find_file(src: str, kind: str) -> Path:
@@ -94,8 +102,12 @@ class Harness:
             except jinja2.TemplateError as exc:   # the engine's render_text raises TemplateFailure
                 raise TemplateFailure(str(exc)) from None
 
+        def evaluate_expression(expression: Any) -> Any:   # the engine's own evaluation, as `when:` gets it
+            return evaluate(expression, Scope([self.variables], fixed={"facts": self.facts}))
+
         return TaskContext(connection=self.connection, check=check, become=None, find_file=find_file,
-                           render_text=render_text, output=lambda stream, line: self.output.append((stream, line)))
+                           render_text=render_text, evaluate=evaluate_expression, facts=self.facts,
+                           output=lambda stream, line: self.output.append((stream, line)))
 
     def params(self, module: str, args: Any) -> Any:
         return TASK_MODULES.get(module).params(args)
@@ -134,3 +146,22 @@ def mode_of(path: Path) -> int:
 def leftovers(h: Harness) -> list[str]:
     """Uploads of the last run still on disk: every module must remove its own."""
     return [path for path in h.connection.uploads if os.path.exists(path)]
+
+
+ANSIBLE = Path(sys.executable).parent / "ansible"
+
+
+def ansible_module(module: str, args: dict[str, Any]) -> dict[str, Any]:
+    """What real Ansible (the oracle) returns for `ansible localhost -c local -m module -a args`.
+
+    Skips the test where ansible-core is not in the venv (make bench installs it).
+    """
+    if not ANSIBLE.exists():
+        pytest.skip("ansible-core is not installed in the venv (make bench installs it)")
+    env = {**os.environ, "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+           "ANSIBLE_PYTHON_INTERPRETER": sys.executable}
+    done = subprocess.run([str(ANSIBLE), "localhost", "-c", "local", "-o", "-m", module, "-a", json.dumps(args)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    line = next((line for line in done.stdout.splitlines() if line.startswith("localhost | ")), None)
+    assert line is not None, f"ansible gave no result: {done.stdout[-500:]} {done.stderr[-500:]}"
+    return json.loads(line.split(" => ", 1)[1])

@@ -1,0 +1,62 @@
+"""assert: check that expressions hold, as Ansible's assert action does; changes nothing."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import voluptuous as vol
+
+from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.recipe.schema import HintedInvalid, boolean, expression, one_or_more
+from engine.recipe.template import SandboxRefusal, TemplateFailure
+
+
+def message(value: Any) -> str | list[str]:
+    """A message, or a list of lines, as Ansible's fail_msg and success_msg take them."""
+    if isinstance(value, str) or (isinstance(value, list) and all(isinstance(item, str) for item in value)):
+        return value
+    raise HintedInvalid(f"expected a string or a list of strings, got {value!r}", hint='quote it: "..."')
+
+
+def conditional(value: Any, shown: Any) -> Result | None:
+    """A failed Result unless value is a boolean: Ansible 2.19 refuses "truthy" conditionals."""
+    if isinstance(value, bool):
+        return None
+    return Result(failed=True, msg=f"Conditional result ({bool(value)}) was derived from value of type "
+                                   f"{type(value).__name__!r} ({shown!r}). Conditionals must have a boolean result.")
+
+
+class Assert(TaskModule, name="assert"):
+    description = "Fail unless every expression of that: holds"
+    raw_options: ClassVar[tuple[str, ...]] = ("that",)   # bare expressions: the engine must not render them
+    aliases = {"msg": "fail_msg"}
+    schema = {
+        vol.Required("that"): one_or_more(expression),
+        vol.Optional("fail_msg", default="Assertion failed"): message,
+        vol.Optional("success_msg", default="All assertions passed"): message,
+        vol.Optional("quiet", default=False): boolean,
+    }
+
+    @dataclass(frozen=True)
+    class Params:
+        that: list[str | bool]
+        fail_msg: str | list[str] = "Assertion failed"
+        success_msg: str | list[str] = "All assertions passed"
+        quiet: bool = False
+
+    async def run(self, params: Params, ctx: TaskContext) -> Result:
+        for that in params.that:
+            try:
+                value = ctx.evaluate(that)
+            except SandboxRefusal:
+                raise           # not an assertion that failed: the task says what was refused
+            except TemplateFailure as exc:
+                return Result(failed=True, msg=f"Error while evaluating conditional: {exc.message}",
+                              data={"assertion": that})
+            problem = conditional(value, that)
+            if problem:
+                return problem
+            if not value:
+                return Result(failed=True, msg=str(params.fail_msg),
+                              data={"assertion": that, "evaluated_to": False, "msg": params.fail_msg})
+        return Result(msg=str(params.success_msg), data={"msg": params.success_msg})
