@@ -9,6 +9,7 @@ directory, the playbook's files/, the playbook's directory, read from the magic 
 from __future__ import annotations
 
 import decimal
+import functools
 import glob
 import itertools
 import logging
@@ -22,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from jinja2 import pass_context
+from jinja2 import Environment, pass_context
 from jinja2.exceptions import TemplateRuntimeError
 from jinja2.runtime import Context
 from jinja2.utils import missing
@@ -107,15 +108,9 @@ def lookup_file(terms: list, call: LookupCall, lstrip: bool = False, rstrip: boo
     return contents
 
 
-def lookup_env(terms: list, call: LookupCall, default: Any = ...) -> list:
-    values = []
-    for term in terms:
-        name = str(term).split()[0]
-        if name in os.environ:
-            values.append(os.environ[name])
-        else:
-            values.append(call.undefined(f"The environment variable {name!r} is not set.") if default is ... else default)
-    return values
+def lookup_env(terms: list, call: LookupCall, default: Any = "") -> list:
+    """An unset variable is '' (or default=; an undefined default makes it an error where it is used)."""
+    return [os.environ.get(str(term).split()[0], default) for term in terms]
 
 
 def lookup_pipe(terms: list, call: LookupCall) -> list:
@@ -462,10 +457,16 @@ class ContextVariables(Mapping):
         return len(self._context.parent)
 
 
+@functools.lru_cache(maxsize=4)
+def _file_environment(environment: Environment) -> Environment:
+    """The template lookup renders files as Ansible's does, with trim_blocks on (the template module's default)."""
+    return environment.overlay(trim_blocks=True)
+
+
 def _renderer(context: Context) -> Renderer:
     """Renders a template file with the variables of the template that called the lookup."""
     def render(text: str, extra: Mapping[str, Any]) -> str:
-        template = context.environment.from_string(text)
+        template = _file_environment(context.environment).from_string(text)
         scope = ChainMap(dict(extra), context.vars, context.parent)    # never copied whole: rendered lazily
         return "".join(template.root_render_func(template.new_context(scope, shared=True)))
     return render
