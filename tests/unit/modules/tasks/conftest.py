@@ -91,7 +91,8 @@ class Harness:
     def context(self, check: bool = False) -> TaskContext:
         def find_file(src: str, kind: str) -> Path:
             path = self.root / kind / src
-            if not path.is_file():
+            # include_vars' dir: is looked up like its file: (the engine's find_file must allow that too)
+            if not (path.is_file() or (kind == "vars" and path.is_dir())):
                 raise BuildError(f"{kind[:-1]} {src!r} not found", hint=f"looked in {self.root / kind}")
             return path
 
