@@ -3,10 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.build.ansible_probe import PROBE, header, split_sections
 from engine.errors import BuildError
 from engine.remote.connection import Connection
 
-GATHER = r"""
+PROBE_KEY = "_probe"    # the sections engine.build.ansible_facts reads; not one of recipe's documented facts
+
+# recipe's own facts (key=value lines), then the sections Ansible's facts are computed from: one round trip.
+RECIPE_PROBE = r"""
 (
   [ -r /etc/os-release ] && . /etc/os-release
   printf 'os_id=%s\n' "${ID:-unknown}"
@@ -27,6 +31,7 @@ for m in apt-get dnf yum apk zypper pacman; do
   if command -v "$m" >/dev/null 2>&1; then printf 'pkg_mgr=%s\n' "$m"; break; fi
 done
 """
+GATHER = RECIPE_PROBE + PROBE
 
 FAMILIES = {
     "debian": "debian", "ubuntu": "debian", "raspbian": "debian",
@@ -36,8 +41,9 @@ FAMILIES = {
 
 
 def parse_facts(text: str) -> dict[str, Any]:
+    """recipe's documented facts, plus the probe's raw sections under PROBE_KEY (see ansible_facts)."""
     facts: dict[str, Any] = {}
-    for line in text.splitlines():
+    for line in header(text).splitlines():
         key, sep, value = line.partition("=")
         if sep:
             facts[key.strip()] = value.strip()
@@ -48,6 +54,7 @@ def parse_facts(text: str) -> dict[str, Any]:
         facts["pkg_mgr"] = "apt"
     candidates = [facts.get("os_id", ""), *str(facts.get("os_like", "")).split()]
     facts["os_family"] = next((FAMILIES[c] for c in candidates if c in FAMILIES), facts.get("os_id", "unknown"))
+    facts[PROBE_KEY] = split_sections(text)
     return facts
 
 
