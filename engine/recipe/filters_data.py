@@ -12,7 +12,8 @@ from typing import Any
 
 from jinja2 import Undefined, pass_context, pass_environment
 from jinja2.exceptions import TemplateRuntimeError
-from jinja2.filters import do_unique, sync_do_map, sync_do_reject, sync_do_rejectattr, sync_do_select, sync_do_selectattr
+from jinja2.filters import (do_unique, sync_do_map, sync_do_reject, sync_do_rejectattr, sync_do_select,
+                            sync_do_selectattr)
 
 from engine.recipe.limits import check_count, combinations_size, permutations_size, product_size, sized
 

@@ -204,7 +204,8 @@ def _first_found_names(terms: Sequence, options: dict) -> list[str]:
             names.extend(_first_found_names(term, options))
             continue
         else:
-            raise LookupFailure(f"Invalid term supplied. A string, dict or list is required, not {type(term).__name__!r}).")
+            raise LookupFailure(f"Invalid term supplied. A string, dict or list is required, "
+                                f"not {type(term).__name__!r}.")
         file_list = _split(files, ",;")
         path_list = _split(options["paths"], ",:;")
         names.extend(os.path.join(path, name) for path in path_list for name in file_list) if path_list \
@@ -244,7 +245,8 @@ def lookup_dict(terms: list, call: LookupCall) -> list:
     pairs = []
     for term in terms:
         if not isinstance(term, Mapping):
-            raise LookupFailure(f"the 'dict' lookup plugin expects a dictionary, got '{term}' of type {type(term).__name__}")
+            raise LookupFailure(f"the 'dict' lookup plugin expects a dictionary, "
+                                f"got '{term}' of type {type(term).__name__}")
         pairs.extend({"key": key, "value": term[key]} for key in term)
     return pairs
 
@@ -416,7 +418,8 @@ def _call(name: str, terms: Any, call: LookupCall, options: dict) -> list:
         raise LookupFailure(f"{_describe(name, terms)}: {exc}") from None
     except TypeError as exc:
         if "unexpected keyword argument" in str(exc):
-            raise LookupFailure(f"lookup {name!r} does not take the option(s) {', '.join(map(repr, options))}") from None
+            taken = ", ".join(map(repr, options))
+            raise LookupFailure(f"lookup {name!r} does not take the option(s) {taken}") from None
         raise LookupFailure(f"{_describe(name, terms)}: {exc}") from None
     except (OSError, ValueError, KeyError) as exc:
         raise LookupFailure(f"{_describe(name, terms)}: {exc}") from None

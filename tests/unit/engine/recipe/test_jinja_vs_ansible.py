@@ -52,11 +52,13 @@ TABLE = [
     ("version-ne", "'1.0' is version('1.0.0', '!=')"),
     # regex tests
     ("match", "text is match('Hello')"), ("match-not-start", "text is match('World')"),
-    ("search-icase", "text is search('world', ignorecase=true)"), ("regex-multiline", "two_lines is regex('^ver', multiline=true)"),
+    ("search-icase", "text is search('world', ignorecase=true)"),
+    ("regex-multiline", "two_lines is regex('^ver', multiline=true)"),
     ("regex-match-type", "text is regex('World', match_type='match')"),
     # collections and truth
     ("contains", "nums is contains(3)"), ("subset", "[1, 2] is subset(nums)"), ("superset", "nums is superset([1, 9])"),
-    ("truthy-convert", "'yes' is truthy(convert_bool=true)"), ("truthy-convert-no", "'no' is truthy(convert_bool=true)"),
+    ("truthy-convert", "'yes' is truthy(convert_bool=true)"),
+    ("truthy-convert-no", "'no' is truthy(convert_bool=true)"),
     ("truthy-plain", "'no' is truthy"), ("falsy", "0 is falsy"), ("any", "[true, false] is any"),
     ("all", "[true, false] is all"), ("nan", "('nan' | float) is nan"),
     # file tests on the controller
@@ -64,9 +66,12 @@ TABLE = [
     ("exists", "(tmp ~ '/nope') is exists"), ("abs", "tmp is abs"), ("mount", "'/' is mount"),
     ("same-file", "tmp is same_file(tmp ~ '/.')"),
     # set theory and lists (ints: a set's order is the same in every Python process)
-    ("union", "nums | union(other)"), ("intersect", "nums | intersect(other)"), ("difference", "nums | difference(other)"),
-    ("symmetric-difference", "nums | symmetric_difference(other)"), ("union-words-sorted", "words | union(['c']) | sort(case_sensitive=true)"),
-    ("unique", "nums | unique"), ("unique-words", "words | unique"), ("unique-case", "words | unique(case_sensitive=true)"),
+    ("union", "nums | union(other)"),
+    ("intersect", "nums | intersect(other)"), ("difference", "nums | difference(other)"),
+    ("symmetric-difference", "nums | symmetric_difference(other)"),
+    ("union-words-sorted", "words | union(['c']) | sort(case_sensitive=true)"),
+    ("unique", "nums | unique"),
+    ("unique-words", "words | unique"), ("unique-case", "words | unique(case_sensitive=true)"),
     ("flatten", "nested | flatten"), ("flatten-1", "nested | flatten(levels=1)"),
     ("flatten-nulls", "nested | flatten(skip_nulls=false)"),
     ("ternary", "true | ternary('y', 'n')"), ("ternary-none", "none | ternary('y', 'n', 'nil')"),
@@ -116,23 +121,29 @@ TABLE = [
     ("b64", "['héllo' | b64encode, 'aMOpbGxv' | b64decode, '??>' | b64encode(urlsafe=true)]"),
     # lookups
     ("lookup-file", "lookup('file', 'motd')"), ("lookup-file-no-rstrip", "lookup('file', 'motd', rstrip=false)"),
-    ("lookup-file-two", "lookup('file', 'motd', 'a.txt')"), ("lookup-file-wantlist", "lookup('file', 'motd', wantlist=true)"),
-    ("lookup-template", "lookup('template', 't.j2')"), ("lookup-template-vars", "lookup('template', 't.j2', template_vars={'who': 'eve'})"),
-    ("lookup-env", "lookup('env', 'RECIPE_DIFF_VAR')"), ("lookup-env-default", "lookup('env', 'RECIPE_DIFF_NOPE', default='dflt')"),
+    ("lookup-file-two", "lookup('file', 'motd', 'a.txt')"),
+    ("lookup-file-wantlist", "lookup('file', 'motd', wantlist=true)"),
+    ("lookup-template", "lookup('template', 't.j2')"),
+    ("lookup-template-vars", "lookup('template', 't.j2', template_vars={'who': 'eve'})"),
+    ("lookup-env", "lookup('env', 'RECIPE_DIFF_VAR')"),
+    ("lookup-env-default", "lookup('env', 'RECIPE_DIFF_NOPE', default='dflt')"),
     ("lookup-env-unset", "lookup('env', 'RECIPE_DIFF_NOPE')"),
     ("lookup-pipe", "lookup('pipe', 'echo hi; basename \"$PWD\"')"), ("lookup-vars", "lookup('vars', 'text')"),
     ("lookup-vars-default", "lookup('vars', 'nope_var', default='dv')"),
     ("first-found", "lookup('first_found', ['nope', 'files/motd'])"),
     ("first-found-paths", "lookup('first_found', {'files': ['nope', 'a.txt'], 'paths': [tmp ~ '/files']})"),
     ("first-found-skip", "query('first_found', ['nope'], skip=true)"),
-    ("fileglob", "query('fileglob', '*.txt') | sort"), ("fileglob-lookup", "lookup('fileglob', 'files/*.txt') | split(',') | sort"),
+    ("fileglob", "query('fileglob', '*.txt') | sort"),
+    ("fileglob-lookup", "lookup('fileglob', 'files/*.txt') | split(',') | sort"),
     ("items", "query('items', [1, [2, [3]]])"), ("items-lookup-str", "lookup('items', ['a', 'b'])"),
     ("items-lookup-int", "lookup('items', [1, 2])"), ("list", "query('list', [1, [2]])"), ("dict", "query('dict', d)"),
     ("indexed-items", "query('indexed_items', ['a', 'b'])"), ("together", "query('together', [1, 2], ['a'])"),
     ("nested", "query('nested', [1, 2], ['a', 'b'])"), ("subelements-lookup", "query('subelements', users, 'groups')"),
-    ("sequence-kv", "query('sequence', 'start=1 end=5 stride=2')"), ("sequence-count", "query('sequence', 'count=3 format=host%02d')"),
+    ("sequence-kv", "query('sequence', 'start=1 end=5 stride=2')"),
+    ("sequence-count", "query('sequence', 'count=3 format=host%02d')"),
     ("sequence-short", "query('sequence', '4-6')"), ("sequence-lookup", "lookup('sequence', '1-3')"),
-    ("sequence-down", "query('sequence', 'start=5 end=1 stride=-2')"), ("sequence-octal-text", "query('sequence', '0600-0602')"),
+    ("sequence-down", "query('sequence', 'start=5 end=1 stride=-2')"),
+    ("sequence-octal-text", "query('sequence', '0600-0602')"),
     ("lookup-errors-ignore", "lookup('file', 'nope', errors='ignore')"),
     ("query-errors-ignore", "query('file', 'nope', errors='ignore')"),
 ]
@@ -149,7 +160,8 @@ def _files(root: Path) -> None:
 
 
 def _ansible_values(root: Path) -> dict:
-    assert ANSIBLE_PLAYBOOK.exists(), f"{ANSIBLE_PLAYBOOK} is missing: ansible-core is a test dependency (pip install -e .[test])"
+    assert ANSIBLE_PLAYBOOK.exists(), \
+        f"{ANSIBLE_PLAYBOOK} is missing: ansible-core is a test dependency (pip install -e .[test])"
     facts = {f"r{n}": "{{ " + expression + " }}" for n, (_, expression) in enumerate(TABLE)}
     collect = "{{ {" + ", ".join(f"'r{n}': r{n}" for n in range(len(TABLE))) + "} | to_json }}"
     play = [{"hosts": "localhost", "gather_facts": False, "vars": {**VARIABLES, "tmp": str(root)},
