@@ -102,7 +102,12 @@ MINIMAL = frozenset({"apparmor", "caps", "cmdline", "date_time", "distribution",
 
 
 class BadSubset(ValueError):
-    """A gather_subset name Ansible does not know."""
+    """A gather_subset name Ansible does not know (message: Ansible's own)."""
+
+    def __init__(self, name: str, valid: Iterable[str]):
+        super().__init__(f"Bad subset '{name}' given to Ansible. gather_subset options allowed: all, "
+                         + ", ".join(sorted(valid)))
+        self.name = name
 
 
 def selected_collectors(gather_subset: Iterable[str] = ("all",)) -> list[Collector]:
@@ -124,8 +129,7 @@ def selected_collectors(gather_subset: Iterable[str] = ("all",)) -> list[Collect
             name = subset[1:]
             excluded |= {name, *BY_NAME[name].fact_ids} if name in BY_NAME else {name}
         elif subset not in valid:
-            raise BadSubset(f"Bad subset '{subset}' given to Ansible. gather_subset options allowed: all, "
-                            + ", ".join(sorted(valid)))
+            raise BadSubset(subset, valid)
         else:
             explicit.add(subset)
             added.add(subset)
