@@ -112,7 +112,7 @@ if has ip; then
   s local4; ip -4 route show table local 2>/dev/null
   s local6; ip -6 route show table local 2>/dev/null
 fi
-s netdirs; ls -f /sys/class/net 2>/dev/null
+s netdirs; ls -f /sys/class/net 2>/dev/null || ls /sys/class/net 2>/dev/null
 s netlinks
 for d in /sys/class/net/*; do
   n=${d##*/}

@@ -1,9 +1,13 @@
 """recipe's own facts: the documented keys stay as they were now that the probe also feeds Ansible's facts."""
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
+from engine.build.ansible_facts import ansible_facts
 from engine.build.facts import GATHER, PROBE_KEY, RECIPE_PROBE, parse_facts
 
 DOCUMENTED = {"os_id", "os_version", "os_family", "os_codename", "os_name", "arch", "kernel", "hostname", "user",
@@ -57,3 +61,17 @@ def test_a_minimal_guest_without_iproute2_getent_or_util_linux_still_answers(tmp
     facts = parse_facts(result.stdout)
     assert facts["os_id"] == "debian" and facts["pkg_mgr"] == ""
     assert "getent" not in facts[PROBE_KEY]["bins"] and "route4" not in facts[PROBE_KEY]
+
+
+@pytest.mark.skipif(not shutil.which("busybox"), reason="needs busybox")
+def test_the_probe_runs_under_busybox_alone(tmp_path: Path):
+    """A busybox guest: ash, and busybox's ls, ip, date, stat... only."""
+    busybox = shutil.which("busybox")
+    for tool in subprocess.run([busybox, "--list"], capture_output=True, text=True).stdout.split():
+        (tmp_path / tool).symlink_to(busybox)
+    result = subprocess.run([str(tmp_path / "sh"), "-c", GATHER], capture_output=True, text=True, timeout=60,
+                            env={"PATH": str(tmp_path), "HOME": "/root", "LOGNAME": "root"})
+    assert result.returncode == 0, result.stderr
+    facts = ansible_facts(parse_facts(result.stdout))
+    assert facts["distribution"] == "Debian" and facts["user_uid"] == 0 and facts["interfaces"]
+    assert facts["date_time"]["iso8601_micro"].endswith(".000000Z"), "busybox date has no %N"
