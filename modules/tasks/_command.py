@@ -6,6 +6,7 @@ import secrets
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext
+from engine.recipe.schema import boolean
 from modules.tasks._remote import failure, maybe, q, quiet, tail, text
 
 
@@ -75,5 +76,5 @@ GUARDS = {
 }
 STDIN = {
     vol.Optional("stdin", default=None): maybe(text),
-    vol.Optional("stdin_add_newline", default=True): vol.Boolean(),
+    vol.Optional("stdin_add_newline", default=True): boolean,
 }

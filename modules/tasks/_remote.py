@@ -16,7 +16,7 @@ from typing import Any, Callable
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext
-from engine.recipe.schema import file_mode
+from engine.recipe.schema import HintedInvalid, boolean, file_mode, positive_number
 from engine.remote.connection import CommandResult
 from modules.tasks._attrs import STAT_FMT, Attrs, Stat
 
@@ -39,6 +39,13 @@ def text(value: Any) -> str:
     return str(value)
 
 
+def seconds(value: Any) -> float:
+    """A duration as Ansible's int options take one: 30, 2.5 or "30" (a key=value string's text)."""
+    if isinstance(value, str) and re.match(r"^\s*\d+(\.\d*)?\s*$", value):
+        value = float(value)
+    return positive_number(value)
+
+
 def pattern(value: Any) -> str:
     """A Python regular expression, compiled once here so a typo is reported before anything runs."""
     value = text(value)
@@ -49,11 +56,27 @@ def pattern(value: Any) -> str:
     return value
 
 
-# The attributes every file-writing module takes, in one place.
+def flags(value: Any) -> str:
+    """chattr's attribute letters as Ansible's `attributes` takes them: "i", "+i", "-a", "=ie"."""
+    value = text(value).strip()
+    if not re.match(r"^[-+=]?[A-Za-z]*$", value):
+        raise HintedInvalid(f"{value!r} is not a set of file attributes", hint='use chattr letters, e.g. "+i" or "-a"')
+    return value
+
+
+def mode_or_preserve(value: Any) -> str:
+    """copy's and template's mode: a file mode, or "preserve" (the source's own)."""
+    return "preserve" if value == "preserve" else file_mode(value)
+
+
+# The attributes every file-writing module takes, in one place. unsafe_writes is accepted as Ansible's
+# is: the new file is always renamed into place, which is the safe write it falls back from.
 ATTRIBUTES = {
     vol.Optional("mode", default=None): maybe(file_mode),
     vol.Optional("owner", default=None): maybe(text),
     vol.Optional("group", default=None): maybe(text),
+    vol.Optional("attributes", default=None): maybe(flags),
+    vol.Optional("unsafe_writes", default=False): boolean,
 }
 
 
@@ -146,30 +169,53 @@ async def unstage(ctx: TaskContext, path: str) -> None:
         await quiet(ctx, f"rm -f {path}", become=False)
 
 
+VALIDATE_FAILED = "--recipe-validate-failed--"   # the install script's line when validate said no
+
+
+def validate_command(validate: str, path: str) -> str:
+    """Ansible's `validate` with %s the file to check: split into words as Ansible's run_command does (no
+    shell), each word quoted; a failure prints VALIDATE_FAILED and its status."""
+    argv = [word.replace("%s", path) for word in shlex.split(validate)]
+    return (f"{{ ({words(argv)}) </dev/null || {{ v=$?; printf '\\n{VALIDATE_FAILED} %s\\n' $v; false; }}; }}")
+
+
+def backup_command(dest: str) -> str:
+    """Copy dest to Ansible's backup name, `<dest>.<pid>.<date>@<time>~` in the target's time, and say it."""
+    return (f'{{ b={q(dest)}.$$.$(date +%Y-%m-%d@%H:%M:%S)~ && cp -p {q(dest)} "$b" && '
+            'printf \'backup %s\\n\' "$b"; }')
+
+
 def install_script(upload: str, dest: str, mode: int, attrs: Attrs, existing: Stat | None,
-                   backup: str | None = None, mkdir: bool = False) -> str:
+                   backup: bool = False, mkdir: bool = False, validate: str | None = None,
+                   keep_source: bool = False) -> str:
     """Copy an upload (or stdin, if upload is "") next to dest, set its attributes, rename it over dest.
 
-    The rename is atomic: readers see the old file or the new one, never half of it.
+    The rename is atomic: readers see the old file or the new one, never half of it. validate checks the
+    new file before that rename, so a file it refuses never replaces the old one. Afterwards the script
+    prints dest's stat line (tag "after") for the task's return values. keep_source: upload is a file
+    of the target's own (copy's remote_src), which stays.
     """
     directory = posixpath.dirname(dest) or "."
-    tmp = q(posixpath.join(directory, f".{posixpath.basename(dest)}.recipe-{secrets.token_hex(4)}"))
+    name = posixpath.join(directory, f".{posixpath.basename(dest)}.recipe-{secrets.token_hex(4)}")
+    tmp = q(name)
     steps = [f"mkdir -p {q(directory)}"] if mkdir else []
     if backup:
-        steps.append(f"cp -p {q(dest)} {q(backup)}")
+        steps.append(backup_command(dest))
     steps += ["umask 077", f"cat {q(upload) if upload else ''} > {tmp}"]   # unreadable to others until chmod
-    steps += place_commands(tmp, dest, mode, attrs, existing)
-    cleanup = f"rm -f {q(upload) if upload else ''} {tmp} 2>/dev/null"
+    steps += place_commands(tmp, dest, mode, attrs, existing, validate_command(validate, name) if validate else "")
+    steps.append("{ " + stat_sh(q(dest), "after").rstrip("\n") + "; }")
+    cleanup = f"rm -f {q(upload) if upload and not keep_source else ''} {tmp} 2>/dev/null"
     return "{ " + " && ".join(steps) + f"; }}; rc=$?; {cleanup}; exit $rc"
 
 
-def place_commands(tmp: str, dest: str, mode: int, attrs: Attrs, existing: Stat | None) -> list[str]:
-    """Give tmp (already quoted, beside dest) its owner and mode, then rename it over dest."""
+def place_commands(tmp: str, dest: str, mode: int, attrs: Attrs, existing: Stat | None,
+                   check: str = "") -> list[str]:
+    """Give tmp (already quoted, beside dest) its owner and mode, run check on it, then rename it over dest."""
     steps = []
     if existing and existing.kind == "file":           # keep the replaced file's owner where we may
         steps.append(f"{{ chown {existing.uid}:{existing.gid} {tmp} 2>/dev/null || :; }}")
     steps += Attrs(None, attrs.owner, attrs.group).commands(tmp)
-    return steps + [f"chmod {mode:04o} {tmp}", f"mv -f {tmp} {q(dest)}"]
+    return steps + [f"chmod {mode:04o} {tmp}", *([check] if check else []), f"mv -f {tmp} {q(dest)}"]
 
 
 WHOAMI_SH = "printf 'whoami %s %s\\n' \"$(id -u)\" \"$(id -un)\"\n"

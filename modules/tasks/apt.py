@@ -14,6 +14,7 @@ from typing import NamedTuple
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.recipe.schema import boolean, integer
 from engine.remote.connection import CommandResult
 from modules.tasks._packages import STATES, Backend, Plan, Request, ensure, package_names
 from modules.tasks._remote import maybe, q, tail, words
@@ -239,17 +240,21 @@ APT = Apt()
 class AptModule(TaskModule, name="apt"):
     description = "Install, upgrade or remove Debian packages with apt-get (dpkg lock waited for, no prompts)"
     free_form = "name"
+    aliases = {"pkg": "name", "package": "name", "update-cache": "update_cache",
+               "install-recommends": "install_recommends",
+               "default-release": "default_release", "allow-downgrade": "allow_downgrade",
+               "allow_downgrades": "allow_downgrade", "allow-downgrades": "allow_downgrade"}
     schema = {
         vol.Optional("name", default=[]): apt_names,
         vol.Optional("state", default="present"): vol.In(STATES),
-        vol.Optional("update_cache", default=False): vol.Boolean(),
-        vol.Optional("cache_valid_time", default=None): maybe(vol.All(int, vol.Range(min=0))),
-        vol.Optional("install_recommends", default=False): vol.Boolean(),
-        vol.Optional("purge", default=False): vol.Boolean(),
-        vol.Optional("autoremove", default=False): vol.Boolean(),
+        vol.Optional("update_cache", default=False): boolean,
+        vol.Optional("cache_valid_time", default=None): maybe(vol.All(integer, vol.Range(min=0))),
+        vol.Optional("install_recommends", default=False): boolean,
+        vol.Optional("purge", default=False): boolean,
+        vol.Optional("autoremove", default=False): boolean,
         vol.Optional("upgrade", default="no"): upgrade_choice,
         vol.Optional("deb", default=None): maybe(str),
-        vol.Optional("allow_downgrade", default=False): vol.Boolean(),
+        vol.Optional("allow_downgrade", default=False): boolean,
     }
 
     @dataclass(frozen=True)

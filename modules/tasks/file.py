@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.recipe.schema import boolean
 from modules.tasks._attrs import Attrs, Stat
 from modules.tasks._remote import ATTRIBUTES, UMASK_SH, failure, first, maybe, q, quiet, stat_sh, tagged
 
@@ -25,13 +26,14 @@ class Refuse(Exception):
 
 class File(TaskModule, name="file"):
     description = "Create, remove or link a path, or set its mode and owner"
+    aliases = {"dest": "path", "name": "path", "attr": "attributes"}
     schema = {
         vol.Required("path"): str,
         vol.Optional("state", default=None): maybe(vol.In(STATES)),
         vol.Optional("src", default=None): maybe(str),
         **ATTRIBUTES,
-        vol.Optional("recurse", default=False): vol.Boolean(),
-        vol.Optional("force", default=False): vol.Boolean(),
+        vol.Optional("recurse", default=False): boolean,
+        vol.Optional("force", default=False): boolean,
     }
 
     @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class File(TaskModule, name="file"):
         mode: str | None = None
         owner: str | None = None
         group: str | None = None
+        attributes: str | None = None
+        unsafe_writes: bool = False
         recurse: bool = False
         force: bool = False
 

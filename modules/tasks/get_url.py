@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext, TaskModule
-from engine.recipe.schema import positive_number
+from engine.recipe.schema import boolean
 from modules.tasks._attrs import Attrs, Stat, new_mode
-from modules.tasks._remote import (ATTRIBUTES, UMASK_SH, failure, first, maybe, place_commands, q, quiet, stat_sh,
-                                   tagged, tail, text)
+from modules.tasks._content import with_flags
+from modules.tasks._remote import (ATTRIBUTES, UMASK_SH, failure, first, maybe, place_commands, q, quiet, seconds,
+                                   stat_sh, tagged, tail, text)
 
 DIGESTS = {"md5": 32, "sha1": 40, "sha224": 56, "sha256": 64, "sha384": 96, "sha512": 128}
 URL = re.compile(r"^(https?|ftp)://[^\s]+$")
@@ -95,15 +96,16 @@ def sums_sh(sums_url: str, name: str) -> str:
 
 class GetUrl(TaskModule, name="get_url"):
     description = "Download a file on the target (curl or wget), verify its checksum, rename it into place"
+    aliases = {"username": "url_username", "password": "url_password", "attr": "attributes"}
     schema = {
         vol.Required("url"): url,
         vol.Required("dest"): str,
         vol.Optional("checksum", default=None): maybe(checksum),
         **ATTRIBUTES,
-        vol.Optional("force", default=False): vol.Boolean(),
-        vol.Optional("timeout", default=10): positive_number,
+        vol.Optional("force", default=False): boolean,
+        vol.Optional("timeout", default=10): seconds,
         vol.Optional("headers", default={}): headers,
-        vol.Optional("validate_certs", default=True): vol.Boolean(),
+        vol.Optional("validate_certs", default=True): boolean,
         vol.Optional("url_username", default=None): maybe(text),
         vol.Optional("url_password", default=None): maybe(text),
     }
@@ -116,6 +118,8 @@ class GetUrl(TaskModule, name="get_url"):
         mode: str | None = None
         owner: str | None = None
         group: str | None = None
+        attributes: str | None = None
+        unsafe_writes: bool = False
         force: bool = False
         timeout: float = 10
         headers: dict[str, str] = field(default_factory=dict, repr=False)
@@ -136,6 +140,10 @@ class GetUrl(TaskModule, name="get_url"):
         return "".join(line + "\n" for line in lines)
 
     async def run(self, p: Params, ctx: TaskContext) -> Result:
+        result = await self.fetch(p, ctx)
+        return await with_flags(ctx, result, result.data.get("dest", p.dest), p.attributes)
+
+    async def fetch(self, p: Params, ctx: TaskContext) -> Result:
         name = url_basename(p.url)
         algorithm, _, want = (p.checksum or "").partition(":")
         parent = p.dest if p.dest.endswith("/") else posixpath.dirname(p.dest) or "."

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.recipe.schema import boolean, integer
 from modules.tasks._accounts import account_name, entry_sh, fields, tools_sh
 from modules.tasks._remote import failure, first, maybe, quiet, tagged, tail
 
@@ -46,8 +47,8 @@ class Group(TaskModule, name="group"):
     schema = {
         vol.Required("name"): account_name,
         vol.Optional("state", default="present"): vol.In(("present", "absent")),
-        vol.Optional("gid", default=None): maybe(vol.All(int, vol.Range(min=0))),
-        vol.Optional("system", default=False): vol.Boolean(),
+        vol.Optional("gid", default=None): maybe(vol.All(integer, vol.Range(min=0))),
+        vol.Optional("system", default=False): boolean,
     }
 
     @dataclass(frozen=True)

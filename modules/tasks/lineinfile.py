@@ -7,15 +7,10 @@ from dataclasses import dataclass
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.recipe.schema import boolean
 from modules.tasks._attrs import Attrs
-from modules.tasks._content import edit_text
+from modules.tasks._content import EditOptions, edit_text, split_lines, validate_problem
 from modules.tasks._remote import ATTRIBUTES, maybe, pattern, text
-
-
-def split_lines(content: str) -> list[str]:
-    """Lines with their "\\n", split on "\\n" only (str.splitlines also splits on \\f, \\x1c...)."""
-    parts = content.split("\n")
-    return [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
 
 
 def present(lines: list[str], p: "LineInFile.Params") -> str:
@@ -29,12 +24,12 @@ def present(lines: list[str], p: "LineInFile.Params") -> str:
     spec = after if after not in (None, "BOF", "EOF") else before if before not in (None, "BOF") else None
     anchor = re.compile(spec) if spec is not None else None
     found, insert_at, match = -1, -1, None
-    for number, current in enumerate(lines if p.regexp is not None else []):
-        if m := re.search(p.regexp, current):
+    for number, current in enumerate(lines if p.regexp is not None or p.search_string is not None else []):
+        if m := (re.search(p.regexp, current) if p.regexp is not None else p.search_string in current):
             found, match = number, m
             if p.firstmatch:
                 break
-    if match is None:
+    if not match:
         for number, current in enumerate(lines):
             if current.rstrip("\r\n") == p.line:
                 found = number
@@ -43,7 +38,7 @@ def present(lines: list[str], p: "LineInFile.Params") -> str:
                 if p.firstmatch:
                     break
     if found != -1:
-        new = match.expand(p.line) if p.backrefs and match else p.line
+        new = match.expand(p.line) if p.backrefs and isinstance(match, re.Match) else p.line
         new += "" if new.endswith("\n") else "\n"
         if lines[found] == new:
             return ""
@@ -67,17 +62,21 @@ def present(lines: list[str], p: "LineInFile.Params") -> str:
 
 class LineInFile(TaskModule, name="lineinfile"):
     description = "Ensure a line is present in (or absent from) a text file, replacing a regexp match"
+    aliases = {"dest": "path", "destfile": "path", "name": "path", "value": "line", "regex": "regexp",
+               "attr": "attributes"}
     schema = {
         vol.Required("path"): str,
         vol.Optional("line", default=None): maybe(text),
         vol.Optional("regexp", default=None): maybe(pattern),
+        vol.Optional("search_string", default=None): maybe(text),
         vol.Optional("state", default="present"): vol.In(["present", "absent"]),
         vol.Optional("insertafter", default=None): maybe(pattern),
         vol.Optional("insertbefore", default=None): maybe(pattern),
-        vol.Optional("create", default=False): vol.Boolean(),
-        vol.Optional("backrefs", default=False): vol.Boolean(),
-        vol.Optional("firstmatch", default=False): vol.Boolean(),
-        vol.Optional("backup", default=False): vol.Boolean(),
+        vol.Optional("create", default=False): boolean,
+        vol.Optional("backrefs", default=False): boolean,
+        vol.Optional("firstmatch", default=False): boolean,
+        vol.Optional("backup", default=False): boolean,
+        vol.Optional("validate", default=None): maybe(text),
         **ATTRIBUTES,
     }
 
@@ -86,6 +85,7 @@ class LineInFile(TaskModule, name="lineinfile"):
         path: str
         line: str | None = None
         regexp: str | None = None
+        search_string: str | None = None
         state: str = "present"
         insertafter: str | None = None
         insertbefore: str | None = None
@@ -93,30 +93,54 @@ class LineInFile(TaskModule, name="lineinfile"):
         backrefs: bool = False
         firstmatch: bool = False
         backup: bool = False
+        validate: str | None = None
         mode: str | None = None
         owner: str | None = None
         group: str | None = None
+        attributes: str | None = None
+        unsafe_writes: bool = False
 
         def __post_init__(self) -> None:
+            if validate_problem(self.validate):
+                raise vol.Invalid(validate_problem(self.validate), path=["validate"])
+            if self.regexp is not None and self.search_string is not None:
+                raise vol.Invalid("give regexp or search_string, not both", path=["search_string"])
             if self.state == "present" and self.line is None:
                 raise vol.Invalid("state present needs line", path=["line"])
-            if self.state == "absent" and self.line is None and self.regexp is None:
-                raise vol.Invalid("state absent needs line or regexp", path=["regexp"])
+            if self.state == "absent" and self.line is None and self.regexp is None and self.search_string is None:
+                raise vol.Invalid("state absent needs line, regexp or search_string", path=["regexp"])
             if self.backrefs and self.regexp is None:
                 raise vol.Invalid("backrefs needs regexp", path=["backrefs"])
             if self.insertafter is not None and self.insertbefore is not None:
                 raise vol.Invalid("give insertafter or insertbefore, not both", path=["insertbefore"])
 
+    @staticmethod
+    def matches(p: Params, line: str) -> bool:
+        """Whether state absent removes this line."""
+        if p.regexp is not None:
+            return re.search(p.regexp, line) is not None
+        if p.search_string is not None:
+            return p.search_string in line
+        return line.rstrip("\r\n") == p.line
+
     async def run(self, params: Params, ctx: TaskContext) -> Result:
+        found = 0
+
         def edit(old: str | None) -> tuple[str | None, str]:
+            nonlocal found
             lines = split_lines(old or "")
             if params.state == "absent":
-                kept = [line for line in lines if not (re.search(params.regexp, line) if params.regexp is not None
-                                                       else line.rstrip("\r\n") == params.line)]
-                removed = len(lines) - len(kept)
-                return "".join(kept), f"{removed} line(s) removed" if removed else ""
+                kept = [line for line in lines if not self.matches(params, line)]
+                found = len(lines) - len(kept)
+                return "".join(kept), f"{found} line(s) removed" if found else ""
             msg = present(lines, params)
             return ("".join(lines) if msg else old), msg
 
-        return await edit_text(ctx, params.path, edit, Attrs(params.mode, params.owner, params.group),
-                               create=params.create, absent=params.state == "absent", backup=params.backup)
+        options = EditOptions(create=params.create, absent=params.state == "absent", backup=params.backup,
+                              validate=params.validate, flags=params.attributes)
+        result = await edit_text(ctx, params.path, edit, Attrs(params.mode, params.owner, params.group), options)
+        # Ansible's lineinfile registers `backup` (the backup's name, or ""), and `found` for state absent.
+        data = {"backup": result.data.get("backup_file", "")}
+        if params.state == "absent":
+            data["found"] = found
+        return result.replace(data={**result.data, **data})

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.recipe.schema import boolean
 from modules.tasks._packages import STATES, Backend, Plan, Request, ensure, package_names
 from modules.tasks._remote import words
 from modules.tasks.apt import APT
@@ -100,7 +101,7 @@ class Package(TaskModule, name="package"):
     schema = {
         vol.Required("name"): package_names,
         vol.Optional("state", default="present"): vol.In(STATES),
-        vol.Optional("update_cache", default=False): vol.Boolean(),
+        vol.Optional("update_cache", default=False): boolean,
         vol.Optional("use", default="auto"): vol.In(USES),
     }
 

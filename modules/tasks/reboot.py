@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext, TaskModule
-from engine.recipe.schema import positive_number
-from modules.tasks._remote import WHOAMI_SH, failure, first, maybe, not_root, quiet, tagged, tail, text
+
+from modules.tasks._remote import WHOAMI_SH, failure, first, maybe, not_root, quiet, seconds, tagged, tail, text
 
 BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
 REBOOT = "systemctl reboot || reboot"
@@ -35,9 +35,9 @@ def start_sh(boot_time_command: str, reboot_command: str, pre_reboot_delay: floa
 class Reboot(TaskModule, name="reboot"):
     description = "Reboot the target and wait until it is back (a new boot id, test_command succeeding)"
     schema = {
-        vol.Optional("reboot_timeout", default=600): positive_number,
-        vol.Optional("pre_reboot_delay", default=0): positive_number,
-        vol.Optional("post_reboot_delay", default=0): positive_number,
+        vol.Optional("reboot_timeout", default=600): seconds,
+        vol.Optional("pre_reboot_delay", default=0): seconds,
+        vol.Optional("post_reboot_delay", default=0): seconds,
         vol.Optional("msg", default="Reboot initiated by recipe"): maybe(text),
         vol.Optional("test_command", default="true"): text,
         vol.Optional("reboot_command", default=REBOOT): text,

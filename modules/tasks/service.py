@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.recipe.schema import boolean
 from modules.tasks._remote import failure, first, maybe, quiet, tagged, tail
 
 STATES = ("started", "stopped", "restarted", "reloaded")
@@ -127,11 +128,12 @@ def plan(current: Current, state: str | None, enabled: bool | None) -> tuple[lis
 class Service(TaskModule, name="service"):
     description = "Start, stop, restart or reload a service; enable or disable it at boot (systemd, OpenRC, SysV)"
     free_form = "name"
+    aliases = {"args": "arguments"}
     schema = {
         vol.Required("name"): service_name,
         vol.Optional("state", default=None): maybe(vol.In(STATES)),
-        vol.Optional("enabled", default=None): maybe(vol.Boolean()),
-        vol.Optional("daemon_reload", default=False): vol.Boolean(),
+        vol.Optional("enabled", default=None): maybe(boolean),
+        vol.Optional("daemon_reload", default=False): boolean,
     }
 
     @dataclass(frozen=True)

@@ -1,25 +1,91 @@
 """template: render a local Jinja template here and write the result on the target, as copy does."""
 from __future__ import annotations
 
+import codecs
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.recipe.schema import boolean
 from modules.tasks._attrs import Attrs
-from modules.tasks._content import put_content
-from modules.tasks._remote import ATTRIBUTES
+from modules.tasks._content import WriteOptions, put_content, source_mode, validate_problem
+from modules.tasks._remote import ATTRIBUTES, maybe, mode_or_preserve, text
+
+NEWLINES = {"\\n": "\n", "\\r": "\r", "\\r\\n": "\r\n"}
+HEADER = re.compile(r"^#jinja2:(?P<settings>[^\n]*)\n")   # Ansible's per-template override line
+
+
+def encoding(value: Any) -> str:
+    value = text(value)
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise vol.Invalid(f"{value!r} is not an encoding Python knows (utf-8, latin-1, ...)") from None
+    return value
+
+
+def whitespace_control(source: str, trim_blocks: bool, lstrip_blocks: bool) -> str:
+    """The template text as Jinja's trim_blocks/lstrip_blocks would read it.
+
+    The renderer is shared with the rest of the recipe, where Jinja's defaults hold; Ansible's template
+    module trims blocks by default. Removing the newline after a block or comment tag, and the spaces
+    before one, in the text is what those settings do in Jinja's lexer.
+    """
+    if lstrip_blocks:
+        source = re.sub(r"^[ \t]+(?=\{[%#](?![+]))", "", source, flags=re.M)
+    if trim_blocks:
+        source = re.sub(r"(?<![+])([%#]\})\n", r"\1", source)
+    return source
+
+
+def jinja_source(source: str, trim_blocks: bool, lstrip_blocks: bool) -> str:
+    """What Ansible's Jinja environment would lex: its whitespace control, and (keep_trailing_newline off)
+    without the one final newline."""
+    source = whitespace_control(source, trim_blocks, lstrip_blocks)
+    return source[:-1] if source.endswith("\n") else source
+
+
+def keep_trailing_newlines(source: str, rendered: str) -> str:
+    """Ansible pads the result to end in as many newlines as the template does."""
+    want = len(source) - len(source.rstrip("\n"))
+    have = len(rendered) - len(rendered.rstrip("\n"))
+    return rendered + "\n" * (want - have) if have < want else rendered
+
+
+def header_settings(source: str, trim_blocks: bool, lstrip_blocks: bool) -> tuple[str, bool, bool]:
+    """A first line `#jinja2: trim_blocks: False, lstrip_blocks: True` overrides the options, as in Ansible."""
+    match = HEADER.match(source)
+    if not match:
+        return source, trim_blocks, lstrip_blocks
+    for setting in match["settings"].split(","):
+        key, _, value = (part.strip() for part in setting.partition(":"))
+        if key == "trim_blocks":
+            trim_blocks = value.lower() == "true"
+        elif key == "lstrip_blocks":
+            lstrip_blocks = value.lower() == "true"
+    return source[match.end():], trim_blocks, lstrip_blocks
 
 
 class Template(TaskModule, name="template"):
     description = "Render a Jinja template from templates/ and write it to a path on the target"
     local_files = {"src": "templates"}
+    aliases = {"attr": "attributes"}
     schema = {
         vol.Required("src"): str,
         vol.Required("dest"): str,
         **ATTRIBUTES,
-        vol.Optional("backup", default=False): vol.Boolean(),
-        vol.Optional("force", default=True): vol.Boolean(),
+        vol.Optional("mode", default=None): maybe(mode_or_preserve),
+        vol.Optional("backup", default=False): boolean,
+        vol.Optional("force", default=True): boolean,
+        vol.Optional("validate", default=None): maybe(text),
+        vol.Optional("follow", default=False): boolean,
+        vol.Optional("newline_sequence", default="\\n"): vol.In(list(NEWLINES)),
+        vol.Optional("trim_blocks", default=True): boolean,
+        vol.Optional("lstrip_blocks", default=False): boolean,
+        vol.Optional("output_encoding", default="utf-8"): encoding,
     }
 
     @dataclass(frozen=True)
@@ -29,13 +95,32 @@ class Template(TaskModule, name="template"):
         mode: str | None = None
         owner: str | None = None
         group: str | None = None
+        attributes: str | None = None
+        unsafe_writes: bool = False
         backup: bool = False
         force: bool = True
+        validate: str | None = None
+        follow: bool = False
+        newline_sequence: str = "\\n"
+        trim_blocks: bool = True
+        lstrip_blocks: bool = False
+        output_encoding: str = "utf-8"
 
-    async def run(self, params: Params, ctx: TaskContext) -> Result:
-        local = ctx.find_file(params.src, "templates")
-        data = ctx.render_text(local.read_text()).encode()
+        def __post_init__(self) -> None:
+            if validate_problem(self.validate):
+                raise vol.Invalid(validate_problem(self.validate), path=["validate"])
+
+    async def run(self, p: Params, ctx: TaskContext) -> Result:
+        local = ctx.find_file(p.src, "templates")
+        source, trim, lstrip = header_settings(local.read_text(), p.trim_blocks, p.lstrip_blocks)
+        rendered = keep_trailing_newlines(source, ctx.render_text(jinja_source(source, trim, lstrip)))
+        if p.newline_sequence != "\\n":
+            rendered = re.sub(r"\r\n|\r|\n", NEWLINES[p.newline_sequence], rendered)
+        data = rendered.encode(p.output_encoding)
         # Into a directory, site.conf.j2 becomes site.conf: the suffix names the source's kind, not the result's.
         basename = local.name[:-3] if local.name.endswith(".j2") and len(local.name) > 3 else local.name
-        return await put_content(ctx, data, params.dest, Attrs(params.mode, params.owner, params.group),
-                                 basename=basename, force=params.force, backup=params.backup)
+        attrs = Attrs(source_mode(local) if p.mode == "preserve" else p.mode, p.owner, p.group)
+        options = WriteOptions(force=p.force, backup=p.backup, validate=p.validate, follow=p.follow,
+                               flags=p.attributes)
+        result = await put_content(ctx, data, p.dest, attrs, basename=basename, options=options)
+        return result.replace(data={**result.data, "src": str(local)})

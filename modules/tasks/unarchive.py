@@ -21,7 +21,7 @@ from pathlib import Path
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext, TaskModule
-from engine.recipe.schema import each
+from engine.recipe.schema import boolean, each
 from modules.tasks._attrs import Attrs, Stat
 from modules.tasks._remote import (ATTRIBUTES, CONTENT, UMASK_SH, failure, first, maybe, q, quiet, stage, stat_sh,
                                    tagged, tail, text, unstage, words)
@@ -178,9 +178,10 @@ class Unarchive(TaskModule, name="unarchive"):
     schema = {
         vol.Required("src"): str,
         vol.Required("dest"): str,
-        vol.Optional("remote_src", default=False): vol.Boolean(),
+        vol.Optional("remote_src", default=False): boolean,
         vol.Optional("creates", default=None): maybe(str),
-        **ATTRIBUTES,
+        # chattr on every extracted file is not done: attributes is refused rather than ignored.
+        **{key: value for key, value in ATTRIBUTES.items() if str(key) != "attributes"},
         vol.Optional("extra_opts", default=[]): each(text),
         vol.Optional("include", default=[]): each(text),
         vol.Optional("exclude", default=[]): each(text),
@@ -195,6 +196,7 @@ class Unarchive(TaskModule, name="unarchive"):
         mode: str | None = None
         owner: str | None = None
         group: str | None = None
+        unsafe_writes: bool = False
         extra_opts: list[str] | None = None
         include: list[str] | None = None
         exclude: list[str] | None = None

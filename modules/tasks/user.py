@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.recipe.schema import boolean, integer
 from modules.tasks._accounts import account_name, entry_sh, fields, tools_sh
 from modules.tasks._remote import failure, first, maybe, quiet, tagged, tail, text
 
@@ -65,21 +66,22 @@ def _has_group(account: Account, group: str) -> bool:
 class User(TaskModule, name="user"):
     description = "Create, change or remove a local user account (useradd/usermod/userdel or BusyBox)"
     free_form = "name"
+    aliases = {"user": "name", "createhome": "create_home"}
     schema = {
         vol.Required("name"): account_name,
         vol.Optional("state", default="present"): vol.In(("present", "absent")),
-        vol.Optional("uid", default=None): maybe(vol.All(int, vol.Range(min=0))),
+        vol.Optional("uid", default=None): maybe(vol.All(integer, vol.Range(min=0))),
         vol.Optional("group", default=None): maybe(text),
         vol.Optional("groups", default=None): maybe(group_list),
-        vol.Optional("append", default=False): vol.Boolean(),
+        vol.Optional("append", default=False): boolean,
         vol.Optional("shell", default=None): maybe(str),
         vol.Optional("home", default=None): maybe(str),
-        vol.Optional("create_home", default=True): vol.Boolean(),
-        vol.Optional("system", default=False): vol.Boolean(),
+        vol.Optional("create_home", default=True): boolean,
+        vol.Optional("system", default=False): boolean,
         vol.Optional("password", default=None): maybe(password_hash),
         vol.Optional("update_password", default="always"): vol.In(("always", "on_create")),
         vol.Optional("comment", default=None): maybe(text),
-        vol.Optional("remove", default=False): vol.Boolean(),
+        vol.Optional("remove", default=False): boolean,
     }
 
     @dataclass(frozen=True)

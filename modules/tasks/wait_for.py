@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext, TaskModule
-from engine.recipe.schema import positive_number
-from modules.tasks._remote import failure, first, maybe, pattern, q, quiet, tagged, text
+from engine.recipe.schema import integer
+from modules.tasks._remote import failure, first, maybe, pattern, q, quiet, seconds, tagged, text
 
 STATES = ("started", "stopped", "present", "absent", "drained")
 ACTIVE = "0[1-6]"   # /proc/net/tcp states: ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT1, FIN_WAIT2, TIME_WAIT
@@ -69,13 +69,13 @@ class WaitFor(TaskModule, name="wait_for"):
     description = "Wait on the target for a port, a file, a regex in either, or drained connections"
     schema = {
         vol.Optional("host", default="127.0.0.1"): text,
-        vol.Optional("port", default=None): maybe(vol.All(int, vol.Range(min=1, max=65535))),
+        vol.Optional("port", default=None): maybe(vol.All(integer, vol.Range(min=1, max=65535))),
         vol.Optional("path", default=None): maybe(str),
         vol.Optional("state", default="started"): vol.In(STATES),
-        vol.Optional("timeout", default=300): positive_number,
-        vol.Optional("delay", default=0): positive_number,
-        vol.Optional("sleep", default=1): positive_number,
-        vol.Optional("connect_timeout", default=5): positive_number,
+        vol.Optional("timeout", default=300): seconds,
+        vol.Optional("delay", default=0): seconds,
+        vol.Optional("sleep", default=1): seconds,
+        vol.Optional("connect_timeout", default=5): seconds,
         vol.Optional("search_regex", default=None): maybe(pattern),
         vol.Optional("msg", default=None): maybe(text),
     }

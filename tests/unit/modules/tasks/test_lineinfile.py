@@ -1,4 +1,5 @@
 import os
+import re
 
 import pytest
 import voluptuous as vol
@@ -100,7 +101,8 @@ def test_follows_a_symlink_and_edits_the_real_file(h, conf):
 
 def test_attributes_only(h, conf):
     result = h.run("lineinfile", {"path": str(conf), "line": "Port 22", "mode": "0644"})
-    assert result.changed and result.msg == "mode 0600 -> 0644" and result.diff == "" and mode_of(conf) == 0o644
+    assert result.changed and result.diff == "" and mode_of(conf) == 0o644
+    assert result.msg == "ownership, perms or SE linux context changed"   # Ansible's words
 
 
 def test_directory_is_refused(h, target):
@@ -115,3 +117,53 @@ def test_directory_is_refused(h, target):
 def test_lineinfile_rejects_bad_options(h, args):
     with pytest.raises(vol.Invalid):
         h.params("lineinfile", args)
+
+
+# Ansible's argument forms, options and return values (checked against ansible-core 2.19's lineinfile).
+
+def test_ansible_aliases_and_key_value_string(h, target):
+    path = target / "new.conf"
+    result = h.run("lineinfile", f"dest={path} line=a=1 create=yes mode=0600")
+    assert result.changed and result.msg == "line added" and path.read_text() == "a=1\n" and mode_of(path) == 0o600
+    assert result.data == {"backup": ""}
+    again = h.run("lineinfile", {"name": str(path), "value": "a=1"})
+    assert again.status == "ok" and again.msg == ""
+    assert h.run("lineinfile", {"destfile": str(path), "regex": "^a=", "line": "a=2"}).msg == "line replaced"
+    assert path.read_text() == "a=2\n"
+
+
+def test_numeric_mode_from_yaml(h, conf):
+    assert h.run("lineinfile", {"path": str(conf), "line": "Port 22", "mode": 0o644}).changed   # YAML's 420
+    assert mode_of(conf) == 0o644
+
+
+def test_search_string(h, conf):
+    args = {"path": str(conf), "search_string": "#PermitRootLogin", "line": "PermitRootLogin no"}
+    assert h.run("lineinfile", args).msg == "line replaced"
+    assert "PermitRootLogin no\n" in conf.read_text() and "#PermitRootLogin" not in conf.read_text()
+    gone = h.run("lineinfile", {"path": str(conf), "search_string": "Port ", "state": "absent"})
+    assert gone.msg == "1 line(s) removed" and gone.data["found"] == 1 and "Port 22" not in conf.read_text()
+    with pytest.raises(vol.Invalid):
+        h.params("lineinfile", {**args, "regexp": "^x"})
+
+
+def test_backup_key_and_name(h, conf):
+    result = h.run("lineinfile", {"path": str(conf), "line": "X 1", "backup": "yes"})
+    assert re.fullmatch(re.escape(str(conf)) + r"\.\d+\.\d{4}-\d\d-\d\d@\d\d:\d\d:\d\d~", result.data["backup"])
+    assert open(result.data["backup"]).read() == CONFIG
+
+
+def test_validate(h, conf):
+    bad = h.run("lineinfile", {"path": str(conf), "line": "Oops", "validate": "grep -q NeverThere %s"})
+    assert bad.failed and conf.read_text() == CONFIG and len(os.listdir(conf.parent)) == 1
+    good = h.run("lineinfile", {"path": str(conf), "line": "Fine", "validate": "grep -q Fine %s"})
+    assert good.changed and conf.read_text().endswith("Fine\n")
+
+
+def test_messages_as_ansible(h, conf, target):
+    both = h.run("lineinfile", {"path": str(conf), "line": "New", "mode": "0644"})
+    assert both.msg == "line added and ownership, perms or SE linux context changed"
+    missing = h.run("lineinfile", {"path": str(target / "none"), "line": "x"})
+    assert missing.failed and missing.msg == f"Destination {target / 'none'} does not exist !"
+    absent = h.run("lineinfile", {"path": str(target / "none"), "line": "x", "state": "absent"})
+    assert absent.status == "ok" and absent.msg == "file not present"
