@@ -39,7 +39,7 @@ def split_line(line: str) -> tuple[list[str], str]:
 
 def statinfo(fields: list[str]) -> dict[str, Any]:
     """Ansible's keys for one path; pw_name and gr_name are None where the target has no such name."""
-    raw, nlink, uid, gid, size, inode, dev, major, minor, blocks, blksize, atime, mtime, ctime, user, group = fields
+    raw, nlink, uid, gid, size, inode, dev, _, _, _, _, atime, mtime, ctime, user, group = fields
     mode = int(raw, 16)
     info: dict[str, Any] = {
         "mode": f"{st_mod.S_IMODE(mode):04o}",
@@ -51,5 +51,11 @@ def statinfo(fields: list[str]) -> dict[str, Any]:
         "pw_name": None if user == UNKNOWN else user, "gr_name": None if group == UNKNOWN else group,
     }
     info.update((name, bool(mode & bit)) for name, bit in PERMISSION_BITS)
-    info.update(blocks=int(blocks), block_size=int(blksize), device_type=os.makedev(int(major, 16), int(minor, 16)))
     return info
+
+
+def linux_extras(fields: list[str]) -> dict[str, Any]:
+    """What stat (not find) adds on Linux from os.stat: st_blocks, st_blksize, st_rdev."""
+    major, minor, blocks, blksize = fields[7:11]
+    return {"blocks": int(blocks), "block_size": int(blksize),
+            "device_type": os.makedev(int(major, 16), int(minor, 16))}

@@ -12,7 +12,7 @@ import voluptuous as vol
 from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.recipe.schema import boolean
 from modules.tasks._remote import first, q, quiet, tagged, text, words
-from modules.tasks._statinfo import CHECKSUM_TOOLS, STATINFO_FMT, split_line, statinfo
+from modules.tasks._statinfo import CHECKSUM_TOOLS, STATINFO_FMT, linux_extras, split_line, statinfo
 
 # lsattr's letters, as Ansible names them
 FILE_ATTRIBUTES = {
@@ -51,7 +51,7 @@ def probe_script(p: "Stat.Params") -> str:
 def stat_dict(tags: dict[str, list[str]], p: "Stat.Params") -> dict[str, Any]:
     fields, _ = split_line(first(tags, "stat") or "")
     info = statinfo(fields)
-    out: dict[str, Any] = {"exists": True, "path": first(tags, "path"), **info}
+    out: dict[str, Any] = {"exists": True, "path": first(tags, "path"), **info, **linux_extras(fields)}
     for name in ("pw_name", "gr_name"):   # Ansible leaves out a name the target does not know
         if out[name] is None:
             del out[name]
