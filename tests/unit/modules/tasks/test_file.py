@@ -1,4 +1,6 @@
 import os
+import subprocess
+from datetime import datetime
 
 import pytest
 import voluptuous as vol
@@ -124,3 +126,64 @@ def test_bad_owner_fails_with_the_tool_message(h, target):
 def test_file_rejects_bad_options(h, args):
     with pytest.raises(vol.Invalid):
         h.params("file", args)
+
+
+# Ansible's argument forms and return values (checked against ansible-core 2.19's file).
+
+def test_aliases_key_value_and_numeric_mode(h, target):
+    result = h.run("file", f"dest={target / 'd'} state=directory mode=0750")
+    assert result.changed and mode_of(target / "d") == 0o750
+    assert {k: result.data[k] for k in ("path", "state", "mode", "owner", "uid")} == {
+        "path": str(target / "d"), "state": "directory", "mode": "0750", "owner": "root", "uid": 0}
+    again = h.run("file", {"name": str(target / "d"), "state": "directory", "mode": 0o750})   # YAML's 488
+    assert again.status == "ok" and again.data["mode"] == "0750" and again.data["size"] > 0
+
+
+def test_link_and_touch_return_dest(h, target):
+    (target / "real").write_text("x")
+    link = h.run("file", {"path": str(target / "l"), "src": str(target / "real"), "state": "link"})
+    assert link.data["dest"] == str(target / "l") and link.data["src"] == str(target / "real")
+    assert link.data["state"] == "link" and link.data["mode"] == "0777"
+    touched = h.run("file", {"path": str(target / "t"), "state": "touch", "mode": "0600"})
+    assert touched.changed and touched.data["dest"] == str(target / "t") and touched.data["mode"] == "0600"
+    gone = h.run("file", {"path": str(target / "t"), "state": "absent"})
+    assert gone.data == {"path": str(target / "t"), "state": "absent"}
+
+
+def test_touch_with_preserved_times_changes_nothing_on_an_existing_file(h, target):
+    path = target / "t"
+    path.write_text("")
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+    args = {"path": str(path), "state": "touch", "access_time": "preserve", "modification_time": "preserve"}
+    assert h.run("file", args).status == "ok" and path.stat().st_mtime == 1_000_000_000
+    assert h.run("file", {"path": str(path), "state": "touch"}).changed and path.stat().st_mtime > 1_000_000_000
+
+
+def test_explicit_times_are_set_once(h, target):
+    path = target / "f"
+    path.write_text("")
+    args = {"path": str(path), "modification_time": "202001021304.05", "access_time": "2020-01-02 13:04:05",
+            "access_time_format": "%Y-%m-%d %H:%M:%S"}
+    result = h.run("file", args)
+    want = datetime(2020, 1, 2, 13, 4, 5).timestamp()
+    assert result.changed and path.stat().st_mtime == want and path.stat().st_atime == want
+    assert h.run("file", args).status == "ok"
+    with pytest.raises(vol.Invalid, match="does not match the format"):
+        h.params("file", {"path": str(path), "modification_time": "yesterday"})
+
+
+def test_follow_false_leaves_the_link_target_alone(h, target):
+    (target / "real").write_text("x")
+    os.chmod(target / "real", 0o600)
+    (target / "l").symlink_to(target / "real")
+    assert h.run("file", {"path": str(target / "l"), "mode": "0644"}).changed
+    assert mode_of(target / "real") == 0o644
+    result = h.run("file", {"path": str(target / "l"), "owner": "root", "follow": "no"})
+    assert result.status == "ok" and result.data["state"] == "link"
+
+
+def test_attributes_with_chattr(h, target):
+    (target / "f").write_text("x")
+    assert h.run("file", {"path": str(target / "f"), "attr": "+A"}).changed
+    flags = subprocess.run(["lsattr", "-d", str(target / "f")], capture_output=True, text=True).stdout.split()[0]
+    assert "A" in flags
