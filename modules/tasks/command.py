@@ -1,15 +1,38 @@
 """command: run a program on the target, without a shell interpreting its arguments."""
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext, TaskModule
-from engine.recipe.schema import one_or_more
+from engine.recipe.schema import boolean, one_or_more
 from modules.tasks._command import GUARDS, STDIN, run_guarded, with_newline
 from modules.tasks._remote import maybe, text
+
+VARIABLE = re.compile(r"\$(\w+|\{[^}]*\})")   # what Python's os.path.expandvars, and so Ansible, expands
+
+
+def expanded(word: str) -> str:
+    """word for sh, with only $VAR, ${VAR} and a leading ~ expanded, as Ansible's expand_argument_vars does
+    (os.path.expandvars, expanduser): an unset variable stays as written, nothing else is interpreted."""
+    out = ""
+    if word == "~" or word.startswith("~/"):
+        out, word = '"$HOME"', word[1:]
+    position = 0
+    for match in VARIABLE.finditer(word):
+        name = match.group(1).strip("{}")
+        out += shlex.quote(word[position:match.start()]) if match.start() > position else ""
+        if re.fullmatch(r"[A-Za-z_]\w*", name):
+            literal = match.group(0).replace("$", "\\$").replace("}", "\\}")
+            out += f'"${{{name}-{literal}}}"'
+        else:
+            out += shlex.quote(match.group(0))
+        position = match.end()
+    rest = word[position:]
+    return out + (shlex.quote(rest) if rest or not out else "")
 
 
 class Command(TaskModule, name="command"):
@@ -18,6 +41,8 @@ class Command(TaskModule, name="command"):
     schema = {
         vol.Optional("cmd", default=None): maybe(text),
         vol.Optional("argv", default=None): maybe(one_or_more(text)),
+        vol.Optional("expand_argument_vars", default=True): boolean,
+        vol.Optional("strip_empty_ends", default=True): boolean,
         **GUARDS,
         **STDIN,
     }
@@ -26,6 +51,8 @@ class Command(TaskModule, name="command"):
     class Params:
         cmd: str | None = None
         argv: list[str] | None = None
+        expand_argument_vars: bool = True
+        strip_empty_ends: bool = True
         chdir: str | None = None
         creates: str | None = None
         removes: str | None = None
@@ -39,10 +66,12 @@ class Command(TaskModule, name="command"):
                 raise vol.Invalid("the command is empty", path=["cmd"])
 
     async def run(self, params: Params, ctx: TaskContext) -> Result:
-        # Split as Ansible does, then quote every word: the remote sh only carries the
-        # words to exec, it never expands $VARS, globs or pipes in them.
+        # Split as Ansible does, then quote every word: the remote sh only carries the words to exec; it
+        # expands $VARS and ~ only where Ansible would (expand_argument_vars), never globs or pipes.
         argv = params.argv if params.argv is not None else shlex.split(params.cmd)
-        body = "exec " + " ".join(shlex.quote(word) for word in argv)
+        quote = expanded if params.expand_argument_vars else shlex.quote
+        body = "exec " + " ".join(quote(word) for word in argv)
         return await run_guarded(ctx, body, chdir=params.chdir, creates=params.creates, removes=params.removes,
                                  stdin=with_newline(params.stdin, params.stdin_add_newline),
-                                 label=params.cmd if params.cmd is not None else shlex.join(argv))
+                                 label=params.cmd if params.cmd is not None else shlex.join(argv), cmd=list(argv),
+                                 strip=params.strip_empty_ends)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.recipe.schema import boolean
 from modules.tasks._command import GUARDS, STDIN, run_guarded, with_newline
 from modules.tasks._remote import maybe, text
 
@@ -17,6 +18,9 @@ class Shell(TaskModule, name="shell"):
     schema = {
         vol.Required("cmd"): text,
         vol.Optional("executable", default=None): maybe(str),
+        vol.Optional("strip_empty_ends", default=True): boolean,
+        # The shell expands the command line itself; Ansible accepts this here too and it changes nothing.
+        vol.Optional("expand_argument_vars", default=True): boolean,
         **GUARDS,
         **STDIN,
     }
@@ -25,6 +29,8 @@ class Shell(TaskModule, name="shell"):
     class Params:
         cmd: str
         executable: str | None = None
+        strip_empty_ends: bool = True
+        expand_argument_vars: bool = True
         chdir: str | None = None
         creates: str | None = None
         removes: str | None = None
@@ -39,4 +45,4 @@ class Shell(TaskModule, name="shell"):
             body = f"exec {shlex.quote(params.executable)} -c {shlex.quote(params.cmd)}"
         return await run_guarded(ctx, body + "\n", chdir=params.chdir, creates=params.creates,
                                  removes=params.removes, stdin=with_newline(params.stdin, params.stdin_add_newline),
-                                 label=params.cmd)
+                                 label=params.cmd, strip=params.strip_empty_ends)

@@ -1,4 +1,5 @@
 import os
+import re
 
 import pytest
 import voluptuous as vol
@@ -8,10 +9,18 @@ from tests.unit.modules.tasks.conftest import leftovers
 
 
 def test_command_free_form_runs_without_a_shell(h):
-    result = h.run("command", "printf '%s|%s' $HOME 'a b'")
+    result = h.run("command", "printf '%s|%s|%s' '*' 'a b' '$(id)'")
     assert result.status == "changed" and result.rc == 0
-    assert result.stdout == "$HOME|a b"           # no expansion: the words reach printf as written
-    assert ("stdout", "$HOME|a b") in h.output     # and the output streamed while it ran
+    assert result.stdout == "*|a b|$(id)"           # no globs, no substitution: the words reach printf as written
+    assert ("stdout", "*|a b|$(id)") in h.output     # and the output streamed while it ran
+
+
+def test_command_expands_variables_and_tilde_as_ansible(h):
+    home = os.environ["HOME"]
+    result = h.run("command", "printf '%s|%s|%s|%s' $HOME ~/x ${NO_SUCH_VAR}y `id`")
+    assert result.stdout == f"{home}|{home}/x|${{NO_SUCH_VAR}}y|`id`"    # as os.path.expandvars leaves them
+    literal = h.run("command", {"cmd": "printf '%s' $HOME", "expand_argument_vars": "no"})
+    assert literal.stdout == "$HOME"
 
 
 def test_command_argv_quotes_every_word(h, target):
@@ -35,7 +44,8 @@ def test_command_creates_makes_it_idempotent(h, target):
     args = {"cmd": "touch made", "chdir": str(target), "creates": "made"}
     assert h.run("command", args).changed
     again = h.run("command", args)
-    assert again.status == "ok" and "made exists" in again.msg and again.rc == 0
+    assert again.status == "ok" and again.msg == "Did not run command since 'made' exists" and again.rc == 0
+    assert again.as_register()["stdout"] == "skipped, since made exists" and again.data["delta"] is None
     assert len(h.connection.scripts) == 1           # guard and command in one round trip
 
 
@@ -149,3 +159,32 @@ def test_script_creates_and_check_mode(h, target):
 def test_script_missing_local_file_raises(h):
     with pytest.raises(BuildError):
         h.run("script", "nowhere.sh")
+
+
+def test_registered_values_as_ansible(h):
+    ok = h.run("command", "echo hi").as_register()
+    assert ok["cmd"] == ["echo", "hi"] and ok["msg"] == "" and ok["stdout_lines"] == ["hi"] and ok["rc"] == 0
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", ok["start"])
+    assert re.fullmatch(r"0:00:\d\d\.\d{6}", ok["delta"]) and ok["end"] >= ok["start"]
+    bad = h.run("shell", "echo out; echo err >&2; exit 3")
+    value = bad.as_register()
+    assert bad.failed and value["msg"] == "non-zero return code" and value["cmd"] == "echo out; echo err >&2; exit 3"
+    assert (value["rc"], value["stdout"], value["stderr"]) == (3, "out", "err")
+    assert "err" in bad.msg                                          # what the log shows says more
+
+
+def test_strip_empty_ends(h):
+    assert h.run("command", {"argv": ["printf", "\n\nx\n\n"]}).stdout == "\n\nx"
+    kept = h.run("command", {"argv": ["printf", "\n\nx\n\n"], "strip_empty_ends": False})
+    assert kept.stdout == "\n\nx\n\n"
+    assert h.run("shell", {"cmd": "printf 'x\\n\\n'", "strip_empty_ends": "no"}).stdout == "x\n\n"
+
+
+def test_check_mode_registers_ansibles_message(h):
+    result = h.run("command", "echo hi", check=True)
+    assert result.skipped and result.as_register()["msg"] == "Command would have run if not in check mode"
+
+
+def test_removed_ansible_options_are_refused(h):
+    with pytest.raises(vol.Invalid, match="unknown option 'warn'"):
+        h.params("command", {"cmd": "ls", "warn": False})   # ansible-core 2.19 refuses it too

@@ -12,3 +12,11 @@ def test_debug(h):
     assert h.run("debug", {}).msg == "Hello world!"
     with pytest.raises(vol.Invalid):
         h.params("debug", {"msg": "a", "var": "b"})
+
+
+def test_verbosity_above_zero_is_skipped_as_without_dash_v(h):
+    hidden = h.run("debug", "msg=hi verbosity=1")
+    assert hidden.skipped and hidden.data == {"skipped_reason": "Verbosity threshold not met."}
+    assert h.run("debug", {"msg": "hi", "verbosity": "0"}).status == "ok"
+    with pytest.raises(vol.Invalid):
+        h.params("debug", {"msg": "hi", "verbosity": "loud"})
