@@ -1,10 +1,11 @@
-"""Runs a recipe's tasks and handlers on one connected machine.
+"""Runs a recipe's tasks and handlers on one connected machine, as Ansible runs a play against one host.
 
-Per task: only/except -> when -> loop -> render arguments -> the module's own
-schema -> run (with retries/until and a timeout) -> changed_when/failed_when
--> register -> notify. Blocks run their children, then `rescue` on failure
-and `always` in any case. Handlers run once each at the end, in the order
-they are defined, if a changed task notified them.
+Per task: only/except and tags -> loop items -> per item: when -> render arguments -> the module's own schema
+-> run (with retries/until and a timeout) -> changed_when/failed_when -> register -> notify. Whatever goes
+wrong inside a task (an undefined variable, a bad argument, a module failing) fails the task, so that
+ignore_errors and rescue apply, as in Ansible. Blocks run their tasks, then `rescue` on failure and `always`
+in any case. Handlers run once each, in the order they are defined, when notified, at flush_handlers and at
+the end.
 """
 from __future__ import annotations
 
@@ -16,148 +17,297 @@ from typing import Any, Mapping
 
 import voluptuous as vol
 
+from engine.build.dynamic_include import load_include
+from engine.build.loops import item_result, item_vars, loop_items, loop_result
+from engine.build.play import Play, TagFilter
 from engine.build.runner import BuildState, OnError
 from engine.build.taskmodule import Result, TaskContext
 from engine.console import prompt
 from engine.errors import BuildError, Position
-from engine.recipe.model import Handler, Recipe, Task
-from engine.recipe.schema import problems_from
+from engine.recipe.model import Handler, Task
+from engine.recipe.schema import boolean, problems_from
 from engine.recipe.template import Scope, TemplateFailure, evaluate, render, render_text
 from engine.registry import TASK_MODULES
-from engine.remote.connection import Become
+from engine.remote.connection import Become, Connection
+from engine.remote.local import LocalConnection
+
+NO_LOG_MSG = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
+LOCALHOST = ("localhost", "127.0.0.1", "::1")
 
 
 class TaskFailed(BuildError):
     """A task failed and nothing rescued it."""
 
-
-@dataclass
-class Play:
-    """The mutable part of one build's run: registered values and notified handlers."""
-
-    state: BuildState
-    handlers: tuple[Handler, ...] = ()
-    host_vars: dict[str, Any] = field(default_factory=dict)
-    notified: set[str] = field(default_factory=set)
-    pausing: bool = False                    # --debug at a terminal: ask before each task
-    total: int = 0                           # the most tasks this play can start (task.start's `total`)
-    started: int = 0                         # tasks started so far (task.start's `number`)
-    _last_started: Task | None = None        # a loop's iterations share their task's number
-
-    def number(self, task: Task) -> int:
-        if task is not self._last_started:
-            self.started += 1
-            self._last_started = task
-        return self.started
-
-    @property
-    def recipe(self) -> Recipe:
-        return self.state.recipe
+    def __init__(self, message: str, hint: str = "", position: Position | None = None, task: str = "",
+                 result: Mapping[str, Any] | None = None):
+        super().__init__(message, hint=hint, position=position)
+        self.task = task
+        self.result = dict(result or {})
 
 
-def _scope(play: Play, task: Task, block_vars: list[Mapping[str, Any]], loop_item: dict[str, Any] | None) -> Scope:
-    variables = play.recipe.variables
-    layers = [variables.role_defaults, variables.recipe, task.origin.role_vars, *block_vars, task.vars,
-              variables.files, variables.cli, variables.env]
-    fixed = {"build": play.state.build.info.as_vars(), "facts": play.state.facts, **play.host_vars,
-             **(loop_item or {})}
-    return Scope(layers, fixed)
+@dataclass(frozen=True)
+class Frame:
+    """What the blocks around a task give it at run time: their vars, and an include's loop values."""
+
+    vars: tuple[Mapping[str, Any], ...] = ()
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    def inside(self, task: Task, fixed: Mapping[str, Any] | None = None) -> "Frame":
+        return Frame((*self.vars, task.vars), {**self.fixed, **(fixed or {})})
 
 
-def _fail_at(task: Task, where: Position | None, path: str, exc: TemplateFailure) -> BuildError:
-    return TaskFailed(f"{path}: {exc.message}", hint=exc.hint, position=where or task.position)
+@dataclass(frozen=True)
+class Failure:
+    """Why a task failed before its module could say: where, and what Ansible would report."""
+
+    message: str
+    position: Position
+    hint: str = ""
 
 
-async def run_tasks(play: Play, tasks: tuple[Task, ...], block_vars: list[Mapping[str, Any]] | None = None) -> None:
+def _scope(play: Play, task: Task, frame: Frame) -> Scope:
+    return play.scope(task, list(frame.vars), frame.fixed)
+
+
+async def run_tasks(play: Play, tasks: tuple[Task, ...], frame: Frame = Frame()) -> None:
     for task in tasks:
-        if task.runs_on(play.state.build.source.name):
-            await run_task(play, task, block_vars or [])
+        await run_task(play, task, frame)
 
 
-async def run_task(play: Play, task: Task, block_vars: list[Mapping[str, Any]]) -> None:
-    if task.module is None:
-        await _run_block(play, task, block_vars)
+async def run_task(play: Play, task: Task, frame: Frame = Frame()) -> None:
+    if not task.runs_on(play.host):
         return
-    if task.module == "meta":          # flush_handlers, the only action: the handlers run now
-        await run_handlers(play, play.handlers)
+    if task.module is None and not task.include:
+        await _run_block(play, task, frame)
         return
-    scope = _scope(play, task, block_vars, None)
-    if task.loop is None:
-        result = await _run_once(play, task, scope, None, block_vars)
+    if not play.tags.selects(task.tags):
+        return
+    if task.include or task.module == "include_tasks":
+        await _run_include(play, task, frame)
+    elif task.module == "meta":
+        await _meta(play, task, frame)
     else:
-        result = await _run_loop(play, task, scope, block_vars)
-    if task.register:
-        play.host_vars[task.register] = result.as_register() if isinstance(result, Result) else result
+        await _run_module_task(play, task, frame)
 
 
-async def _run_block(play: Play, task: Task, block_vars: list[Mapping[str, Any]]) -> None:
-    scope = _scope(play, task, block_vars, None)
-    if not _when(task, scope):
-        return
-    inner = [*block_vars, task.vars]
+# -- blocks and includes --------------------------------------------------------
+
+async def _run_block(play: Play, task: Task, frame: Frame) -> None:
+    inner = frame.inside(task)
     try:
         await run_tasks(play, task.block, inner)
     except TaskFailed as failure:
         if not task.rescue:
             raise
-        play.host_vars["failed_task"] = {"name": failure.message}
+        failed = {"name": failure.task, **failure.result}
+        play.host_vars.update(failed_task=failed, ansible_failed_task={"name": failure.task},
+                              ansible_failed_result=failure.result)
         await run_tasks(play, task.rescue, inner)
     finally:
         if task.always:
             await run_tasks(play, task.always, inner)
 
 
-async def _run_loop(play: Play, task: Task, scope: Scope, block_vars: list[Mapping[str, Any]]) -> dict[str, Any]:
+async def _run_include(play: Play, task: Task, frame: Frame) -> None:
+    """An include_tasks or include_role: its condition checked once (per item of its loop), then its tasks.
+
+    Read when the recipe loaded, the include is a block already; with a templated file name
+    (include_tasks: "{{ ansible_os_family }}.yml") the file is read now, with the values of the moment."""
+    scope = _scope(play, task, frame)
+    if task.loop is None:
+        runs = [({}, scope)]
+    else:
+        items, failure = _items(play, task, scope)
+        if failure is not None:
+            _fail_include(play, task, scope, failure, time.monotonic())
+            return
+        runs = [(values, scope.child(fixed=values)) for values in (item_vars(task, items, i) for i in range(len(items)))]
+    for values, item_scope in runs:
+        if not await _included(play, task, item_scope):
+            continue
+        block = task if task.include else _included_file(play, task, item_scope)
+        if block is not None:
+            await _run_block(play, block, Frame(frame.vars, {**frame.fixed, **values}))
+
+
+async def _included(play: Play, task: Task, scope: Scope) -> bool:
+    """The include's condition; a false one shows the include as skipped, as Ansible does."""
+    started = time.monotonic()
+    skipped = _when(task, scope)
+    if isinstance(skipped, Failure):
+        _fail_include(play, task, scope, skipped, started)
+        return False
+    if skipped is not None:
+        _report(play, task, task.label, skipped, started)
+        return False
+    return True
+
+
+def _fail_include(play: Play, task: Task, scope: Scope, failure: Failure, started: float) -> None:
+    _report(play, task, task.label, _failed(failure), started)
+    _raise_unless_ignored(play, task, scope, _failed(failure), failure.position, task.label)
+
+
+def _included_file(play: Play, task: Task, scope: Scope) -> Task | None:
+    started = time.monotonic()
     try:
-        items = render(task.loop, scope)
+        return load_include(task, render(task.args, scope))
     except TemplateFailure as exc:
-        raise _fail_at(task, task.position, f"{task.path}.loop", exc) from None
-    if not isinstance(items, list):
-        raise TaskFailed(f"{task.path}.loop: expected a list, got {type(items).__name__}",
-                         hint="loop: takes a list or a template that gives one", position=task.position)
-    results = []
-    for index, item in enumerate(items):
-        loop_vars = {task.loop_var: item, "loop": {"index": index + 1, "index0": index, "first": index == 0,
-                                                   "last": index == len(items) - 1, "length": len(items)}}
-        result = await _run_once(play, task, scope.child(fixed=loop_vars), item, block_vars)
-        results.append({**result.as_register(), task.loop_var: item})
-    changed = any(r["changed"] for r in results)
-    return {"changed": changed, "failed": False, "skipped": all(r["skipped"] for r in results) if results else True,
-            "results": results, "msg": ""}
+        failure = Failure(f"{task.path}.include_tasks: {exc.message}", task.args_position or task.position, exc.hint)
+    except BuildError as exc:
+        failure = Failure(exc.message, exc.position or task.position, exc.hint)
+    _fail_include(play, task, scope, failure, started)
+    return None
 
 
-def _when(task: Task, scope: Scope) -> bool:
+class EndPlay(Exception):
+    """meta: end_play / end_host: the rest of the tasks do not run, and the build goes on as done."""
+
+
+async def _meta(play: Play, task: Task, frame: Frame) -> None:
+    """meta: flush_handlers runs the notified handlers now; end_play ends the run; the rest change nothing in a
+    build of one host."""
+    action = task.args.get("action") if isinstance(task.args, dict) else str(task.args)
+    if action == "flush_handlers":
+        await run_handlers(play, play.handlers)
+    elif action in ("end_play", "end_host", "end_batch"):
+        raise EndPlay(action)
+    elif action == "clear_facts":
+        play.ansible_facts.clear()
+
+
+# -- a module task ----------------------------------------------------------------
+
+async def _run_module_task(play: Play, task: Task, frame: Frame) -> None:
+    scope = _scope(play, task, frame)
+    if task.loop is None:
+        result, where = await _run_item(play, task, scope, None)
+        value = _registered(result)
+        failed = result.failed
+    else:
+        value, where = await _run_loop(play, task, scope)
+        failed = bool(value.get("failed"))
+    if task.register:
+        play.host_vars[task.register] = value
+    if failed:
+        _raise_unless_ignored(play, task, scope, value, where, task.label)
+
+
+def _raise_unless_ignored(play: Play, task: Task, scope: Scope, value: Any, where: Position, label: str) -> None:
+    if _flag(task.ignore_errors, scope, False):
+        return
+    result = value.as_register() if isinstance(value, Result) else value
+    raise TaskFailed(f"task '{label}' failed: {result.get('msg', '')}", position=where,
+                     hint="set ignore_errors: true to carry on regardless", task=label, result=result)
+
+
+def _registered(result: Result) -> dict[str, Any]:
+    value = result.as_register()
+    if result.skipped and "skip_reason" in result.data:   # a false `when`: what Ansible registers, nothing else
+        return {key: value[key] for key in ("changed", "skipped", "skip_reason", "false_condition") if key in value}
+    return value
+
+
+async def _run_loop(play: Play, task: Task, scope: Scope) -> tuple[dict[str, Any], Position]:
+    started = time.monotonic()
+    items, failure = _items(play, task, scope)
+    if failure is not None:
+        _report(play, task, task.label, _failed(failure), started)
+        return {**_failed(failure).as_register()}, failure.position
+    if not items:
+        value = loop_result([])
+        _report(play, task, task.label, Result(skipped=True, msg=value["skipped_reason"]), started)
+        return value, task.position
+    results, where = [], task.position
+    pause = _number(task.loop_pause, scope, 0.0)
+    for index in range(len(items)):
+        if index and pause:
+            await asyncio.sleep(pause)
+        values = item_vars(task, items, index)
+        result, at = await _run_item(play, task, scope.child(fixed=values), items[index])
+        if result.failed:
+            where = at
+        results.append(item_result(task, values, _registered(result)))
+    return loop_result(results), where
+
+
+def _items(play: Play, task: Task, scope: Scope) -> tuple[list, Failure | None]:
     try:
-        return all(bool(evaluate(condition, scope)) for condition in task.when)
+        return loop_items(task, scope), None
     except TemplateFailure as exc:
-        raise _fail_at(task, task.position, f"{task.path}.when", exc) from None
+        return [], Failure(f"{task.path}.loop: {exc.message}", task.position, exc.hint)
 
 
-async def _run_once(play: Play, task: Task, scope: Scope, item: Any, block_vars: list[Mapping[str, Any]],
-                    handler: bool = False) -> Result:
-    events = play.state.events
+async def _run_item(play: Play, task: Task, scope: Scope, item: Any) -> tuple[Result, Position]:
+    """One run of a task (one iteration of its loop): the result, and where to point if it failed."""
     label = _label(task, scope, item)
     started = time.monotonic()
-    if not _when(task, scope):
-        result = Result(skipped=True, msg="condition was false")
+    skipped = _when(task, scope)
+    if isinstance(skipped, Failure):
+        result, where = _failed(skipped), skipped.position
+    elif skipped is not None:
+        result, where = skipped, task.position
     else:
         await _pause_before(play, label)
-        events.emit("task.start", task=label, handler=handler, number=play.number(task), total=play.total)
-        result = await _attempts(play, task, scope, label)
-        while result.failed and not task.ignore_errors and await _retry_asked(play, label, result):
-            result = await _attempts(play, task, scope, label)
-    play.state.counts[result.status] += 1
-    events.emit("task.end", task=label, status=result.status, msg=result.msg, changed=result.changed,
-                duration=round(time.monotonic() - started, 3), handler=handler, rc=result.rc,
-                diff=result.diff if play.state.options.diff else "", show=task.module == "debug")
-    if result.new_vars:
-        play.host_vars.update(result.new_vars)
+        play.state.events.emit("task.start", task=label, handler=play.in_handlers, number=play.number(task),
+                               total=play.total)
+        result, where = await _attempts(play, task, scope, label)
+        while result.failed and not _flag(task.ignore_errors, scope, False) and await _retry_asked(play, label, result):
+            result, where = await _attempts(play, task, scope, label)
+    _report(play, task, label, result, started, scope)
+    if result.new_vars and not result.failed:
+        # include_vars' values stay templates, rendered where they are used, as Ansible does; set_fact's
+        # were rendered when the task ran
+        (play.included_vars if task.module == "include_vars" else play.host_vars).update(result.new_vars)
+    if result.facts and not result.failed:
+        play.ansible_facts.update(unprefixed(result.facts))
     if result.changed and task.notify:
-        play.notified.update(task.notify)
-    if result.failed and not task.ignore_errors:
-        raise TaskFailed(f"task '{label}' failed: {result.msg}", position=task.position,
-                         hint="set ignore_errors: true to carry on regardless")
-    return result
+        play.notified.update(_rendered_names(task.notify, scope))
+    return result, where
+
+
+def unprefixed(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """Facts a module returns (`ansible_distribution`) as the `ansible_facts` mapping names them (`distribution`),
+    as Ansible's clean_facts does; each is then also `ansible_<name>` again."""
+    return {key[len("ansible_"):] if key.startswith("ansible_") else key: value for key, value in facts.items()}
+
+
+def _report(play: Play, task: Task, label: str, result: Result, started: float, scope: Scope | None = None) -> None:
+    hidden = scope is not None and _flag(task.no_log, scope, False)
+    play.state.counts[result.status] += 1
+    play.state.events.emit("task.end", task=label, status=result.status, msg=NO_LOG_MSG if hidden else result.msg,
+                           changed=result.changed, duration=round(time.monotonic() - started, 3),
+                           handler=play.in_handlers, rc=result.rc,
+                           diff=result.diff if play.state.options.diff and not hidden else "",
+                           show=task.module == "debug" and not hidden)
+
+
+def _failed(failure: Failure) -> Result:
+    return Result(failed=True, msg=failure.message)
+
+
+def _when(task: Task, scope: Scope) -> Result | Failure | None:
+    """None when every condition holds; a skipped result naming the false one, as Ansible registers it."""
+    for condition in task.when:
+        try:
+            holds = bool(evaluate(condition, scope))
+        except TemplateFailure as exc:
+            return Failure(f"The conditional check '{condition}' failed. The error was: {exc.message}",
+                           task.position, exc.hint)
+        if not holds:
+            return Result(skipped=True, msg="Conditional result was False",
+                          data={"skip_reason": "Conditional result was False", "false_condition": condition})
+    return None
+
+
+def _rendered_names(names: tuple[str, ...], scope: Scope) -> set[str]:
+    out = set()
+    for name in names:
+        try:
+            out.add(str(render(name, scope)))
+        except TemplateFailure:
+            out.add(name)
+    return out
 
 
 async def _pause_before(play: Play, label: str) -> None:
@@ -190,15 +340,28 @@ def _label(task: Task, scope: Scope, item: Any) -> str:
     except TemplateFailure:
         pass
     if item is not None:
-        text += f" ({render(task.loop_label, scope) if task.loop_label else item})"
+        try:
+            shown = render(task.loop_label, scope) if task.loop_label else item
+        except TemplateFailure:
+            shown = item
+        text += f" ({shown})"
     return text
 
 
-async def _attempts(play: Play, task: Task, scope: Scope, label: str) -> Result:
-    attempts = task.retries + 1   # retries without until: retry until the task does not fail
-    result = Result()
+# -- attempts, conditions, the module call ----------------------------------------
+
+async def _attempts(play: Play, task: Task, scope: Scope, label: str) -> tuple[Result, Position]:
+    # Ansible retries only with until (3 attempts unless retries says); recipe also retries a failing task
+    # when retries is given without until, as its README documents.
+    retries = _number(task.retries, scope, None)
+    attempts = int(retries) + 1 if retries is not None else (3 if task.until is not None else 1)
+    delay = _number(task.delay, scope, 1.0)
+    result, where = Result(), task.position
     for attempt in range(1, attempts + 1):
-        result = _apply_conditions(task, scope, await _execute(play, task, scope))
+        result, where = await _execute(play, task, scope)
+        result, failure = _apply_conditions(task, scope, result)
+        if failure is not None:
+            return _failed(failure), failure.position
         if result.skipped or (not result.failed and (task.until is None or _until(task, scope, result))):
             break
         if attempt == attempts:
@@ -206,15 +369,17 @@ async def _attempts(play: Play, task: Task, scope: Scope, label: str) -> Result:
                 result = result.replace(failed=True, msg=f"until: still false after {attempts} attempts")
             break
         play.state.events.emit("task.retry", task=label, attempt=attempt, of=attempts)
-        await asyncio.sleep(task.delay)
-    return result
+        await asyncio.sleep(delay)
+    if attempts > 1:
+        result = result.replace(data={**result.data, "attempts": attempt})
+    return result, where
 
 
 def _until(task: Task, scope: Scope, result: Result) -> bool:
     try:
         return bool(evaluate(task.until, scope.child(fixed=_register_view(task, result))))
-    except TemplateFailure as exc:
-        raise _fail_at(task, task.position, f"{task.path}.until", exc) from None
+    except TemplateFailure:
+        return False
 
 
 def _register_view(task: Task, result: Result) -> dict[str, Any]:
@@ -225,51 +390,124 @@ def _register_view(task: Task, result: Result) -> dict[str, Any]:
     return names
 
 
-def _apply_conditions(task: Task, scope: Scope, result: Result) -> Result:
+def _apply_conditions(task: Task, scope: Scope, result: Result) -> tuple[Result, Failure | None]:
     if result.skipped or (task.changed_when is None and task.failed_when is None):
-        return result
+        return result, None
     view = scope.child(fixed=_register_view(task, result))
     try:
         if task.changed_when is not None:
             result = result.replace(changed=all(bool(evaluate(c, view)) for c in task.changed_when))
         if task.failed_when is not None:
-            failed = any(bool(evaluate(c, view)) for c in task.failed_when)
-            result = result.replace(failed=failed, msg=result.msg if failed or not result.failed else "")
+            # Ansible ANDs a list of failed_when conditions, as it does when's
+            failed = all(bool(evaluate(c, view)) for c in task.failed_when)
+            result = result.replace(failed=failed, msg=result.msg if failed or not result.failed else "",
+                                    data={**result.data, "failed_when_result": failed})
     except TemplateFailure as exc:
-        raise _fail_at(task, task.position, f"{task.path}.changed_when/failed_when", exc) from None
-    return result
+        return result, Failure(f"{task.path}.changed_when/failed_when: {exc.message}", task.position, exc.hint)
+    return result, None
 
 
-async def _execute(play: Play, task: Task, scope: Scope) -> Result:
-    module_class = TASK_MODULES.get(task.module or "")
-    if module_class is None:  # the schema catches this; kept for modules removed at run time
-        raise TaskFailed(f"unknown module {task.module!r}", position=task.position)
-    where = task.args_position or task.position
-    try:
+def _without_omitted(value: Any, omit: str) -> Any:
+    """Arguments whose value is `omit` are left out, as if never written."""
+    if isinstance(value, dict):
+        return {k: _without_omitted(v, omit) for k, v in value.items() if v != omit}
+    if isinstance(value, list):
+        return [_without_omitted(v, omit) for v in value if v != omit]
+    return value
+
+
+def _render_args(task: Task, scope: Scope, raw: tuple[str, ...], omit: str) -> Any:
+    if isinstance(task.args, dict) and raw:
+        rendered = {k: (v if k in raw else render(v, scope)) for k, v in task.args.items()}
+    else:
         rendered = render(task.args, scope)
+    return _without_omitted(rendered, omit)
+
+
+async def _execute(play: Play, task: Task, scope: Scope) -> tuple[Result, Position]:
+    module_class = TASK_MODULES.get(task.module or "")
+    where = task.args_position or task.position
+    if module_class is None:  # the schema catches this; kept for modules removed at run time
+        return Result(failed=True, msg=f"unknown module {task.module!r}"), task.position
+    try:
+        rendered = _render_args(task, scope, module_class.raw_options, play.omit)
     except TemplateFailure as exc:
-        raise _fail_at(task, where, f"{task.path}.{task.module}", exc) from None
+        return Result(failed=True, msg=f"{task.path}.{task.module}: {exc.message}"), where
     try:
         params = module_class.params(rendered)
     except vol.Invalid as exc:
         problem = problems_from(exc, task.args, prefix=())[0]
-        raise TaskFailed(f"{task.path}.{task.module}.{problem.path}: {problem.message} (after rendering)",
-                         hint=problem.hint, position=problem.position or where) from None
-    ctx = _context(play, task, scope)
+        return (Result(failed=True, msg=f"{task.path}.{task.module}.{problem.path}: {problem.message} "
+                                        f"(after rendering)"), problem.position or where)
     try:
-        return await module_class().run(params, ctx)
+        ctx = _context(play, task, scope)
+        return await module_class().run(params, ctx), task.position
     except TemplateFailure as exc:
-        raise _fail_at(task, where, f"{task.path}.{task.module}", exc) from None
-    except TaskFailed:
-        raise
+        return Result(failed=True, msg=f"{task.path}.{task.module}: {exc.message}"), where
+    except TaskFailed as exc:
+        return Result(failed=True, msg=exc.message), exc.position or where
     except BuildError as exc:   # e.g. the connection dropped: the task failed, so retries and ignore_errors apply
-        return Result(failed=True, msg=str(exc))
+        return Result(failed=True, msg=str(exc)), where
+
+
+def _flag(value: Any, scope: Scope, default: Any) -> Any:
+    """A keyword's value, rendered when it is a template: ignore_errors: "{{ ansible_check_mode }}"."""
+    if value is None:
+        return default
+    rendered = render(value, scope) if isinstance(value, str) else value
+    try:
+        return boolean(rendered)
+    except vol.Invalid:
+        return bool(rendered)
+
+
+def _number(value: Any, scope: Scope, default: Any) -> Any:
+    if value is None:
+        return default
+    rendered = render(value, scope) if isinstance(value, str) else value
+    try:
+        return float(rendered)
+    except (TypeError, ValueError):
+        return default
+
+
+def _environment(task: Task, scope: Scope) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for layer in task.environment:
+        value = render(layer, scope)
+        for mapping in value if isinstance(value, list) else [value]:
+            if not isinstance(mapping, dict):
+                raise TemplateFailure(f"environment must be a mapping, got {type(mapping).__name__}")
+            merged.update({str(k): "" if v is None else str(v) for k, v in mapping.items()})
+    return merged
+
+
+def _become(play: Play, task: Task, scope: Scope) -> Become | None:
+    user = render(task.become_user, scope) if task.become_user is not None else None
+    remote_user = render(task.remote_user, scope) if task.remote_user is not None else None
+    if _flag(task.become, scope, play.recipe.become):
+        return Become(str(user or "root"))
+    if remote_user and remote_user != play.state.build.source.ssh.user:
+        return Become(str(remote_user))      # one login per build: another remote_user is reached through sudo
+    return None
+
+
+def _connection(play: Play, task: Task, scope: Scope) -> Connection:
+    delegate = render(task.delegate_to, scope) if task.delegate_to is not None else None
+    if delegate in LOCALHOST:
+        return play.local
+    if delegate not in (None, play.host):
+        raise TemplateFailure(f"delegate_to {delegate!r}: a build has only its machine and this host",
+                              hint="delegate_to: localhost runs a task on the build host")
+    if play.state.connection is None:
+        raise BuildError("no connection to run tasks on")
+    return play.state.connection
 
 
 def _context(play: Play, task: Task, scope: Scope) -> TaskContext:
     state = play.state
-    become = task.become if task.become is not None else play.recipe.become
-    check = state.options.check if task.check_mode is None else task.check_mode
+    check = _flag(task.check_mode, scope, state.options.check)
+    hidden = _flag(task.no_log, scope, False)
 
     def find_file(src: str, kind: str) -> Path:
         return find_local_file(task, src, kind)
@@ -277,12 +515,12 @@ def _context(play: Play, task: Task, scope: Scope) -> TaskContext:
     def output(stream: str, line: str) -> None:
         state.events.emit("task.output", task=task.label, stream=stream, line=line)
 
-    if state.connection is None:
-        raise BuildError("no connection to run tasks on")
-    return TaskContext(connection=state.connection, check=check,
-                       become=Become(task.become_user or "root") if become else None,
+    return TaskContext(connection=_connection(play, task, scope), check=bool(check), become=_become(play, task, scope),
                        find_file=find_file, render_text=lambda text: render_text(text, scope),
-                       output=output, timeout=task.timeout, diff=state.options.diff)
+                       evaluate=lambda expression: evaluate(expression, scope),
+                       facts=play.ansible_facts, environment=_environment(task, scope),
+                       output=None if hidden else output, timeout=task.timeout,
+                       diff=bool(_flag(task.diff, scope, state.options.diff)))
 
 
 def find_local_file(task: Task, src: str, kind: str) -> Path:
@@ -293,22 +531,25 @@ def find_local_file(task: Task, src: str, kind: str) -> Path:
         searched = [candidate.parent]
     else:
         searched = task.origin.search_dirs(kind)
-        for directory in searched:
-            if (directory / src).is_file():
+        for directory in searched:   # include_vars takes a directory (dir:) as well as a file
+            if (directory / src).is_file() or (kind == "vars" and (directory / src).is_dir()):
                 return directory / src
     raise TaskFailed(f"{task.path}: {kind[:-1]} {src!r} not found",
                      hint="looked in " + ", ".join(str(d) for d in searched), position=task.args_position or task.position)
 
 
+# -- handlers and the whole play ----------------------------------------------------
+
 async def run_handlers(play: Play, handlers: tuple[Handler, ...]) -> None:
-    for handler in handlers:
-        if not play.notified.intersection(handler.names):
-            continue
-        if not handler.task.runs_on(play.state.build.source.name):
-            continue
-        scope = _scope(play, handler.task, [], None)
-        await _run_once(play, handler.task, scope, None, [], handler=True)
-    play.notified.clear()
+    while play.notified:   # a handler may notify another, as in Ansible
+        notified, play.notified = play.notified, set()
+        play.in_handlers = True
+        try:
+            for handler in handlers:
+                if notified.intersection(handler.names):
+                    await run_task(play, handler.task)
+        finally:
+            play.in_handlers = False
 
 
 def count_tasks(tasks: tuple[Task, ...], source: str) -> int:
@@ -328,7 +569,12 @@ def count_tasks(tasks: tuple[Task, ...], source: str) -> int:
 async def provision(state: BuildState, tasks: tuple[Task, ...], handlers: tuple[Handler, ...]) -> Play:
     source = state.build.source.name
     total = count_tasks(tasks, source) + count_tasks(tuple(h.task for h in handlers), source)
-    play = Play(state, handlers, total=total, pausing=state.options.pause)
-    await run_tasks(play, tasks)
+    play = Play(state, handlers, total=total, pausing=state.options.pause,
+                tags=TagFilter(state.options.tags, state.options.skip_tags),
+                ansible_facts=dict(state.ansible_facts), local=LocalConnection())
+    try:
+        await run_tasks(play, tasks)
+    except EndPlay:
+        return play
     await run_handlers(play, handlers)
     return play

@@ -35,6 +35,8 @@ class RunOptions:
     output_dir: Path = Path("output")
     debug: bool = False
     pause: bool = False                      # --debug at a terminal: ask before each task
+    tags: frozenset[str] = frozenset({"all"})    # --tags: run only tasks with these tags (Ansible's rules)
+    skip_tags: frozenset[str] = frozenset()      # --skip-tags
 
 
 @dataclass
@@ -48,6 +50,7 @@ class BuildState:
     work_dir: Path | None = None
     connection: Connection | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    ansible_facts: dict[str, Any] = field(default_factory=dict)   # the same facts, as Ansible names them
     disk: Path | None = None                 # the machine's disk, on image platforms
     disk_format: str = "qcow2"
     artifacts: list[Path] = field(default_factory=list)

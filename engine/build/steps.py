@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.build.executor import provision
-from engine.build.facts import gather_facts
+from engine.build.ansible_facts import ansible_facts
+from engine.build.facts import PROBE_KEY, gather_facts
 from engine.build.runner import BuildState, Cleanup
 from engine.leftovers import claims
 from engine.remote.ssh import Endpoint, SshSession
@@ -76,7 +77,10 @@ class GatherFacts:
 
     async def run(self, state: BuildState, cleanup: Cleanup) -> None:
         assert state.connection is not None
-        state.facts = await gather_facts(state.connection)
+        gathered = await gather_facts(state.connection)
+        state.ansible_facts = ansible_facts(gathered)
+        # the probe's raw sections (the login environment among them) stay out of logs and templates
+        state.facts = {key: value for key, value in gathered.items() if key != PROBE_KEY}
         state.events.emit("facts", facts=state.facts)
 
 

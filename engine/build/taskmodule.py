@@ -10,6 +10,7 @@ POSIX shell: modules run shell snippets through the Connection they are given.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, ClassVar, Mapping
@@ -71,6 +72,7 @@ class TaskContext:
     render_text: Callable[[str], str]               # render a template file's text in the task's scope
     evaluate: Callable[[Any], Any] = lambda expression: expression   # a bare expression (assert's that:)
     facts: Mapping[str, Any] = field(default_factory=dict)           # what was gathered about the target
+    environment: Mapping[str, str] = field(default_factory=dict)     # the task's `environment:`
     output: Callable[[str, str], None] | None = None  # (stream, line) while commands run
     timeout: float | None = None
     diff: bool = False                                # the user asked to see file changes (--diff)
@@ -81,6 +83,9 @@ class TaskContext:
 
         stream=False for a module's own probes: their output (a whole file, say) is not the task's output.
         """
+        if self.environment:
+            exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in self.environment.items())
+            script = exports + script
         return await self.connection.run(script, stdin=stdin, become=self.become if become else None,
                                          timeout=self.timeout, on_output=self.output if stream else None)
 
@@ -98,6 +103,7 @@ class TaskModule:
     description: ClassVar[str] = ""
     Params: ClassVar[type] = dict
     local_files: ClassVar[dict[str, str]] = {}   # option -> "files"|"templates": checked to exist by validate
+    raw_options: ClassVar[tuple[str, ...]] = ()  # options the engine hands over unrendered (assert's `that`)
 
     def __init_subclass__(cls, name: str | None = None, **kwargs: Any):
         super().__init_subclass__(**kwargs)

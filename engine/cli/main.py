@@ -30,6 +30,10 @@ from engine.secrets import Redactor
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+def _tag_names(values: list[str]) -> frozenset[str]:
+    return frozenset(tag.strip() for value in values for tag in value.split(",") if tag.strip())
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recipe", description="Build machine images from a YAML recipe.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks; at a terminal, `run` also asks "
@@ -55,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fail-fast", action="store_true", help="stop the other builds when one fails")
     run.add_argument("--check", action="store_true", help="show what would change, change nothing")
     run.add_argument("--diff", action="store_true", help="show the changes made to files")
+    run.add_argument("-t", "--tags", action="append", default=[], metavar="TAGS",
+                     help="run only tasks with these tags (repeatable, or comma-separated), as ansible-playbook")
+    run.add_argument("--skip-tags", action="append", default=[], metavar="TAGS",
+                     help="run every task but those with these tags")
     run.add_argument("--json", metavar="FILE", help="write JSON lines of every event to FILE (- for stdout)")
     run.add_argument("--on-error", choices=[m.value for m in OnError], default="cleanup",
                      help="on failure: clean up (default), leave everything for debugging (abort), or ask at "
@@ -239,7 +247,8 @@ def _run(args: argparse.Namespace, redactor: Redactor) -> int:
         json_file = sys.stdout if args.json == "-" else open(args.json, "w", encoding="utf-8")
         bus.sinks.append(json_lines(json_file))
     options = RunOptions(check=args.check, diff=args.diff, on_error=OnError(args.on_error),
-                         output_dir=args.output_dir, debug=args.debug, pause=args.debug and prompt.interactive())
+                         output_dir=args.output_dir, debug=args.debug, pause=args.debug and prompt.interactive(),
+                         tags=_tag_names(args.tags) or frozenset({"all"}), skip_tags=_tag_names(args.skip_tags))
     try:
         outcomes = asyncio.run(_run_interruptibly(recipes, options, bus, args))
     finally:

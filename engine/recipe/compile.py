@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any, Mapping
 import voluptuous as vol
 
 from engine.errors import Position, Problem, RecipeError
-from engine.recipe.loader import LoadedRecipe, LoadedRole, load_recipe
+from engine.recipe.loader import LoadedRecipe, LoadedRole, load_recipe, role_block
 from engine.recipe.model import Build, BuildInfo, Export, Handler, Origin, Recipe, Source, SshSettings, Task, Variables
 from engine.recipe.recipe_schema import RECIPE_SCHEMA, ssh_schema, task_validator
+from engine.recipe.tasks import Inherit, listify, make_task
 from engine.recipe.references import check_references
 from engine.recipe.role_specs import check_role_arguments
 from engine.recipe.schema import each, format_path, plugin_failure, strict, validate
 from engine.recipe.template import Scope, TemplateFailure, render
-from engine.recipe.variables import cli_vars, env_vars, file_vars
+from engine.recipe.variables import cli_vars, env_vars, file_vars, recipe_vars_files
 from engine.recipe.yamlpos import YMap, YSeq
 from engine.registry import DEFAULT_DISK_EXPORT, DISK_FORMATS, EVERYTHING, EXPORTS, PLATFORMS, TASK_MODULES, load_plugins
 from engine.secrets import Redactor
@@ -62,10 +63,11 @@ def compile_recipe(path: Path, options: CompileOptions = CompileOptions(),
         raise RecipeError(_unique(problems))
     return Recipe(
         name=doc["name"], path=loaded.path, digest=loaded.digest(), description=doc.get("description", ""),
-        variables=variables, secrets=secret_names, become=bool(doc.get("become", False)),
+        variables=variables, secrets=secret_names, become=doc.get("become", False) is True,
         tasks=_all_tasks(loaded), handlers=_all_handlers(loaded), builds=tuple(builds),
-        verify=tuple(make_task(t, f"verify[{i}]", Origin(base_dir=loaded.path.parent))
+        verify=tuple(make_task(t, f"verify[{i}]", Origin(base_dir=loaded.path.parent), _play_inherit(doc))
                      for i, t in enumerate(doc.get("verify") or [])),
+        gather_facts=doc.get("gather_facts", True) is not False,
     )
 
 
@@ -93,6 +95,7 @@ def _variables(loaded: LoadedRecipe, options: CompileOptions) -> Variables:
     return Variables(
         role_defaults=MappingProxyType(defaults),
         recipe=MappingProxyType(dict(recipe_vars) if isinstance(recipe_vars, dict) else {}),
+        vars_files=MappingProxyType(recipe_vars_files(loaded.document, loaded.path.parent)),
         files=MappingProxyType(file_vars(options.var_files)),
         cli=MappingProxyType(cli_vars(options.var_assignments)),
         env=MappingProxyType(env_vars(options.environ)),
@@ -258,58 +261,67 @@ def _exports(doc: YMap, scope: Scope) -> tuple[list[Export], list[Problem]]:
 
 # -- the model ---------------------------------------------------------------------
 
-def _listify(value: Any) -> tuple[Any, ...]:
-    if value is None:
-        return ()
-    return tuple(value) if isinstance(value, list) else (value,)
+PLAY_KEYWORDS = ("become", "become_user", "become_method", "remote_user", "environment", "no_log")
 
 
-def make_task(node: YMap, path: str, origin: Origin) -> Task:
-    written = next((k for k in node if k in TASK_MODULES), None)
-    module = TASK_MODULES.canonical(written)
-    control = node.get("loop_control") or {}
+def _play_inherit(doc: YMap) -> Inherit:
+    """What the recipe's top level says for every task, as a play's keywords do."""
+    return Inherit().around({k: doc[k] for k in PLAY_KEYWORDS if k in doc})
 
-    def children(key: str) -> tuple[Task, ...]:
-        return tuple(make_task(child, f"{path}.{key}[{i}]", origin) for i, child in enumerate(node.get(key) or []))
 
-    return Task(
-        position=node.pos, path=path, origin=origin, name=node.get("name"), module=module,
-        args=TASK_MODULES.get(module).normalize(node[written]) if module else None,
-        args_position=node.value_pos.get(written) if written else None,
-        when=_listify(node.get("when")), loop=node.get("loop"), loop_var=control.get("loop_var", "item"),
-        loop_label=control.get("label"), register=node.get("register"),
-        vars=MappingProxyType(dict(node.get("vars") or {})), become=node.get("become"),
-        become_user=node.get("become_user"), notify=_listify(node.get("notify")),
-        changed_when=_listify(node["changed_when"]) if "changed_when" in node else None,
-        failed_when=_listify(node["failed_when"]) if "failed_when" in node else None,
-        ignore_errors=bool(node.get("ignore_errors", False)), only=_listify(node.get("only")),
-        except_=_listify(node.get("except")), retries=int(node.get("retries", 0)), until=node.get("until"),
-        delay=float(node.get("delay", 1.0)), timeout=node.get("timeout"), check_mode=node.get("check_mode"),
-        block=children("block"), rescue=children("rescue"), always=children("always"),
-    )
+def _flush(path: str, origin: Origin, position: Position) -> Task:
+    """Ansible runs the handlers notified so far after pre_tasks, and after roles and tasks."""
+    return Task(position=position, path=path, origin=origin, module="meta", args="flush_handlers")
 
 
 def _all_tasks(loaded: LoadedRecipe) -> tuple[Task, ...]:
     base = loaded.path.parent
-    tasks = []
+    doc = loaded.document
+    origin = Origin(base_dir=base)
+    play = _play_inherit(doc)
+    role_origins = _role_origins(loaded)
+
+    def section(key: str) -> list[Task]:
+        return [make_task(t, f"{key}[{i}]", origin, play, role_origins) for i, t in enumerate(doc.get(key) or [])]
+
+    tasks = section("pre_tasks")
+    if tasks:
+        tasks.append(_flush("pre_tasks", origin, doc.pos))
     for role in loaded.roles:
-        origin = role.origin(base)
-        tasks += [make_task(t, f"roles[{role.name}].tasks[{i}]", origin) for i, t in enumerate(role.tasks)]
-    own = loaded.document.get("tasks") or []
-    tasks += [make_task(t, f"tasks[{i}]", Origin(base_dir=base)) for i, t in enumerate(own)]
+        if not role.inline:
+            node = role_block(role)
+            _copy_keywords(role.keywords, node)
+            tasks.append(make_task(node, f"roles[{role.name}]", role.origin(base), play, role_origins))
+    tasks += section("tasks")
+    post = section("post_tasks")
+    if post:
+        tasks += [_flush("tasks", origin, doc.pos), *post]
     return tuple(tasks)
+
+
+def _copy_keywords(keywords: YMap, node: YMap) -> None:
+    for key, value in keywords.items():
+        node[key] = value
+        node.key_pos[key], node.value_pos[key] = keywords.key_pos.get(key, node.pos), keywords.value_pos.get(key, node.pos)
+
+
+def _role_origins(loaded: LoadedRecipe) -> Any:
+    origins = {role.key: role.origin(loaded.path.parent) for role in loaded.roles}
+    return origins.__getitem__
 
 
 def _all_handlers(loaded: LoadedRecipe) -> tuple[Handler, ...]:
     base = loaded.path.parent
+    play = _play_inherit(loaded.document)
+    role_origins = _role_origins(loaded)
     handlers = []
     for role in loaded.roles:
         origin = role.origin(base)
         handlers += [(t, f"roles[{role.name}].handlers[{i}]", origin) for i, t in enumerate(role.handlers)]
     own = loaded.document.get("handlers") or []
     handlers += [(t, f"handlers[{i}]", Origin(base_dir=base)) for i, t in enumerate(own)]
-    return tuple(Handler(task=make_task(node, path, origin), listen=_listify(node.get("listen")))
+    return tuple(Handler(task=make_task(node, path, origin, play, role_origins), listen=listify(node.get("listen")))
                  for node, path, origin in handlers)
 
 
-__all__ = ["CompileOptions", "compile_recipe", "make_task", "task_validator"]
+__all__ = ["CompileOptions", "compile_recipe"]

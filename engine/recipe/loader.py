@@ -14,12 +14,23 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.errors import Position, Problem, RecipeError
+from engine.recipe.kv import parse_kv
 from engine.recipe.model import Origin
+from engine.recipe.recipe_schema import INCLUDE_MARK, ROLE_MARK
 from engine.recipe.schema import type_name
+from engine.recipe.template import is_template
 from engine.recipe.yamlpos import YMap, YSeq, load_yaml_file
+from engine.registry import TASK_MODULES
 
 INCLUDE_KEYS = ("import_tasks", "include_tasks")
+ROLE_INCLUDE_KEYS = ("import_role", "include_role")
 TASK_LIST_KEYS = ("block", "rescue", "always")
+TASK_SECTIONS = ("pre_tasks", "tasks", "post_tasks", "handlers", "verify")
+# What a role entry (`- role: x`) and a meta/main.yml dependency may say besides the role and its variables;
+# any other key is a variable of the role, as Ansible takes it (`- {role: x, http_port: 80}`).
+ROLE_KEYWORDS = ("when", "tags", "become", "become_user", "become_method", "remote_user", "environment", "no_log",
+                 "check_mode", "diff", "ignore_errors", "delegate_to", "any_errors_fatal", "vars")
+ROLE_NAME_KEYS = ("role", "name")
 LIBRARY_ROLES = Path(__file__).resolve().parents[2] / "playbooks" / "roles"
 
 
@@ -36,6 +47,9 @@ class LoadedRole:
     defaults: YMap
     vars: YMap
     argument_specs: YMap | None
+    keywords: YMap = field(default_factory=YMap)  # when, tags, become, ... written where the role is named
+    key: str = ""                                # unique among the recipe's roles: what ROLE_MARK names
+    inline: bool = False                         # named by include_role/import_role: runs where it is named
 
     def origin(self, base_dir: Path) -> Origin:
         """Where this role's tasks look for files, and the variables they see."""
@@ -63,6 +77,8 @@ class Loader:
         self.roles_path = [*(roles_path or []), *env_path]
         self.files_read: list[Path] = []
         self.problems: list[Problem] = []
+        self.roles: list[LoadedRole] = []
+        self.base = Path(".")
 
     def load(self, path: Path) -> LoadedRecipe:
         path = path.resolve() if path.exists() else path
@@ -72,17 +88,29 @@ class Loader:
                                          else Position(str(path))),
                                  "a recipe must be a mapping (name:, sources:, tasks:, ...)",
                                  hint="see playbooks/examples/hello-ssh.yml for the shape of a recipe")
-        base = path.parent
-        for key in ("tasks", "handlers", "verify"):
-            if isinstance(document.get(key), YSeq):
-                document[key] = self._expand(document[key], base, [path])
-        loaded = LoadedRecipe(path=path, document=document)
+        self.base = path.parent
         if isinstance(document.get("roles"), YSeq):
-            loaded.roles = self._load_roles(document["roles"], base)
+            self._load_roles(document["roles"])
+        for key in TASK_SECTIONS:
+            if isinstance(document.get(key), YSeq):
+                document[key] = self._expand(document[key], self.base, [path])
+        loaded = LoadedRecipe(path=path, document=document, roles=self.roles)
         loaded.files_read = list(dict.fromkeys(self.files_read))
         if self.problems:
             raise RecipeError(self.problems)
         return loaded
+
+    def load_task_file(self, path: Path, where: Position) -> YSeq:
+        """One task file, its static includes expanded: what an include_tasks read at run time brings."""
+        tasks = self._read(path, where, "included task file")
+        tasks = tasks if tasks is not None else YSeq(pos=Position(str(path), 1, 1))
+        if not isinstance(tasks, YSeq):
+            raise RecipeError.at(getattr(tasks, "pos", Position(str(path), 1, 1)),
+                                 f"an included task file must be a list of tasks, got {type_name(tasks)}")
+        expanded = self._expand(tasks, path.parent, [path])
+        if self.problems:
+            raise RecipeError(self.problems)
+        return expanded
 
     def _read(self, path: Path, referenced_at: Position | None, what: str) -> Any:
         data = load_yaml_file(path, referenced_at, what)
@@ -106,109 +134,250 @@ class Loader:
         for key in TASK_LIST_KEYS:
             if isinstance(task.get(key), YSeq):
                 task[key] = self._expand(task[key], base, chain)
-        include_keys = [k for k in INCLUDE_KEYS if k in task]
+        include_keys = [k for k in task if TASK_MODULES.canonical(k) in INCLUDE_KEYS + ROLE_INCLUDE_KEYS
+                        or k in INCLUDE_KEYS + ROLE_INCLUDE_KEYS]
         if not include_keys:
             return task
         key = include_keys[0]
-        target = task[key]
+        kind = TASK_MODULES.canonical(key) or key
+        spec = include_spec(task[key], task.get("args"))
         where = task.value_pos[key]
+        if kind in ROLE_INCLUDE_KEYS:
+            return self._role_block(task, key, kind, spec, where)
+        target = spec.get("file")
         if not isinstance(target, str):
             self.problems.append(Problem(where, f"{key} takes a file name", hint="e.g. import_tasks: common.yml"))
             return task
-        if "{{" in target:
+        if is_template(target):
+            if kind == "include_tasks":
+                return task            # resolved when it runs, with the facts and variables of the moment
             self.problems.append(Problem(where, f"{key} needs a fixed file name, not a template",
-                                         hint="includes are read when the recipe is validated"))
+                                         hint="import_tasks is read when the recipe is loaded; include_tasks "
+                                              "takes a file name that is only known when it runs"))
             return task
+        included = self._included_tasks(target, base, chain, where, key)
+        if included is None:
+            return task
+        path, tasks = included
+        return _as_block(task, key, kind, spec, self._expand(tasks, path.parent, [*chain, path]))
+
+    def _included_tasks(self, target: str, base: Path, chain: list[Path], where: Position,
+                        key: str) -> tuple[Path, YSeq] | None:
         path = _resolved(base / target)
         if path is None:
             self.problems.append(Problem(where, f"{key}: {target[:80]!r} is not a usable file name",
                                          hint="a path the system can open: no NUL byte, no name over 255 characters"))
-            return task
+            return None
         if path in chain:
             cycle = " -> ".join(p.name for p in [*chain[chain.index(path):], path])
             self.problems.append(Problem(where, f"include loop: {cycle}",
                                          hint="a file may not include itself, directly or through others"))
-            return task
+            return None
         try:
             included = self._read(path, where, "included task file")
         except RecipeError as exc:
             self.problems.extend(exc.problems)
-            return task
+            return None
         if included is None:
             included = YSeq(pos=Position(str(path), 1, 1))
         if not isinstance(included, YSeq):
             self.problems.append(Problem(getattr(included, "pos", Position(str(path), 1, 1)),
                                          f"an included task file must be a list of tasks, got {type_name(included)}"))
-            return task
-        block = YMap(pos=task.pos)
-        for k, v in task.items():
-            if k != key:
-                block[k] = v
-                block.key_pos[k], block.value_pos[k] = task.key_pos[k], task.value_pos[k]
-        block["block"] = self._expand(included, path.parent, [*chain, path])
-        block.key_pos["block"] = task.key_pos[key]
-        block.value_pos["block"] = included.pos
-        return block
+            return None
+        return path, included
 
     # -- roles ----------------------------------------------------------------
 
     def role_dirs(self, base: Path) -> list[Path]:
         return [base / "roles", *self.roles_path, LIBRARY_ROLES]
 
-    def _load_roles(self, entries: YSeq, base: Path) -> list[LoadedRole]:
-        roles = []
+    def _load_roles(self, entries: YSeq) -> None:
         for index, entry in enumerate(entries):
-            where = entries.item_pos[index]
-            name, params = self._role_reference(entry, where)
-            if name is None:
-                continue
-            directory = next((d / name for d in self.role_dirs(base) if names_a("dir", d / name)), None)
-            if directory is None:
-                searched = ", ".join(str(d) for d in self.role_dirs(base))
-                self.problems.append(Problem(where, f"role {name!r} not found",
-                                             hint=f"looked in {searched}; add --roles-path or RECIPE_ROLES_PATH"))
-                continue
-            try:
-                roles.append(self._load_role(name, directory.resolve(), where, params))
-            except RecipeError as exc:
-                self.problems.extend(exc.problems)
-        return roles
+            reference = role_reference(entry, entries.item_pos[index])
+            if reference is not None:
+                self._add_role(reference, inline=False, chain=[])
 
-    def _role_reference(self, entry: Any, where: Position) -> tuple[str | None, YMap]:
-        if isinstance(entry, str):
-            return entry, YMap(pos=where)
-        if isinstance(entry, YMap) and isinstance(entry.get("role"), str):
-            params = entry.get("vars", YMap(pos=where))
-            return entry["role"], params if isinstance(params, YMap) else YMap(pos=where)
-        # the schema reports the shape; nothing to load
-        return None, YMap(pos=where)
+    def _find_role(self, name: str, where: Position, near: Path | None = None) -> Path | None:
+        # a dependency or include_role may name a role beside the one naming it, as Ansible looks there too
+        dirs = self.role_dirs(self.base) + ([near] if near else [])
+        directory = next((d / name for d in dirs if names_a("dir", d / name)), None)
+        if directory is None:
+            searched = ", ".join(str(d) for d in dirs)
+            self.problems.append(Problem(where, f"role {name!r} not found",
+                                         hint=f"looked in {searched}; add --roles-path or RECIPE_ROLES_PATH"))
+        return directory.resolve() if directory else None
 
-    def _load_role(self, name: str, directory: Path, where: Position, params: YMap) -> LoadedRole:
-        def optional(relative: str, expect: type, empty: Any) -> Any:
-            path = directory / relative
-            if not path.exists():
-                return empty
-            data = self._read(path, where, f"role file {relative}")
-            if data is None:
-                return empty
-            if not isinstance(data, expect):
-                kind = "a list" if expect is YSeq else "a mapping"
-                raise RecipeError.at(getattr(data, "pos", Position(str(path), 1, 1)),
-                                     f"{relative} of role {name!r} must be {kind}, got {type_name(data)}")
-            return data
+    def _add_role(self, reference: "RoleReference", inline: bool, chain: list[str],
+                  near: Path | None = None, tasks_from: str = "main") -> list[LoadedRole]:
+        """Load a role and, before it, the roles its meta/main.yml depends on: the roles added, in run order."""
+        directory = self._find_role(reference.name, reference.where, near)
+        if directory is None:
+            return []
+        if reference.name in chain:
+            self.problems.append(Problem(reference.where, "role dependency loop: " + " -> ".join([*chain, reference.name]),
+                                         hint="a role may not depend on itself, directly or through others"))
+            return []
+        added: list[LoadedRole] = []
+        try:
+            meta = self._optional(directory, "meta/main.yml", YMap, None, reference)
+            for dependency in _dependencies(meta):
+                if not self._already_added(dependency):
+                    added += self._add_role(dependency, inline, [*chain, reference.name], directory.parent)
+            role = self._load_role(reference, directory, tasks_from)
+        except RecipeError as exc:
+            self.problems.extend(exc.problems)
+            return added
+        role.inline = inline
+        role.key = f"{role.name}#{len(self.roles)}"
+        self.roles.append(role)
+        return [*added, role]
 
+    def _already_added(self, reference: "RoleReference") -> bool:
+        """A dependency named again with the same variables runs once (Ansible's default, allow_duplicates
+        false)."""
+        return any(r.name == reference.name and dict(r.params) == dict(reference.params) for r in self.roles)
+
+    def _optional(self, directory: Path, relative: str, expect: type, empty: Any, reference: "RoleReference") -> Any:
+        path = directory / relative
+        if not path.exists():
+            return empty
+        data = self._read(path, reference.where, f"role file {relative}")
+        if data is None:
+            return empty
+        if not isinstance(data, expect):
+            kind = "a list" if expect is YSeq else "a mapping"
+            raise RecipeError.at(getattr(data, "pos", Position(str(path), 1, 1)),
+                                 f"{relative} of role {reference.name!r} must be {kind}, got {type_name(data)}")
+        return data
+
+    def _load_role(self, reference: "RoleReference", directory: Path, tasks_from: str) -> LoadedRole:
         file_pos = Position(str(directory), 1, 1)
-        tasks = optional("tasks/main.yml", YSeq, YSeq(pos=file_pos))
-        handlers = optional("handlers/main.yml", YSeq, YSeq(pos=file_pos))
-        specs = optional("meta/argument_specs.yml", YMap, None)
+        tasks_file = tasks_from if tasks_from.endswith((".yml", ".yaml")) else f"{tasks_from}.yml"
+        tasks = self._optional(directory, f"tasks/{tasks_file}", YSeq, YSeq(pos=file_pos), reference)
+        handlers = self._optional(directory, "handlers/main.yml", YSeq, YSeq(pos=file_pos), reference)
         return LoadedRole(
-            name=name, directory=directory, referenced_at=where, params=params,
-            tasks=self._expand(tasks, directory / "tasks", [directory / "tasks/main.yml"]),
+            name=reference.name, directory=directory, referenced_at=reference.where, params=reference.params,
+            tasks=self._expand(tasks, directory / "tasks", [directory / "tasks" / tasks_file]),
             handlers=self._expand(handlers, directory / "handlers", [directory / "handlers/main.yml"]),
-            defaults=optional("defaults/main.yml", YMap, YMap(pos=file_pos)),
-            vars=optional("vars/main.yml", YMap, YMap(pos=file_pos)),
-            argument_specs=specs,
+            defaults=self._optional(directory, "defaults/main.yml", YMap, YMap(pos=file_pos), reference),
+            vars=self._optional(directory, "vars/main.yml", YMap, YMap(pos=file_pos), reference),
+            argument_specs=self._optional(directory, "meta/argument_specs.yml", YMap, None, reference),
+            keywords=reference.keywords,
         )
+
+    def _role_block(self, task: YMap, key: str, kind: str, spec: dict, where: Position) -> YMap:
+        """include_role/import_role: the role's tasks as a block that runs with the role's origin."""
+        name = spec.get("name")
+        if not isinstance(name, str) or is_template(name):
+            self.problems.append(Problem(where, f"{key} takes a fixed role name (name: x)",
+                                         hint="roles are read when the recipe is loaded"))
+            return task
+        reference = RoleReference(name=name, where=where, params=YMap(pos=where), keywords=YMap(pos=where))
+        roles = self._add_role(reference, inline=True, chain=[], tasks_from=str(spec.get("tasks_from", "main")))
+        if not roles or roles[-1].name != name:
+            return task
+        tasks = YSeq(pos=roles[-1].tasks.pos)
+        for role in roles:     # its dependencies first, each a block running as its own role
+            tasks.append(role_block(role))
+            tasks.item_pos.append(where)
+        return _as_block(task, key, kind, spec, tasks)
+
+
+@dataclass
+class RoleReference:
+    name: str
+    where: Position
+    params: YMap
+    keywords: YMap
+
+
+def role_reference(entry: Any, where: Position) -> RoleReference | None:
+    """`- x`, `- role: x`, `- {name: x, vars: {...}, when: ..., some_var: 1}` (None: the schema reports it)."""
+    if isinstance(entry, str):
+        return RoleReference(entry, where, YMap(pos=where), YMap(pos=where))
+    if not isinstance(entry, YMap):
+        return None
+    name = next((entry[k] for k in ROLE_NAME_KEYS if isinstance(entry.get(k), str)), None)
+    if name is None:
+        return None
+    params, keywords = YMap(pos=entry.pos), YMap(pos=entry.pos)
+    for key, value in entry.items():
+        if key in ROLE_NAME_KEYS:
+            continue
+        if key == "vars" and isinstance(value, YMap):
+            _copy_items(value, params)
+            continue
+        target = keywords if key in ROLE_KEYWORDS else params
+        target[key] = value
+        target.key_pos[key], target.value_pos[key] = entry.key_pos[key], entry.value_pos[key]
+    return RoleReference(name, where, params, keywords)
+
+
+def _copy_items(source: YMap, target: YMap) -> None:
+    for key, value in source.items():
+        target[key] = value
+        target.key_pos[key], target.value_pos[key] = source.key_pos[key], source.value_pos[key]
+
+
+def _dependencies(meta: YMap | None) -> list[RoleReference]:
+    entries = meta.get("dependencies") if isinstance(meta, YMap) else None
+    if not isinstance(entries, YSeq):
+        return []
+    return [ref for i, e in enumerate(entries) if (ref := role_reference(e, entries.item_pos[i])) is not None]
+
+
+def include_spec(value: Any, args: Any) -> dict[str, Any]:
+    """An include's options however written: `x.yml`, `file=x.yml`, `{file: x.yml, apply: {...}}`, + `args:`."""
+    spec: dict[str, Any] = {}
+    if isinstance(args, dict):
+        spec.update(args)
+    if isinstance(value, dict):
+        spec.update(value)
+    elif isinstance(value, str):
+        parsed = parse_kv(value) if "=" in value and not is_template(value.split("=")[0]) else None
+        if parsed is not None and not parsed.free_form:
+            spec.update(parsed.options)
+        else:
+            spec["file"] = value
+    if "file" not in spec and "_raw_params" in spec:
+        spec["file"] = spec.pop("_raw_params")
+    return spec
+
+
+def role_block(role: LoadedRole) -> YMap:
+    """A role's tasks as one block that runs as the role (its files, its variables)."""
+    block = YMap(pos=role.referenced_at)
+    block[ROLE_MARK] = role.key
+    block["block"] = role.tasks
+    for key in (ROLE_MARK, "block"):
+        block.key_pos[key] = block.value_pos[key] = role.referenced_at
+    return block
+
+
+def _as_block(task: YMap, key: str, kind: str, spec: dict, tasks: YSeq) -> YMap:
+    """The include's task as a block of the included tasks, keeping its keywords; `apply:` wraps the tasks in
+    an inner block, so that what it names reaches them while the include's own keywords stay its own."""
+    block = YMap(pos=task.pos)
+    for k, v in task.items():
+        if k not in (key, "args"):
+            block[k] = v
+            block.key_pos[k], block.value_pos[k] = task.key_pos[k], task.value_pos[k]
+    apply = spec.get("apply")
+    if isinstance(apply, YMap) and apply:
+        inner = YMap(pos=apply.pos)
+        _copy_items(apply, inner)
+        inner["block"] = tasks
+        inner.key_pos["block"] = inner.value_pos["block"] = tasks.pos
+        seq = YSeq([inner], pos=tasks.pos)
+        seq.item_pos.append(apply.pos)
+        tasks = seq
+    if kind in ("include_tasks", "include_role"):
+        block[INCLUDE_MARK] = kind
+        block.key_pos[INCLUDE_MARK] = block.value_pos[INCLUDE_MARK] = task.key_pos[key]
+    block["block"] = tasks
+    block.key_pos["block"] = task.key_pos[key]
+    block.value_pos["block"] = tasks.pos
+    return block
 
 
 def _resolved(path: Path) -> Path | None:

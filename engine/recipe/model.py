@@ -68,7 +68,12 @@ class Origin:
 
 @dataclass(frozen=True)
 class Task:
-    """One entry of a task list: a module call, or a block of tasks."""
+    """One entry of a task list: a module call, or a block of tasks.
+
+    Keywords Ansible lets a template decide (ignore_errors: "{{ ansible_check_mode }}") hold the value as
+    written and are rendered when the task runs; a block's keywords are already pushed down into its tasks
+    (see engine.recipe.compile), as Ansible's blocks pass them on.
+    """
 
     position: Position
     path: str                                  # e.g. "tasks[2]", for messages
@@ -79,23 +84,35 @@ class Task:
     args_position: Position | None = None
     when: tuple[Any, ...] = ()
     loop: Any = None
+    lookup: str | None = None                  # with_<lookup>: loop holds the lookup's terms
     loop_var: str = "item"
     loop_label: str | None = None
+    index_var: str | None = None
+    extended: bool = False                     # loop_control.extended: ansible_loop
+    loop_pause: Any = 0
     register: str | None = None
     vars: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
-    become: bool | None = None
-    become_user: str | None = None
+    become: Any = None
+    become_user: Any = None
+    become_method: str | None = None
+    remote_user: Any = None
+    environment: tuple[Any, ...] = ()          # mappings or templates of one, outermost first
+    delegate_to: Any = None
+    no_log: Any = False
+    diff: Any = None
+    tags: frozenset[str] = frozenset()
     notify: tuple[str, ...] = ()
     changed_when: tuple[Any, ...] | None = None
     failed_when: tuple[Any, ...] | None = None
-    ignore_errors: bool = False
+    ignore_errors: Any = False
     only: tuple[str, ...] = ()
     except_: tuple[str, ...] = ()
-    retries: int = 0
+    retries: Any = None
     until: Any = None
-    delay: float = 1.0
+    delay: Any = 1.0
     timeout: float | None = None
-    check_mode: bool | None = None
+    check_mode: Any = None
+    include: str | None = None                 # "include_tasks"/"include_role": a block included at run time
     block: tuple["Task", ...] = ()
     rescue: tuple["Task", ...] = ()
     always: tuple["Task", ...] = ()
@@ -105,7 +122,7 @@ class Task:
         if self.name:
             return self.name
         if self.module is None:
-            return "block"
+            return self.include or "block"
         if isinstance(self.args, str):
             return f"{self.module}: {self.args}"
         return self.module
@@ -162,12 +179,13 @@ class Variables:
 
     role_defaults: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     recipe: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
-    files: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    vars_files: Mapping[str, Any] = field(default_factory=lambda: EMPTY)   # the recipe's vars_files:
+    files: Mapping[str, Any] = field(default_factory=lambda: EMPTY)        # --var-file
     cli: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     env: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
 
     def layers(self) -> list[Mapping[str, Any]]:
-        return [self.role_defaults, self.recipe, self.files, self.cli, self.env]
+        return [self.role_defaults, self.recipe, self.vars_files, self.files, self.cli, self.env]
 
     def names(self) -> set[str]:
         return {name for layer in self.layers() for name in layer}
@@ -186,6 +204,7 @@ class Recipe:
     handlers: tuple[Handler, ...] = ()
     verify: tuple[Task, ...] = ()
     builds: tuple[Build, ...] = ()
+    gather_facts: bool = True                 # false: Ansible's facts (ansible_*) are not defined
 
     @property
     def base_dir(self) -> Path:

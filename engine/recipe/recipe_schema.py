@@ -11,8 +11,9 @@ from typing import Any
 
 import voluptuous as vol
 
-from engine.recipe.schema import (HintedInvalid, did_you_mean, each, expression, identifier, matches, one_or_more,
-                                  plugin_failure, positive_number, strict, templatable, type_name)
+from engine.recipe.schema import (HintedInvalid, boolean, did_you_mean, each, expression, identifier, integer, matches,
+                                  one_or_more, plugin_failure, positive_number, strict, string, templatable, type_name)
+from engine.recipe.lookups import LOOKUP_NAMES
 from engine.recipe.template import is_template
 from engine.registry import EXPORTS, PLATFORMS, TASK_MODULES
 
@@ -68,36 +69,103 @@ def _block(value: Any) -> Any:
     return each(task_validator(handler=False))(value)
 
 
+def environment_value(value: Any) -> Any:
+    """environment: a mapping of names to values, a template giving one, or a list of those (Ansible merges)."""
+    if isinstance(value, list):
+        return [environment_value(item) for item in value]
+    if is_template(value):
+        return templatable(str)(value)
+    if not isinstance(value, dict):
+        raise HintedInvalid(f"environment takes a mapping, got {type_name(value)}",
+                            hint="e.g. environment: {http_proxy: http://proxy:3128}")
+    return value
+
+
+def tag_names(value: Any) -> Any:
+    """tags: a name, a list of names, or "a, b" (Ansible splits on commas)."""
+    return one_or_more(string)(value)
+
+
+BECOME_METHODS = ("sudo", "su")
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def delegate_host(value: Any) -> Any:
+    """delegate_to: the build host (localhost) or the machine being built; no other host exists in a build."""
+    if is_template(value):
+        return templatable(str)(value)
+    if value in LOCAL_HOSTS:
+        return value
+    raise HintedInvalid(f"delegate_to {value!r}: a build has no inventory, only the machine and this host",
+                        hint="delegate_to: localhost runs the task on the build host; to run a play against other "
+                             "hosts, use the ansible_playbook task")
+
+
+def flag(value: Any) -> Any:
+    """A keyword Ansible lets a template decide (ignore_errors: "{{ ansible_check_mode }}")."""
+    return templatable(boolean)(value)
+
+
+LOOP_CONTROL = strict({"loop_var": identifier, "label": str, "index_var": identifier, "extended": boolean,
+                       "extended_allitems": boolean, "pause": templatable(positive_number)}, what="loop_control option")
+
 KEYWORDS: dict[str, Any] = {
     "name": str,
     "when": one_or_more(expression),
     "loop": loop_value,
-    "loop_control": strict({"loop_var": identifier, "label": str}, what="loop_control option"),
+    "loop_control": LOOP_CONTROL,
     "register": identifier,
     "vars": variable_mapping,
-    "become": bool,
+    "args": templatable(dict),
+    "become": flag,
     "become_user": str,
+    "become_method": vol.In(BECOME_METHODS, msg=f"become_method takes one of {', '.join(BECOME_METHODS)}"),
+    "become_flags": str,
+    "remote_user": str,
+    "environment": environment_value,
+    "delegate_to": delegate_host,
+    "delegate_facts": flag,
+    "run_once": flag,
+    "no_log": flag,
+    "diff": flag,
+    "any_errors_fatal": flag,
+    "ignore_unreachable": flag,
+    "tags": tag_names,
     "notify": one_or_more(str),
     "changed_when": one_or_more(expression),
     "failed_when": one_or_more(expression),
-    "ignore_errors": bool,
+    "ignore_errors": flag,
     "only": one_or_more(matches(SOURCE_NAME, "source name")),
     "except": one_or_more(matches(SOURCE_NAME, "source name")),
-    "retries": vol.All(int, vol.Range(min=0)),
+    "retries": templatable(vol.All(integer, vol.Range(min=0))),
     "until": expression,
-    "delay": positive_number,
+    "delay": templatable(positive_number),
     "timeout": positive_number,
-    "check_mode": bool,
+    "check_mode": flag,
+    "throttle": templatable(integer),
+    "debugger": str,
+    "collections": one_or_more(str),
     "block": _block,
     "rescue": _block,
     "always": _block,
 }
+# Internal marks the loader puts on the block an include became (never written by hand).
+INCLUDE_MARK = "__include__"
+ROLE_MARK = "__role__"
+INTERNAL_KEYWORDS = {INCLUDE_MARK: str, ROLE_MARK: str}
 HANDLER_KEYWORDS = {"listen": one_or_more(str)}
 INCLUDE_HINT = "import_tasks and include_tasks are expanded when the recipe is loaded"
 
 
+def with_lookup(key: Any) -> str | None:
+    """The lookup a `with_<name>:` keyword loops over, or None."""
+    if isinstance(key, str) and key.startswith("with_") and key[5:] in LOOKUP_NAMES:
+        return key[5:]
+    return None
+
+
 def task_validator(handler: bool) -> Any:
-    keywords = {**KEYWORDS, **(HANDLER_KEYWORDS if handler else {})}
+    keywords = {**KEYWORDS, **INTERNAL_KEYWORDS, **(HANDLER_KEYWORDS if handler else {})}
 
     def validate(task: Any) -> Any:
         if not isinstance(task, dict):
@@ -112,7 +180,7 @@ def task_validator(handler: bool) -> Any:
         except vol.MultipleInvalid as exc:
             errors.extend(exc.errors)
         for module in modules[:1]:
-            errors.extend(_module_errors(module, task[module]))
+            errors.extend(_module_errors(module, module_arguments(task, module)))
         if errors:
             raise vol.MultipleInvalid(errors)
         return task
@@ -123,7 +191,7 @@ def task_validator(handler: bool) -> Any:
 def _module_keys(task: dict, keywords: dict, errors: list[vol.Invalid]) -> list[str]:
     modules = []
     for key in task:
-        if key in keywords:
+        if key in keywords or with_lookup(key):
             continue
         if key in TASK_MODULES:
             modules.append(key)
@@ -140,21 +208,37 @@ def _check_shape(task: dict, modules: list[str], errors: list[vol.Invalid]) -> N
                                     path=[modules[1]], at_key=True, hint="split it into one task per module"))
     if modules and "block" in task:
         errors.append(HintedInvalid("a task cannot have both a module and a block", path=["block"], at_key=True))
-    if not modules and "block" not in task and all(k in KEYWORDS or k == "listen" for k in task):
+    if not modules and "block" not in task and all(k in KEYWORDS or k == "listen" or with_lookup(k) for k in task):
         errors.append(HintedInvalid("this task has no module", hint="add one, e.g. shell: echo hello"))
     for key in ("rescue", "always"):
         if key in task and "block" not in task:
             errors.append(HintedInvalid(f"{key} goes with block", path=[key], at_key=True))
-    for key in ("loop_control",):
-        if key in task and "loop" not in task:
-            errors.append(HintedInvalid(f"{key} without loop", path=[key], at_key=True, hint="add loop: or remove it"))
+    loops = [k for k in task if k == "loop" or with_lookup(k)]
+    if "loop_control" in task and not loops:
+        errors.append(HintedInvalid("loop_control without loop", path=["loop_control"], at_key=True,
+                                    hint="add loop: or remove it"))
+    if len(loops) > 1:
+        errors.append(HintedInvalid(f"a task has one loop, this one has {', '.join(loops)}", path=[loops[1]],
+                                    at_key=True, hint="keep one of them"))
+
+
+def module_arguments(task: dict, module: str) -> Any:
+    """A module's arguments: what is written under its name, with the task's `args:` merged in (Ansible's
+    way to give options to a free-form module: `command: ls` + `args: {chdir: /tmp}`)."""
+    module_class = TASK_MODULES.get(module)
+    assert module_class is not None
+    args = module_class.normalize(task[module])
+    extra = task.get("args")
+    if isinstance(extra, dict) and isinstance(args, dict):
+        return {**module_class.normalize(dict(extra)), **args}
+    return args
 
 
 def _module_errors(module: str, args: Any) -> list[vol.Invalid]:
     module_class = TASK_MODULES.get(module)
     assert module_class is not None
     try:
-        vol.Schema(module_class.static_schema())(module_class.normalize(args))
+        vol.Schema(module_class.static_schema())(args)
     except vol.MultipleInvalid as exc:
         for error in exc.errors:
             error.prepend([module])
@@ -167,10 +251,25 @@ def _module_errors(module: str, args: Any) -> list[vol.Invalid]:
     return []
 
 
+ROLE_ENTRY_KEYWORDS = ("when", "tags", "become", "become_user", "become_method", "remote_user", "environment",
+                       "no_log", "check_mode", "diff", "ignore_errors", "delegate_to", "any_errors_fatal")
+
+
 def role_reference(value: Any) -> Any:
+    """`- x`, or `- role: x` (or name: x) with vars:, the keywords Ansible allows on a role, and any other key as
+    a variable of the role, as Ansible takes it."""
     if isinstance(value, str):
         return value
-    return strict({vol.Required("role"): str, "vars": variable_mapping}, what="role option")(value)
+    if not isinstance(value, dict):
+        raise HintedInvalid(f"a role entry is a role name or a mapping, got {type_name(value)}",
+                            hint="e.g. - role: nginx or - {role: nginx, vars: {http_port: 80}}")
+    if not any(isinstance(value.get(k), str) for k in ("role", "name")):
+        raise HintedInvalid("required key 'role' is missing", hint="e.g. - role: nginx")
+    schema = {k: KEYWORDS[k] for k in ROLE_ENTRY_KEYWORDS if k in value}
+    if "vars" in value:
+        schema["vars"] = variable_mapping
+    vol.Schema(schema, extra=vol.ALLOW_EXTRA)(value)
+    return value
 
 
 def source_entry(value: Any) -> Any:
@@ -230,10 +329,21 @@ RECIPE_SCHEMA = strict({
     "description": str,
     "vars": variable_mapping,
     "secrets": each(identifier),
-    "become": bool,
+    "become": flag,
+    "become_user": str,
+    "become_method": KEYWORDS["become_method"],
+    "remote_user": str,
+    "environment": environment_value,
+    "no_log": flag,
+    "vars_files": one_or_more(str),
+    "gather_facts": boolean,
+    "any_errors_fatal": flag,
+    "collections": one_or_more(str),
     vol.Required("sources"): sources_mapping,
     "roles": each(role_reference),
+    "pre_tasks": each(task_validator(handler=False)),
     "tasks": each(task_validator(handler=False)),
+    "post_tasks": each(task_validator(handler=False)),
     "handlers": each(task_validator(handler=True)),
     "verify": each(task_validator(handler=False)),
     "exports": each(export_entry),

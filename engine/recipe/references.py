@@ -7,21 +7,36 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
-from engine.errors import Position, Problem
+from engine.errors import Position, Problem, RecipeError
+from engine.recipe.kv import parse_kv
 from engine.recipe.loader import LoadedRecipe, names_a
 from engine.recipe.model import Origin, Variables
+from engine.recipe.recipe_schema import ROLE_MARK
 from engine.recipe.schema import did_you_mean, format_path
 from engine.recipe.template import GLOBAL_NAMES, is_template, names_used, unsafe_access
-from engine.recipe.yamlpos import YMap, YSeq
+from engine.recipe.yamlpos import YMap, YSeq, load_yaml_file
 from engine.registry import TASK_MODULES
 
 EXPRESSION_KEYS = ("when", "changed_when", "failed_when", "until")
-BUILTIN_NAMES = frozenset({"build", "facts", "item", "loop", "result", "failed_task", "lookup", "omit"})
+BUILTIN_NAMES = frozenset({"build", "facts", "item", "loop", "result", "failed_task", "lookup", "query", "q", "omit",
+                           # Ansible's magic variables (engine.build.play) and what a loop or a rescue defines
+                           "vars", "hostvars", "groups", "group_names", "inventory_hostname",
+                           "inventory_hostname_short", "playbook_dir", "role_path", "role_name", "play_hosts",
+                           "ansible_loop", "ansible_index_var", "ansible_loop_var", "ansible_failed_task",
+                           "ansible_failed_result", "environment"})
+# Facts are named ansible_*; modules that return facts make these top-level variables too.
+FACT_PREFIXES = ("ansible_", "getent_", "discovered_")
+FACT_NAMES = frozenset({"packages", "services"})
+VARS_EXTENSIONS = (".yml", ".yaml", ".json")
+
+
+def _known(name: str, known: set[str]) -> bool:
+    return name in known or name.startswith(FACT_PREFIXES) or name in FACT_NAMES
 
 
 def _task_lists(loaded: LoadedRecipe) -> Iterator[tuple[str, Any, Origin]]:
     doc = loaded.document
-    for key in ("tasks", "handlers", "verify"):
+    for key in ("pre_tasks", "tasks", "post_tasks", "handlers", "verify"):
         if isinstance(doc.get(key), YSeq):
             yield key, doc[key], Origin(base_dir=loaded.path.parent)
     for role in loaded.roles:
@@ -30,15 +45,19 @@ def _task_lists(loaded: LoadedRecipe) -> Iterator[tuple[str, Any, Origin]]:
         yield f"roles[{role.name}].handlers", role.handlers, origin
 
 
-def _walk_tasks(tasks: Any, path: str) -> Iterator[tuple[YMap, str]]:
+def _walk_tasks(tasks: Any, path: str, origin: Origin | None = None,
+                roles: dict[str, Origin] | None = None) -> Iterator[tuple[YMap, str, Origin | None]]:
+    """Every task inside tasks, blocks' included, with the origin it runs with (a role's, inside an
+    include_role)."""
     if not isinstance(tasks, YSeq):
         return
     for index, task in enumerate(tasks):
         if isinstance(task, YMap):
             task_path = f"{path}[{index}]"
-            yield task, task_path
+            here = (roles or {}).get(task.get(ROLE_MARK), origin) if task.get(ROLE_MARK) else origin
+            yield task, task_path, here
             for key in ("block", "rescue", "always"):
-                yield from _walk_tasks(task.get(key), f"{task_path}.{key}")
+                yield from _walk_tasks(task.get(key), f"{task_path}.{key}", here, roles)
 
 
 def _leaves(node: Any, path: list, position: Position | None) -> Iterator[tuple[list, Position | None, Any]]:
@@ -55,18 +74,49 @@ def _leaves(node: Any, path: list, position: Position | None) -> Iterator[tuple[
 def _defined_names(loaded: LoadedRecipe, variables: Variables, secret_names: frozenset[str]) -> set[str]:
     names = set(variables.names()) | set(secret_names) | BUILTIN_NAMES
     for role in loaded.roles:
-        names |= set(role.vars) | set(role.params)
+        names |= set(role.vars) | set(role.params) | set(role.defaults) | _vars_dir_names(role.directory / "vars")
+    names |= _vars_dir_names(loaded.path.parent / "vars")
     for _, tasks, _ in _task_lists(loaded):
-        for task, _ in _walk_tasks(tasks, ""):
-            if isinstance(task.get("register"), str):
-                names.add(task["register"])
-            if isinstance(task.get("vars"), dict):
-                names |= set(task["vars"])
-            if isinstance(task.get("set_fact"), dict):
-                names |= set(task["set_fact"])
-            control = task.get("loop_control")
-            if isinstance(control, dict) and isinstance(control.get("loop_var"), str):
-                names.add(control["loop_var"])
+        for task, _, _ in _walk_tasks(tasks, ""):
+            names |= _names_task_defines(task)
+    return names
+
+
+def _names_task_defines(task: YMap) -> set[str]:
+    """What a task makes defined for those after it: register, vars, set_fact, include_vars' name, loop names."""
+    names: set[str] = set()
+    for key in ("register",):
+        if isinstance(task.get(key), str):
+            names.add(task[key])
+    if isinstance(task.get("vars"), dict):
+        names |= set(task["vars"])
+    for key in task:
+        module = TASK_MODULES.canonical(key)
+        args = task[key]
+        if module == "set_fact":
+            names |= set(args) if isinstance(args, dict) else set(parse_kv(args).options) if isinstance(args, str) else set()
+        if module == "include_vars" and isinstance(args, dict) and isinstance(args.get("name"), str):
+            names.add(args["name"])
+    control = task.get("loop_control")
+    if isinstance(control, dict):
+        names |= {control[k] for k in ("loop_var", "index_var") if isinstance(control.get(k), str)}
+    return names
+
+
+def _vars_dir_names(directory: Path) -> set[str]:
+    """Names the files of a vars/ directory define: what an include_vars of one of them may bring, whichever
+    it picks when it runs (include_vars: "{{ ansible_os_family }}.yml")."""
+    names: set[str] = set()
+    if not names_a("dir", directory):
+        return names
+    for path in sorted(directory.rglob("*")):
+        if path.suffix in VARS_EXTENSIONS and path.is_file():
+            try:
+                data = load_yaml_file(path)
+            except RecipeError:
+                continue    # include_vars reports a broken file when it reads it
+            if isinstance(data, dict):
+                names |= {k for k in data if isinstance(k, str)}
     return names
 
 
@@ -75,7 +125,7 @@ def _undefined(value: Any, expression: bool, known: set[str]) -> list[str]:
         used = names_used(value, expression=expression)
     except Exception:  # a syntax error: the schema reports it
         return []
-    return sorted(name for name in used if name not in known and name not in GLOBAL_NAMES)
+    return sorted(name for name in used if not _known(name, known) and name not in GLOBAL_NAMES)
 
 
 def check_references(loaded: LoadedRecipe, variables: Variables, secret_names: frozenset[str]) -> list[Problem]:
@@ -84,10 +134,11 @@ def check_references(loaded: LoadedRecipe, variables: Variables, secret_names: f
     doc = loaded.document
     sources = set(doc["sources"]) if isinstance(doc.get("sources"), dict) else set()
     handler_names = _handler_names(loaded)
+    roles = {role.key: role.origin(loaded.path.parent) for role in loaded.roles}
     for list_path, tasks, origin in _task_lists(loaded):
-        for task, task_path in _walk_tasks(tasks, list_path):
+        for task, task_path, task_origin in _walk_tasks(tasks, list_path, origin, roles):
             problems += _task_reference_problems(task, task_path, known, sources, handler_names)
-            problems += _local_file_problems(task, task_path, origin)
+            problems += _local_file_problems(task, task_path, task_origin or origin)
     for layer_name, layer in (("vars", doc.get("vars")),):
         if isinstance(layer, YMap):
             problems += _template_problems(layer, [layer_name], known, expression_keys=())
@@ -109,7 +160,7 @@ def _handler_names(loaded: LoadedRecipe) -> set[str]:
     names: set[str] = set()
     handler_lists = [loaded.document.get("handlers"), *(role.handlers for role in loaded.roles)]
     for handlers in handler_lists:
-        for task, _ in _walk_tasks(handlers, ""):
+        for task, _, _ in _walk_tasks(handlers, ""):
             if isinstance(task.get("name"), str):
                 names.add(task["name"])
             names.update(n for n in _names(task.get("listen")) if isinstance(n, str))

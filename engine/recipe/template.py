@@ -22,7 +22,11 @@ from jinja2.filters import FILTERS as DEFAULT_FILTERS
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.recipe.filters import FILTERS, TESTS
+from engine.recipe.limits import MAX_SIZE
+from engine.recipe.limits import TooLarge as _TooLarge
+from engine.recipe.limits import refuse_size as _refuse_size
 from engine.recipe.lookups import GLOBALS as LOOKUP_GLOBALS
+from engine.recipe.yamlpos import UnsafeText
 
 _SINGLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\Z", re.S)
 
@@ -40,15 +44,11 @@ class SandboxRefusal(TemplateFailure):
     """The sandbox refused what a template does: reach Python internals, or make a huge value."""
 
 
-class _TooLarge(SecurityError):
-    pass
-
-
 def is_template(value: Any) -> bool:
-    return isinstance(value, str) and ("{{" in value or "{%" in value or "{#" in value)
+    return (isinstance(value, str) and not isinstance(value, UnsafeText)
+            and ("{{" in value or "{%" in value or "{#" in value))
 
 
-MAX_SIZE = 1_000_000      # characters or items one operation may make: 'x' * 10**10 is refused, not allocated
 MAX_POWER_BITS = 100_000  # 2 ** 100000 is the largest power a template may compute
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0 +-]*(\*|\d+)?(?:\.(\*|\d+))?")
 _PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
@@ -60,10 +60,6 @@ def _unsafe_name(name: Any) -> bool:
     The sandbox refuses every attribute that starts with "_" when it runs; but `x._id` is also how a
     template reads a mapping's "_id" key, so only these are refused before it runs."""
     return isinstance(name, str) and name.startswith("_") and "__" in name
-
-
-def _refuse_size(what: str) -> SecurityError:
-    return _TooLarge(f"{what} would be larger than {MAX_SIZE} characters or items")
 
 
 def _check_width(number: Any, what: str) -> None:
@@ -112,13 +108,14 @@ class RecipeSandbox(ImmutableSandboxedEnvironment):
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, Undefined):
-            obj._fail_with_undefined_error()       # 'x' is undefined, not "StrictUndefined is unsafe"
+        if isinstance(obj, Undefined):   # `x.y is defined` and `x.y | default(1)` work on an undefined x, as in
+            return self.undefined(hint=obj._undefined_hint, obj=obj._undefined_obj,   # Ansible; using it fails
+                                  name=obj._undefined_name, exc=obj._undefined_exception)   # naming x
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         if isinstance(obj, Undefined):
-            obj._fail_with_undefined_error()
+            return self.getattr(obj, "")
         return super().getitem(obj, argument)
 
     def wrap_str_format(self, value: Any) -> Any:
@@ -314,15 +311,34 @@ def suggest(name: str, known: Iterable[str]) -> str:
     return "define it under vars:, pass it with --var, or guard it with | default(...)"
 
 
+def _single_expression(value: str) -> str | None:
+    """The expression of a string that is exactly one `{{ ... }}`, braces inside it included
+    (`{{ {'a': {'b': 1}} }}` is a dict, as in Ansible); None for any other string."""
+    single = _SINGLE_EXPRESSION.match(value)
+    if single:
+        return single.group("expr")
+    text = value
+    if not (text.startswith("{{") and text.endswith("}}")):
+        return None
+    try:
+        body = ENV.parse(text).body
+    except (TemplateSyntaxError, RecursionError):
+        return None
+    if len(body) == 1 and isinstance(body[0], nodes.Output) and len(body[0].nodes) == 1 \
+            and not isinstance(body[0].nodes[0], nodes.TemplateData):
+        return text[2:-2]
+    return None
+
+
 def render(value: Any, scope: Scope) -> Any:
     """Render strings anywhere inside value; containers are rebuilt, other values returned as is."""
     if isinstance(value, str):
-        if not is_template(value):
+        if not is_template(value) or isinstance(value, UnsafeText):
             return value
         try:
-            single = _SINGLE_EXPRESSION.match(value)
-            if single:
-                return _run(single.group("expr"), scope, expression=True)
+            single = _single_expression(value)
+            if single is not None:
+                return _run(single, scope, expression=True)
             return _run(value, scope, expression=False)
         except Exception as exc:  # every Jinja failure becomes one kind of error
             raise _translate(exc, scope) from None
@@ -346,13 +362,31 @@ def evaluate(expression: str | bool, scope: Scope) -> Any:
     if isinstance(expression, bool):
         return expression
     text = str(expression).strip()
-    single = _SINGLE_EXPRESSION.match(text)
-    if single:  # people write when: "{{ x }}" too
-        text = single.group("expr")
+    single = _single_expression(text)
+    if single is not None:  # people write when: "{{ x }}" too
+        text = single
     try:
         return _run(text, scope, expression=True)
     except Exception as exc:
         raise _translate(exc, scope) from None
+
+
+GUARDS = ("default", "d")                              # x | default(...)
+GUARD_TESTS = ("defined", "undefined", "none")          # x is defined
+
+
+def _guarded_names(ast: nodes.Node) -> set[str]:
+    """Names a template checks before it relies on them (`x | default(1)`, `x is defined`): not an error to
+    leave undefined, as Ansible content often does for optional settings."""
+    guarded: set[str] = set()
+    for node in ast.find_all((nodes.Filter, nodes.Test)):
+        if isinstance(node, nodes.Filter) and node.name in GUARDS or \
+                isinstance(node, nodes.Test) and node.name in GUARD_TESTS:
+            if node.node is not None:
+                guarded |= {name.name for name in node.node.find_all(nodes.Name)}
+                if isinstance(node.node, nodes.Name):
+                    guarded.add(node.node.name)
+    return guarded
 
 
 def names_used(value: Any, expression: bool = False) -> set[str]:
@@ -366,7 +400,7 @@ def names_used(value: Any, expression: bool = False) -> set[str]:
         else:
             return names
         ast = ENV.parse(source)
-        names |= meta.find_undeclared_variables(ast)
+        names |= meta.find_undeclared_variables(ast) - _guarded_names(ast)
     elif isinstance(value, Mapping):
         for key, item in value.items():
             names |= names_used(key) | names_used(item)

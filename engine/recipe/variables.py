@@ -7,7 +7,7 @@ from typing import Any, Iterable, Mapping
 
 from engine.errors import Position, Problem, RecipeError
 from engine.recipe.schema import IDENTIFIER
-from engine.recipe.yamlpos import YMap, load_yaml_file, parse_yaml
+from engine.recipe.yamlpos import YMap, YSeq, load_yaml_file, parse_yaml
 
 ENV_PREFIX = "RECIPE_VAR_"
 
@@ -54,3 +54,23 @@ def env_vars(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     environ = os.environ if environ is None else environ
     return {key[len(ENV_PREFIX):]: _scalar(value, key) for key, value in environ.items()
             if key.startswith(ENV_PREFIX) and IDENTIFIER.match(key[len(ENV_PREFIX):])}
+
+
+def recipe_vars_files(document: YMap, base: Path) -> dict[str, Any]:
+    """A recipe's `vars_files:`, as a play's: read in order, later files win; names relative to the recipe."""
+    names = document.get("vars_files")
+    names = [names] if isinstance(names, str) else names if isinstance(names, list) else []
+    values: dict[str, Any] = {}
+    for index, name in enumerate(names):
+        where = document.value_pos.get("vars_files") if not isinstance(names, YSeq) else names.item_pos[index]
+        if not isinstance(name, str):
+            continue   # the schema reports it
+        if "{{" in name:
+            raise RecipeError.at(where, "vars_files takes fixed file names, not templates",
+                                 hint="name the file, or load it in a task with include_vars")
+        data = load_yaml_file(base / name, where, "variable file")
+        if isinstance(data, YMap):
+            values.update(data)
+        elif data is not None:
+            raise RecipeError.at(getattr(data, "pos", where), "a variable file must be a mapping of names to values")
+    return values

@@ -16,8 +16,9 @@ from typing import Any, Iterable, Iterator
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import (CommentedKeyMap, CommentedKeySeq, CommentedMap, CommentedSeq, CommentedSet,
                                   TaggedScalar)
-from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning, YAMLError
+from ruamel.yaml.error import MantissaNoDotYAML1_1Warning, MarkedYAMLError, ReusedAnchorWarning, YAMLError
 from ruamel.yaml.events import MappingEndEvent, MappingStartEvent, SequenceEndEvent, SequenceStartEvent
+from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from engine.errors import Position, RecipeError
@@ -47,6 +48,39 @@ class YSeq(list):
         super().__init__(*args)
         self.pos = pos or Position("<unknown>")
         self.item_pos = []
+
+
+class UnsafeText(str):
+    """A string tagged `!unsafe`: never rendered as a template, as Ansible treats it."""
+
+
+YAML_BOOL_TAG = "tag:yaml.org,2002:bool"
+# YAML 1.1's booleans as Ansible's loader (PyYAML) reads them: yes/no/on/off/true/false in three cases,
+# but not ruamel's y/n, which Ansible keeps as the strings "y" and "n".
+_ANSIBLE_BOOLEANS = re.compile(r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$")
+
+
+class AnsibleResolver(VersionedResolver):
+    """YAML 1.1 as Ansible reads task files, roles and recipes: `become: yes` is a boolean, `mode: 0644` is
+    the octal number 420."""
+
+    @property
+    def versioned_resolver(self) -> Any:
+        table = super().versioned_resolver
+        if not getattr(self, "_ansible_booleans", False):
+            for first, entries in table.items():
+                table[first] = [(tag, _ANSIBLE_BOOLEANS if tag == YAML_BOOL_TAG else regexp)
+                                for tag, regexp in entries]
+            self._ansible_booleans = True
+        return table
+
+
+def new_yaml() -> YAML:
+    """The reader of every YAML file recipe loads: round-trip (positions kept), YAML 1.1 as Ansible."""
+    yaml = YAML(typ="rt")
+    yaml.Resolver = AnsibleResolver
+    yaml.version = (1, 1)
+    return yaml
 
 
 def _pos(file: str, line_col: tuple[int, int] | list[int] | None) -> Position:
@@ -154,6 +188,8 @@ class _Converter:
             return node.isoformat()
         if isinstance(node, TaggedScalar) and getattr(node.tag, "value", None) == YAML_STR_TAG:
             return str(node.value)     # !!str 1 is the string "1"
+        if isinstance(node, TaggedScalar) and getattr(node.tag, "value", None) == "!unsafe":
+            return UnsafeText(node.value)
         tag = getattr(getattr(node, "tag", None), "value", None)
         what = {bytes: "binary data (!!binary)", CommentedSet: "a set (!!set)"}.get(
             type(node), f"the YAML tag {tag}" if tag else f"a {type(node).__name__} value")
@@ -176,6 +212,7 @@ def _quiet() -> Iterator[None]:
     Python source line and a multi-line message to stderr."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ReusedAnchorWarning)
+        warnings.simplefilter("ignore", MantissaNoDotYAML1_1Warning)   # 1e-05: YAML 1.1 wants 1.0e-05; read as a number
         yield
 
 
@@ -198,7 +235,7 @@ def _deepest_position(text: str, file: str) -> Position:
 
 def parse_yaml(text: str, file: str) -> Any:
     """Parse text; a syntax error becomes a RecipeError at its line and column."""
-    yaml = YAML(typ="rt")
+    yaml = new_yaml()
     yaml.allow_duplicate_keys = False
     try:
         with _quiet():
@@ -230,7 +267,7 @@ _PLAIN_COLLECTIONS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 def _constructor_culprit(text: str, file: str) -> tuple[Position, str]:
     """Where a constructor failure comes from, innermost first: a list or mapping used as a key (unhashable),
     or a value its tag cannot make (!!int x, !!set on a scalar), found by constructing the nodes one by one."""
-    yaml = YAML(typ="rt")
+    yaml = new_yaml()
     try:
         with _quiet():
             root = yaml.compose(text)

@@ -14,9 +14,12 @@ from engine.build.taskmodule import Result, TaskContext, TaskModule
 
 
 class Meta(TaskModule, name="meta"):
-    description = "flush_handlers: run the handlers notified so far, now"
+    description = "flush_handlers: run the handlers notified so far, now; end_play/end_host: stop here, as done"
     free_form = "action"
-    schema = {vol.Required("action"): vol.In(["flush_handlers"])}
+    schema = {vol.Required("action"): vol.In(["flush_handlers", "noop", "end_play", "end_host", "end_batch",
+                                              "clear_facts", "clear_host_errors", "refresh_inventory",
+                                              "reset_connection"]),
+              "_raw_params": str}
 
     @dataclass(frozen=True)
     class Params:

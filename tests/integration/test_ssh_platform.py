@@ -134,7 +134,7 @@ def test_full_recipe_then_idempotent_second_run(full_recipe, tmp_path):
     assert (site / "app.conf").read_text() == "name=full\nsource=box\n"
     settings = (site / "settings.conf").read_text()
     assert settings.startswith("port=8080\n")
-    assert "a=1\nb=2\n" in settings and "BEGIN RECIPE MANAGED BLOCK" in settings
+    assert "a=1\nb=2\n" in settings and "BEGIN ANSIBLE MANAGED BLOCK" in settings
     assert (site / "token").read_text() == f"token={SECRET}\n"
     assert oct((site / "token").stat().st_mode & 0o777) == "0o600"
     family, arch, user = (site / "facts").read_text().split()

@@ -35,7 +35,7 @@ CASES = [
      "did you mean 'mode'"),
     ("out-of-range-mode", HEAD + "tasks:\n  - copy: {content: x, dest: /tmp/x, mode: 99999}\n", {}, "7:44",
      "out of range"),
-    ("wrong-type", HEAD + "tasks:\n  - shell: 'true'\n    retries: three\n", {}, "8:14", "expected int"),
+    ("wrong-type", HEAD + "tasks:\n  - shell: 'true'\n    retries: three\n", {}, "8:14", "expected an integer"),
     ("two-modules", HEAD + "tasks:\n  - shell: 'true'\n    command: 'true'\n", {}, "8:5", "one module"),
     ("no-module", HEAD + "tasks:\n  - name: nothing to do\n", {}, "7:5", "no module"),
     ("undefined-variable", HEAD + "tasks:\n  - shell: echo {{ greting }}\n", {}, "7:12",

@@ -52,9 +52,10 @@ def test_builds_render_their_sources_and_tasks_keep_their_order(recipe_dir):
     assert one.source.ssh.host == "host-one" and one.source.ssh.port == 2222
     assert two.source.ssh.host == "h2" and two.source.ssh.port == 22
     assert one.info.id != two.info.id
-    assert [t.args["cmd"] for t in recipe.tasks] == ["echo role task", "echo {{ a }}"]
-    assert recipe.tasks[1].runs_on("one") and not recipe.tasks[1].runs_on("two")
-    assert recipe.tasks[0].origin.role == "r"
+    role, own = recipe.tasks            # a role's tasks run as one block, with the role's origin
+    assert [t.args["cmd"] for t in (*role.block, own)] == ["echo role task", "echo {{ a }}"]
+    assert own.runs_on("one") and not own.runs_on("two")
+    assert role.origin.role == "r" and role.block[0].origin.role == "r"
 
 
 def test_secret_values_reach_the_redactor_even_when_the_recipe_is_invalid(recipe_dir):
