@@ -40,12 +40,18 @@ class Request:
     state: str = "present"
     update_cache: bool = False
     cache_valid_time: int | None = None
-    install_recommends: bool = False
+    install_recommends: bool | None = None   # None: as the manager is configured (apt: recommends too)
     purge: bool = False
     autoremove: bool = False
     upgrade: str = "no"
     deb: str | None = None
     allow_downgrade: bool = False
+    default_release: str | None = None
+    only_upgrade: bool = False
+    allow_unauthenticated: bool = False
+    allow_change_held_packages: bool = False
+    dpkg_options: str = "force-confdef,force-confold"
+    lock_timeout: int = 60
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,8 @@ async def ensure(ctx: TaskContext, backends: Sequence[Backend], req: Request) ->
         found = " or ".join(b.tool for b in backends)
         return Result(failed=True, msg=f"no package manager on the target: {found} not found")
     data: dict[str, Any] = {"packages": [], "cache_updated": "updated" in tags}
+    if (first(tags, "cachetime") or "").isdigit():
+        data["cache_update_time"] = int(first(tags, "cachetime"))
     if "failed" in tags:
         detail = tail(res.stderr)
         return Result(failed=True, data=data, msg=f"{first(tags, 'failed')}" + (f": {detail}" if detail else ""))

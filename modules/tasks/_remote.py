@@ -11,11 +11,12 @@ import posixpath
 import re
 import secrets
 import shlex
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext
+from engine.recipe.kv import parse_kv
 from engine.recipe.schema import HintedInvalid, boolean, file_mode, positive_number
 from engine.remote.connection import CommandResult
 from modules.tasks._attrs import STAT_FMT, Attrs, Stat
@@ -24,6 +25,25 @@ CONTENT = "--recipe-content--"       # everything after this line is file conten
 DIFF_LIMIT = 256 * 1024              # bigger files are compared by checksum only
 DIFF_LINES = 200
 INLINE_LIMIT = 64 * 1024             # smaller payloads ride on a script's stdin instead of an upload
+
+
+class NamedFreeForm:
+    """For modules whose free-form shorthand is also a named option (apt: nginx, but also apt: name=nginx):
+    a string whose words are all key=value, one of them that option, is Ansible's key=value form.
+
+    TaskModule's parser leaves `name=` to the free form, which is right for command and shell (whose
+    `cmd=` Ansible never parses out of a command line), not for these.
+    """
+
+    free_form: ClassVar[str | None]
+
+    @classmethod
+    def normalize(cls, args: Any) -> Any:
+        if isinstance(args, str) and cls.free_form:
+            parsed = parse_kv(args)
+            if not parsed.free_form and cls.free_form in parsed.options:
+                args = parsed.options
+        return super().normalize(args)  # type: ignore[misc]
 
 
 def maybe(validator: Any) -> Callable[[Any], Any]:

@@ -17,11 +17,9 @@ from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.recipe.schema import boolean, integer
 from engine.remote.connection import CommandResult
 from modules.tasks._packages import STATES, Backend, Plan, Request, ensure, package_names
-from modules.tasks._remote import maybe, q, tail, words
+from modules.tasks._remote import NamedFreeForm, maybe, q, tail, text, words
 
 ENV = "export DEBIAN_FRONTEND=noninteractive LC_ALL=C APT_LISTCHANGES_FRONTEND=none NEEDRESTART_MODE=a\n"
-OPTIONS = ("-y", "-q", "-o", "DPkg::Lock::Timeout=300", "-o", "Dpkg::Options::=--force-confdef",
-           "-o", "Dpkg::Options::=--force-confold")
 UPGRADES = {"no": None, "safe": "upgrade --with-new-pkgs", "full": "dist-upgrade", "dist": "dist-upgrade"}
 SPEC = re.compile(r"^(?P<name>[a-z0-9][a-z0-9+.-]*)(?::(?P<arch>[a-z0-9-]+))?"
                   r"(?:=(?P<version>[A-Za-z0-9.+~:_-]+)|/(?P<release>[A-Za-z0-9._-]+))?$")
@@ -141,13 +139,30 @@ def deb_path(path: str) -> str:
     return path if "/" in path else f"./{path}"
 
 
+def options(req: Request) -> list[str]:
+    """apt-get's options for every command: no prompts, the dpkg lock waited for, dpkg's options as asked."""
+    words = ["-y", "-q", "-o", f"DPkg::Lock::Timeout={req.lock_timeout}"]
+    for option in filter(None, (part.strip() for part in req.dpkg_options.split(","))):
+        words += ["-o", f"Dpkg::Options::=--{option}"]
+    return words
+
+
+def install_flags(req: Request) -> list[str]:
+    flags = {None: [], True: ["--install-recommends"], False: ["--no-install-recommends"]}[req.install_recommends]
+    flags += ["--allow-downgrades"] if req.allow_downgrade else []
+    flags += ["--only-upgrade"] if req.only_upgrade else []
+    flags += ["--allow-unauthenticated"] if req.allow_unauthenticated else []
+    flags += ["--allow-change-held-packages"] if req.allow_change_held_packages else []
+    return flags + (["-t", req.default_release] if req.default_release else [])
+
+
 class Apt(Backend):
     tool = "apt-get"
 
     def probe(self, req: Request, check: bool) -> str:
         script = ENV
         if req.update_cache and not check:
-            update = (f"if apt-get update -q -o DPkg::Lock::Timeout=300 >&2; then touch {LISTS}; "
+            update = (f"if apt-get update -q -o DPkg::Lock::Timeout={req.lock_timeout} >&2; then touch {LISTS}; "
                       "echo updated; else echo 'failed apt-get update failed'; fi")
             if req.cache_valid_time:   # the newer of apt's own stamp and the lists directory
                 script += (f"t=0; for f in {STAMP} {LISTS}; do "
@@ -155,6 +170,9 @@ class Apt(Backend):
                            f"if [ $(( $(date +%s) - t )) -ge {req.cache_valid_time} ]; then {update}; fi\n")
             else:
                 script += update + "\n"
+        if req.update_cache:   # Ansible's cache_update_time: the newer of apt's stamp and the lists directory
+            script += (f"t=0; for f in {STAMP} {LISTS}; do "
+                       "m=$(stat -c %Y $f 2>/dev/null) && [ \"$m\" -gt $t ] && t=$m; done; echo \"cachetime $t\"\n")
         specs = [spec_of(name) for name in req.names]
         queries = list(dict.fromkeys(spec.query for spec in specs))
         if queries:
@@ -200,14 +218,13 @@ class Apt(Backend):
         return ENV + " && ".join(self.commands(req, plan, check)) + "\n"
 
     def commands(self, req: Request, plan: Plan, check: bool = False) -> list[str]:
-        base = "apt-get " + words([*OPTIONS, *(["-s"] if check else [])])
+        base = "apt-get " + words([*options(req), *(["-s"] if check else [])])
         commands = []
         if UPGRADES[req.upgrade]:
             commands.append(f"{base} {UPGRADES[req.upgrade]}")
         if plan.install or plan.upgrade:
-            flags = ["--no-install-recommends" if not req.install_recommends else "--install-recommends"]
-            flags += ["--allow-downgrades"] if req.allow_downgrade else []
-            commands.append(f"{base} install {words(flags)} -- {words([*plan.install, *plan.upgrade])}")
+            install = words([*install_flags(req), "--", *plan.install, *plan.upgrade])
+            commands.append(f"{base} install {install}")
         if plan.remove:
             commands.append(f"{base} {'purge' if req.purge else 'remove'} -- {words(plan.remove)}")
         if req.autoremove:
@@ -237,7 +254,7 @@ class Apt(Backend):
 APT = Apt()
 
 
-class AptModule(TaskModule, name="apt"):
+class AptModule(NamedFreeForm, TaskModule, name="apt"):
     description = "Install, upgrade or remove Debian packages with apt-get (dpkg lock waited for, no prompts)"
     free_form = "name"
     aliases = {"pkg": "name", "package": "name", "update-cache": "update_cache",
@@ -249,12 +266,20 @@ class AptModule(TaskModule, name="apt"):
         vol.Optional("state", default="present"): vol.In(STATES),
         vol.Optional("update_cache", default=False): boolean,
         vol.Optional("cache_valid_time", default=None): maybe(vol.All(integer, vol.Range(min=0))),
-        vol.Optional("install_recommends", default=False): boolean,
+        vol.Optional("install_recommends", default=None): maybe(boolean),
         vol.Optional("purge", default=False): boolean,
         vol.Optional("autoremove", default=False): boolean,
         vol.Optional("upgrade", default="no"): upgrade_choice,
         vol.Optional("deb", default=None): maybe(str),
         vol.Optional("allow_downgrade", default=False): boolean,
+        vol.Optional("default_release", default=None): maybe(text),
+        vol.Optional("only_upgrade", default=False): boolean,
+        vol.Optional("allow_unauthenticated", default=False): boolean,
+        vol.Optional("allow_change_held_packages", default=False): boolean,
+        vol.Optional("dpkg_options", default="force-confdef,force-confold"): text,
+        vol.Optional("lock_timeout", default=60): vol.All(integer, vol.Range(min=0)),
+        # Ansible falls back from aptitude to apt-get unless this is set; apt-get is all this module uses.
+        vol.Optional("force_apt_get", default=False): boolean,
     }
 
     @dataclass(frozen=True)
@@ -263,12 +288,19 @@ class AptModule(TaskModule, name="apt"):
         state: str = "present"
         update_cache: bool = False
         cache_valid_time: int | None = None
-        install_recommends: bool = False
+        install_recommends: bool | None = None
         purge: bool = False
         autoremove: bool = False
         upgrade: str = "no"
         deb: str | None = None
         allow_downgrade: bool = False
+        default_release: str | None = None
+        only_upgrade: bool = False
+        allow_unauthenticated: bool = False
+        allow_change_held_packages: bool = False
+        dpkg_options: str = "force-confdef,force-confold"
+        lock_timeout: int = 60
+        force_apt_get: bool = False
 
         def __post_init__(self) -> None:
             if not (self.name or self.deb or self.update_cache or self.cache_valid_time is not None
@@ -283,7 +315,8 @@ class AptModule(TaskModule, name="apt"):
     def request(p: Params) -> Request:
         return Request(tuple(p.name), p.state, p.update_cache or p.cache_valid_time is not None,
                        p.cache_valid_time, p.install_recommends, p.purge, p.autoremove, p.upgrade, p.deb,
-                       p.allow_downgrade)
+                       p.allow_downgrade, p.default_release, p.only_upgrade, p.allow_unauthenticated,
+                       p.allow_change_held_packages, p.dpkg_options, p.lock_timeout)
 
     async def run(self, params: Params, ctx: TaskContext) -> Result:
         return await ensure(ctx, [APT], self.request(params))

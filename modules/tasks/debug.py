@@ -9,10 +9,10 @@ import voluptuous as vol
 from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.recipe.schema import integer
 from engine.recipe.template import SandboxRefusal, TemplateFailure
-from modules.tasks._remote import maybe
+from modules.tasks._remote import NamedFreeForm, maybe
 
 
-class Debug(TaskModule, name="debug"):
+class Debug(NamedFreeForm, TaskModule, name="debug"):
     description = "Print a message or the value of a variable"
     free_form = "msg"
     schema = {

@@ -9,7 +9,7 @@ import voluptuous as vol
 from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.recipe.schema import boolean, integer
 from modules.tasks._accounts import account_name, entry_sh, fields, tools_sh
-from modules.tasks._remote import failure, first, maybe, quiet, tagged, tail
+from modules.tasks._remote import NamedFreeForm, failure, first, maybe, quiet, tagged, tail
 
 TOOLS = ("groupadd", "groupmod", "groupdel", "addgroup", "delgroup")
 
@@ -41,7 +41,7 @@ def group_commands(name: str, state: str, gid: int | None, system: bool, entry: 
     return [], ""
 
 
-class Group(TaskModule, name="group"):
+class Group(NamedFreeForm, TaskModule, name="group"):
     description = "Create or remove a local group, or change its gid"
     free_form = "name"
     schema = {

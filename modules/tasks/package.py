@@ -13,8 +13,9 @@ import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.recipe.schema import boolean
+from engine.registry import TASK_MODULES
 from modules.tasks._packages import STATES, Backend, Plan, Request, ensure, package_names
-from modules.tasks._remote import words
+from modules.tasks._remote import NamedFreeForm, words
 from modules.tasks.apt import APT
 
 
@@ -95,7 +96,7 @@ BACKENDS: list[Backend] = [
 USES = ("auto", *(b.tool.replace("apt-get", "apt") for b in BACKENDS))
 
 
-class Package(TaskModule, name="package"):
+class Package(NamedFreeForm, TaskModule, name="package"):
     description = "Install or remove packages with the target's own manager (apt, dnf, yum, apk, zypper, pacman)"
     free_form = "name"
     schema = {
@@ -119,3 +120,31 @@ class Package(TaskModule, name="package"):
     async def run(self, params: Params, ctx: TaskContext) -> Result:
         backends = [b for b in BACKENDS if params.use in ("auto", b.tool.replace("apt-get", "apt"))]
         return await ensure(ctx, backends, Request(tuple(params.name), params.state, params.update_cache))
+
+
+def dnf_state(value: object) -> str:
+    """dnf's states, with its synonyms installed and removed."""
+    state = {"installed": "present", "removed": "absent"}.get(str(value), str(value))
+    if state not in STATES:
+        raise vol.Invalid(f"state must be one of present, installed, latest, absent, removed; got {value!r}")
+    return state
+
+
+class Dnf(Package, name="dnf"):
+    """Ansible's dnf (and yum, which ansible-core now runs as dnf) for what they share with package:
+    names, state and update_cache. Their other options are refused as unknown, not ignored."""
+
+    description = "Install or remove packages with dnf (or yum where there is no dnf)"
+    aliases = {"pkg": "name", "expire-cache": "update_cache"}
+    schema = {
+        vol.Required("name"): package_names,
+        vol.Optional("state", default="present"): dnf_state,
+        vol.Optional("update_cache", default=False): boolean,
+    }
+
+    async def run(self, params: Package.Params, ctx: TaskContext) -> Result:
+        backends = [b for b in BACKENDS if b.tool in ("dnf", "yum")]
+        return await ensure(ctx, backends, Request(tuple(params.name), params.state, params.update_cache))
+
+
+TASK_MODULES.add("yum", Dnf)

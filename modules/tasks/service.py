@@ -15,7 +15,7 @@ import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.recipe.schema import boolean
-from modules.tasks._remote import failure, first, maybe, quiet, tagged, tail
+from modules.tasks._remote import NamedFreeForm, failure, first, maybe, quiet, tagged, tail, text
 
 STATES = ("started", "stopped", "restarted", "reloaded")
 NAME = re.compile(r"^[A-Za-z0-9@_.:\\-]+$")
@@ -82,15 +82,20 @@ class Current:
         return cls(init, exists, running, active == "deactivating", enabled, word, tuple(tags.get("tool", [])))
 
 
-def commands(init: str, name: str, verb: str, tools: tuple[str, ...] = ()) -> list[str]:
-    """The shell for one verb (start, stop, restart, reload, enable, disable) under one init system."""
+def commands(init: str, name: str, verb: str, tools: tuple[str, ...] = (), arguments: str = "") -> list[str]:
+    """The shell for one verb (start, stop, restart, reload, enable, disable) under one init system.
+
+    arguments go after a start/stop/restart/reload of an init script; systemd has no place for them, and
+    Ansible's service drops them there too.
+    """
     n = shlex.quote(name)
+    extra = "".join(" " + shlex.quote(word) for word in shlex.split(arguments))
     if init == "systemd":
         return [f"systemctl {verb} -- {n}"]
     if init == "openrc":
         if verb in ("enable", "disable"):
             return [f"rc-update add {n} default" if verb == "enable" else f"rc-update -a del {n}"]
-        return [f"rc-service {n} {verb}"]
+        return [f"rc-service {n} {verb}{extra}"]
     if verb in ("enable", "disable"):
         if "update-rc.d" in tools:
             return [f"update-rc.d {n} defaults", f"update-rc.d {n} enable"] if verb == "enable" else \
@@ -98,7 +103,8 @@ def commands(init: str, name: str, verb: str, tools: tuple[str, ...] = ()) -> li
         if "chkconfig" in tools:
             return [f"chkconfig {n} {'on' if verb == 'enable' else 'off'}"]
         return [f"echo 'no update-rc.d or chkconfig to {verb} {name} with' >&2", "false"]
-    return [f"if command -v service >/dev/null 2>&1; then service {n} {verb}; else /etc/init.d/{n} {verb}; fi"]
+    return [f"if command -v service >/dev/null 2>&1; then service {n} {verb}{extra}; "
+            f"else /etc/init.d/{n} {verb}{extra}; fi"]
 
 
 def plan(current: Current, state: str | None, enabled: bool | None) -> tuple[list[str], list[str], str]:
@@ -125,7 +131,7 @@ def plan(current: Current, state: str | None, enabled: bool | None) -> tuple[lis
     return verbs, said, note
 
 
-class Service(TaskModule, name="service"):
+class Service(NamedFreeForm, TaskModule, name="service"):
     description = "Start, stop, restart or reload a service; enable or disable it at boot (systemd, OpenRC, SysV)"
     free_form = "name"
     aliases = {"args": "arguments"}
@@ -134,6 +140,7 @@ class Service(TaskModule, name="service"):
         vol.Optional("state", default=None): maybe(vol.In(STATES)),
         vol.Optional("enabled", default=None): maybe(boolean),
         vol.Optional("daemon_reload", default=False): boolean,
+        vol.Optional("arguments", default=""): text,
     }
 
     @dataclass(frozen=True)
@@ -142,6 +149,7 @@ class Service(TaskModule, name="service"):
         state: str | None = None
         enabled: bool | None = None
         daemon_reload: bool = False
+        arguments: str = ""
 
         def __post_init__(self) -> None:
             if self.state is None and self.enabled is None and not self.daemon_reload:
@@ -173,7 +181,8 @@ class Service(TaskModule, name="service"):
             after["state"] = "stopped" if p.state == "stopped" else "started"
         if ctx.check:
             return Result(changed=True, msg=msg, data=after)
-        script = " && ".join(c for verb in verbs for c in commands(current.init, p.name, verb, current.tools))
+        script = " && ".join(c for verb in verbs
+                             for c in commands(current.init, p.name, verb, current.tools, p.arguments))
         res = await ctx.sh(script)
         if not res.ok:
             return Result(failed=True, rc=res.rc, stdout=res.stdout, stderr=res.stderr, data=data,

@@ -16,7 +16,7 @@ import voluptuous as vol
 from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.recipe.schema import boolean, integer
 from modules.tasks._accounts import account_name, entry_sh, fields, tools_sh
-from modules.tasks._remote import failure, first, maybe, quiet, tagged, tail, text
+from modules.tasks._remote import NamedFreeForm, failure, first, maybe, quiet, tagged, tail, text
 
 TOOLS = ("useradd", "usermod", "userdel", "adduser", "deluser", "addgroup", "chpasswd")
 HASH = re.compile(r"^(\$[0-9a-zA-Z]+(\$[^$:\s]*)+|[!*][^:\s]*|[./0-9A-Za-z]{13})$")
@@ -63,7 +63,7 @@ def _has_group(account: Account, group: str) -> bool:
     return account.gid == group if group.isdigit() else account.primary == group
 
 
-class User(TaskModule, name="user"):
+class User(NamedFreeForm, TaskModule, name="user"):
     description = "Create, change or remove a local user account (useradd/usermod/userdel or BusyBox)"
     free_form = "name"
     aliases = {"user": "name", "createhome": "create_home"}

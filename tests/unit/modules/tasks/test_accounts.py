@@ -144,3 +144,11 @@ def test_group_action_wiring(h, tmp_path, monkeypatch):
     assert log.read_text().splitlines()[0] == "groupadd -g 4321 -r recipe-test-g"
     assert h.run("group", {"name": "nogroup", "gid": 4321}).changed
     assert log.read_text().splitlines()[-1] == "groupmod -g 4321 nogroup"
+
+
+def test_ansible_key_value_forms_and_aliases(h):
+    user = h.params("user", "user=bob uid=1500 createhome=no system=yes")
+    assert (user.name, user.uid, user.create_home, user.system) == ("bob", 1500, False, True)
+    assert h.params("user", "name=bob shell=/bin/sh").shell == "/bin/sh"
+    group = h.params("group", "name=web gid=1600 system=1")
+    assert (group.name, group.gid, group.system) == ("web", 1600, True)

@@ -20,3 +20,8 @@ def test_verbosity_above_zero_is_skipped_as_without_dash_v(h):
     assert h.run("debug", {"msg": "hi", "verbosity": "0"}).status == "ok"
     with pytest.raises(vol.Invalid):
         h.params("debug", {"msg": "hi", "verbosity": "loud"})
+
+
+def test_key_value_msg_and_var(h):
+    assert h.run("debug", "msg=hi").data == {"msg": "hi"}
+    assert h.run("debug", "var=greeting").data["greeting"] == "hello"

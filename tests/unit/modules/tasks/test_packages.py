@@ -64,13 +64,17 @@ def test_apt_command_lines():
     plan = Plan(install=("nginx-light", "./x.deb"), upgrade=("curl",), remove=("apache2",))
     commands = APT.commands(req(names=["x"], upgrade="safe", autoremove=True, purge=True), plan)
     assert commands[0].endswith("upgrade --with-new-pkgs")
-    assert commands[1].endswith("install --no-install-recommends -- nginx-light ./x.deb curl")
+    assert commands[1].endswith(" install -- nginx-light ./x.deb curl")   # recommends: as apt is configured
     assert commands[2].endswith("purge -- apache2") and commands[3].endswith("autoremove --purge")
     for command in commands:
-        assert command.startswith("apt-get -y -q -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef "
+        assert command.startswith("apt-get -y -q -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef "
                                   "-o Dpkg::Options::=--force-confold ")
     simulated = APT.commands(req(install_recommends=True, allow_downgrade=True), Plan(install=("a",)), check=True)
     assert " -s install --install-recommends --allow-downgrades -- a" in simulated[0]
+    asked = APT.commands(req(install_recommends=False, only_upgrade=True, default_release="bookworm-backports",
+                             dpkg_options="force-confnew", lock_timeout=5), Plan(install=("a",)))
+    assert asked[0] == ("apt-get -y -q -o DPkg::Lock::Timeout=5 -o Dpkg::Options::=--force-confnew install "
+                        "--no-install-recommends --only-upgrade -t bookworm-backports -- a")
     script = APT.action(req(), Plan(install=("a",)), check=False)
     assert script.startswith("export DEBIAN_FRONTEND=noninteractive")
 
@@ -103,6 +107,21 @@ def test_apt_options():
 def test_apt_rejects_bad_options(h, args):
     with pytest.raises(vol.Invalid):
         h.params("apt", args)
+
+
+def test_apt_ansible_forms():
+    params = AptModule.params("pkg=nginx,curl update_cache=yes cache_valid_time=86400 install_recommends=no")
+    assert params.name == ["nginx", "curl"] and params.update_cache and params.cache_valid_time == 86400
+    assert params.install_recommends is False
+    named = AptModule.params("name=nginx update_cache=yes cache_valid_time=86400")   # name= is not the free form
+    assert named.name == ["nginx"] and named.update_cache and named.cache_valid_time == 86400
+    aliased = AptModule.params({"package": ["vim"], "default-release": "testing", "update-cache": "yes",
+                                "allow_downgrades": "1", "force_apt_get": True, "lock_timeout": "30"})
+    assert aliased.name == ["vim"] and aliased.default_release == "testing" and aliased.allow_downgrade
+    assert aliased.update_cache
+    assert AptModule.params({"name": "vim"}).install_recommends is None
+    with pytest.raises(vol.Invalid, match="unknown option"):
+        AptModule.params({"name": "vim", "policy_rc_d": 101})   # not done: refused, not ignored
 
 
 def test_package_finds_the_manager_in_one_probe():
@@ -141,6 +160,26 @@ def test_a_manager_probe_runs_for_real(h, tmp_path, monkeypatch):
     assert (fake / "log").read_text() == "del --no-progress musl\n" and removed.data["packages"] == ["musl"]
     installed_ = h.run("package", {"name": ["musl", "nginx"], "use": "apk"})
     assert installed_.changed and (fake / "log").read_text().endswith("add --no-progress nginx\n")
+
+
+def test_dnf_and_yum_run_the_dnf_backend(h, tmp_path, monkeypatch):
+    """dnf and yum are package restricted to dnf/yum: a stand-in dnf and rpm drive the real probe and plan."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "rpm").write_text('#!/bin/sh\n[ "$4" = bash ]\n')   # rpm -q --quiet --whatprovides NAME
+    (fake / "dnf").write_text(f'#!/bin/sh\necho "$*" >> {fake}/log\n')
+    (fake / "apt-get").write_text("#!/bin/sh\nexit 1\n")            # there, but dnf never looks at it
+    for tool in ("rpm", "dnf", "apt-get"):
+        (fake / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:/usr/bin:/bin")
+    assert h.run("dnf", "name=bash state=installed").status == "ok"
+    result = h.run("yum", {"pkg": ["bash", "httpd"], "state": "present"})
+    assert result.changed and (fake / "log").read_text() == "-y install httpd\n"
+    h.run("dnf", {"name": "bash", "state": "removed"})
+    assert (fake / "log").read_text().endswith("-y remove bash\n")
+    for bad in ({"name": "x", "use": "apt"}, {"name": "x", "enablerepo": "epel"}, {"name": "x", "state": "fixed"}):
+        with pytest.raises(vol.Invalid):
+            h.params("dnf", bad)
 
 
 debian = pytest.mark.skipif(not shutil.which("apt-get") or not shutil.which("dpkg-query"), reason="not Debian")
@@ -237,11 +276,12 @@ def test_apt_action_wiring_with_a_stand_in_apt_get(h, fake_apt):
     if installed("sl"):
         pytest.skip("sl is installed here")
     result = h.run("apt", {"name": "sl", "update_cache": True})
-    assert result.changed and result.data == {"packages": ["sl"], "cache_updated": True}
+    assert result.changed and result.data["packages"] == ["sl"] and result.data["cache_updated"] is True
+    assert abs(result.data["cache_update_time"] - time.time()) < 60   # the lists were just updated
     update, install = log.read_text().splitlines()
-    assert update.startswith("noninteractive update -q -o DPkg::Lock::Timeout=300")
-    assert install == ("noninteractive -y -q -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef "
-                       "-o Dpkg::Options::=--force-confold install --no-install-recommends -- sl")
+    assert update.startswith("noninteractive update -q -o DPkg::Lock::Timeout=60")
+    assert install == ("noninteractive -y -q -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef "
+                       "-o Dpkg::Options::=--force-confold install -- sl")
     assert len(h.connection.scripts) == 2
 
 

@@ -99,3 +99,11 @@ def test_sysv_action_wiring_with_a_stand_in_service(h, tmp_path, monkeypatch):
     assert result.changed and result.msg == "ssh started" and result.data["init"] == "sysv"
     assert log.read_text().splitlines() == ["service ssh status", "service ssh start"]
     assert h.run("service", {"name": "ssh", "state": "stopped"}).status == "ok"     # status says it is not running
+
+
+def test_ansible_forms_and_arguments(h):
+    params = h.params("service", "name=nginx state=started enabled=yes args=--quiet")
+    assert (params.name, params.state, params.enabled, params.arguments) == ("nginx", "started", True, "--quiet")
+    assert commands("openrc", "nginx", "start", arguments="--quiet") == ["rc-service nginx start --quiet"]
+    assert "service nginx reload '-x y'" in commands("sysv", "nginx", "reload", arguments="'-x y'")[0]
+    assert commands("systemd", "nginx", "start", arguments="--quiet") == ["systemctl start -- nginx"]
