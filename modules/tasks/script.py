@@ -31,6 +31,7 @@ def interpreter(script: bytes) -> list[str]:
 class Script(TaskModule, name="script"):
     description = "Upload a local script from files/ to the target, run it with its arguments, remove it"
     free_form = "src"
+    aliases = {"cmd": "src"}   # Ansible's name for the script and its arguments
     local_files = {"src": "files"}
     schema = {
         vol.Required("src"): str,

@@ -140,10 +140,12 @@ class User(NamedFreeForm, TaskModule, name="user"):
 
 
 def _data(p: User.Params, account: Account | None) -> dict:
+    """Ansible's user return values: group is the primary group's gid, as there."""
     data: dict = {"name": p.name, "state": "present" if account else "absent"}
     if account:
-        data.update(uid=int(account.uid) if account.uid.isdigit() else account.uid, group=account.primary,
-                    home=account.home, shell=account.shell)
+        number = (lambda value: int(value) if value.isdigit() else value)
+        data.update(uid=number(account.uid), group=number(account.gid), home=account.home, shell=account.shell,
+                    comment=account.comment, system=p.system)
     return data
 
 

@@ -73,6 +73,9 @@ def test_remove():
 def test_user_on_this_machine(h):
     root = h.run("user", {"name": "root", "uid": 0, "home": "/root"})
     assert root.status == "ok" and root.data["uid"] == 0 and len(h.connection.scripts) == 1
+    entry = pwd.getpwnam("root")
+    assert root.data == {"name": "root", "state": "present", "uid": 0, "group": 0, "home": "/root",   # as Ansible
+                         "shell": entry.pw_shell, "comment": entry.pw_gecos, "system": False}
     new = h.run("user", {"name": "recipe-test-nobody", "groups": ["nogroup"], "password": HASH}, check=True)
     assert new.changed and new.msg == "user recipe-test-nobody created" and new.data["state"] == "absent"
     assert HASH not in repr(new) and all(HASH not in script for script in h.connection.scripts)

@@ -109,3 +109,9 @@ def test_create_backup_validate_and_messages(h, target):
     assert refused.failed and "S\n" not in path.read_text()
     absent = h.run("blockinfile", {"path": str(target / "none"), "state": "absent"})
     assert absent.status == "ok" and absent.msg == f"File {target / 'none'} not present"
+
+
+def test_numeric_mode_from_yaml(h, target):
+    path = target / "f"
+    h.run("blockinfile", {"path": str(path), "block": "x", "create": True, "mode": 0o600})   # YAML's 384
+    assert mode_of(path) == 0o600

@@ -137,6 +137,7 @@ def test_script_free_form_with_arguments_and_shebang(h, target):
     h.file("files", "greet", "#!/usr/bin/env sh\necho \"hello $1\"\n")
     result = h.run("script", f"greet '{target}'")
     assert result.stdout == f"hello {target}" and leftovers(h) == []
+    assert h.run("script", {"cmd": "greet world", "creates": "/nonexistent"}).stdout == "hello world"   # alias
 
 
 def test_script_failure_still_removes_the_upload(h):

@@ -263,3 +263,10 @@ def test_template_newline_sequence_encoding_and_header(h, target):
         h.params("template", {"src": "w.j2", "dest": str(target / "w"), "output_encoding": "klingon"})
     with pytest.raises(vol.Invalid, match="unknown option"):
         h.params("template", {"src": "w.j2", "dest": str(target / "w"), "variable_start_string": "[["})
+
+
+def test_template_numeric_mode_and_key_value(h, target):
+    h.file("templates", "m.j2", "{{ port }}\n")
+    result = h.run("template", f"src=m.j2 dest={target / 'm'} mode=0600 backup=yes")
+    assert result.changed and mode_of(target / "m") == 0o600 and (target / "m").read_text() == "8080\n"
+    assert h.run("template", {"src": "m.j2", "dest": str(target / "m"), "mode": 0o600}).status == "ok"

@@ -168,3 +168,11 @@ def test_wget_when_there_is_no_curl(h, target, web, tmp_path, monkeypatch):
 def test_get_url_rejects_bad_options(h, args):
     with pytest.raises(vol.Invalid):
         h.params("get_url", args)
+
+
+def test_ansible_forms(h, target):
+    params = h.params("get_url", f"url=http://example.com/f dest={target} mode=0640 force=yes timeout=30 "
+                                 "username=u password=p")
+    assert (params.mode, params.force, params.timeout) == ("0640", True, 30.0)
+    assert (params.url_username, params.url_password) == ("u", "p")
+    assert h.params("get_url", {"url": "http://example.com/f", "dest": str(target), "mode": 0o640}).mode == "0640"

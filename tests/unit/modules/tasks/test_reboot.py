@@ -60,3 +60,8 @@ def test_reboot_rejects_bad_options(h, args):
     import voluptuous as vol
     with pytest.raises(vol.Invalid):
         h.params("reboot", args)
+
+
+def test_ansible_forms(h):
+    params = h.params("reboot", "reboot_timeout=900 pre_reboot_delay=0 post_reboot_delay=10")
+    assert (params.reboot_timeout, params.pre_reboot_delay, params.post_reboot_delay) == (900.0, 0.0, 10.0)

@@ -150,3 +150,11 @@ def test_select_and_compare():
 def test_unarchive_rejects_bad_options(h, args):
     with pytest.raises(vol.Invalid):
         h.params("unarchive", args)
+
+
+def test_ansible_forms(h, target):
+    params = h.params("unarchive", f"src=app.tgz dest={target} remote_src=no mode=0750 unsafe_writes=yes")
+    assert (params.mode, params.remote_src) == ("0750", False)
+    assert h.params("unarchive", {"src": "a.tgz", "dest": str(target), "mode": 0o750}).mode == "0750"
+    with pytest.raises(vol.Invalid, match="unknown option 'attributes'"):   # not done: refused
+        h.params("unarchive", {"src": "a.tgz", "dest": str(target), "attributes": "+i"})

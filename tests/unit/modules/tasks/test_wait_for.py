@@ -142,3 +142,11 @@ def test_the_nc_branch_is_chosen_when_nc_knows_z():
 def test_wait_for_rejects_bad_options(h, args):
     with pytest.raises(vol.Invalid):
         h.params("wait_for", args)
+
+
+def test_ansible_forms(h, target):
+    params = h.params("wait_for", f"path={target} timeout=30 delay=0 sleep=1 state=present")
+    assert (params.timeout, params.delay, params.sleep) == (30.0, 0.0, 1.0)
+    assert h.params("wait_for", "port=22 timeout=5").port == 22
+    with pytest.raises(vol.Invalid):
+        h.params("wait_for", {"port": 22, "timeout": "soon"})
