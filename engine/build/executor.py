@@ -18,12 +18,13 @@ from typing import Any, Mapping
 import voluptuous as vol
 
 from engine.build.dynamic_include import load_include
-from engine.build.loops import item_result, item_vars, loop_items, loop_result
+from engine.build.loops import item_result, item_vars, loop_items, loop_names, loop_result
 from engine.build.play import Play, TagFilter
 from engine.build.runner import BuildState, OnError
 from engine.build.taskmodule import Result, TaskContext
 from engine.console import prompt
 from engine.errors import BuildError, Position
+from engine.recipe.foreign import foreign_hint
 from engine.recipe.model import Handler, Task
 from engine.recipe.schema import boolean, problems_from
 from engine.recipe.template import Scope, TemplateFailure, evaluate, render, render_text
@@ -211,6 +212,15 @@ def _registered(result: Result) -> dict[str, Any]:
 async def _run_loop(play: Play, task: Task, scope: Scope) -> tuple[dict[str, Any], Position]:
     started = time.monotonic()
     items, failure = _items(play, task, scope)
+    if failure is not None and isinstance(skipped := _when(task, scope), Result):
+        # a false condition that does not need the loop's item skips the task, as Ansible checks it first
+        _report(play, task, task.label, skipped, started)
+        return _registered(skipped), task.position
+    if failure is None:
+        try:
+            task = loop_names(task, scope)
+        except TemplateFailure as exc:
+            failure = Failure(f"{task.path}.loop_control: {exc.message}", task.position, exc.hint)
     if failure is not None:
         _report(play, task, task.label, _failed(failure), started)
         return {**_failed(failure).as_register()}, failure.position
@@ -427,8 +437,8 @@ def _render_args(task: Task, scope: Scope, raw: tuple[str, ...], omit: str) -> A
 async def _execute(play: Play, task: Task, scope: Scope) -> tuple[Result, Position]:
     module_class = TASK_MODULES.get(task.module or "")
     where = task.args_position or task.position
-    if module_class is None:  # the schema catches this; kept for modules removed at run time
-        return Result(failed=True, msg=f"unknown module {task.module!r}"), task.position
+    if module_class is None:  # an Ansible module recipe does not run: validate noted it
+        return Result(failed=True, msg=foreign_hint(str(task.module))), task.position
     try:
         rendered = _render_args(task, scope, module_class.raw_options, play.omit)
     except TemplateFailure as exc:
@@ -436,12 +446,14 @@ async def _execute(play: Play, task: Task, scope: Scope) -> tuple[Result, Positi
     try:
         params = module_class.params(rendered)
     except vol.Invalid as exc:
-        problem = problems_from(exc, task.args, prefix=())[0]
-        return (Result(failed=True, msg=f"{task.path}.{task.module}.{problem.path}: {problem.message} "
-                                        f"(after rendering)"), problem.position or where)
+        problem = problems_from(exc, task.args, prefix=())[0]   # the module's own words, as Ansible registers them
+        return Result(failed=True, msg=problem.message), problem.position or where
     try:
         ctx = _context(play, task, scope)
-        return await module_class().run(params, ctx), task.position
+        result = await module_class().run(params, ctx)
+        if ctx.diff and result.diff and "diff" not in result.data:   # Ansible registers the diff in diff mode
+            result = result.replace(data={**result.data, "diff": [{"prepared": result.diff}]})
+        return result, task.position
     except TemplateFailure as exc:
         return Result(failed=True, msg=f"{task.path}.{task.module}: {exc.message}"), where
     except TaskFailed as exc:

@@ -1,13 +1,14 @@
 """A task's loop: its items (`loop:` or `with_<lookup>:`) and the variables each iteration sees."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
 from jinja2.exceptions import TemplateError
 
 from engine.recipe.lookups import run_lookup
 from engine.recipe.model import Task
-from engine.recipe.template import Scope, TemplateFailure, render, render_text
+from engine.recipe.template import Scope, TemplateFailure, is_template, render, render_text
 
 
 def loop_items(task: Task, scope: Scope) -> list:
@@ -24,6 +25,13 @@ def loop_items(task: Task, scope: Scope) -> list:
         raise TemplateFailure(f"Invalid data passed to 'loop', it requires a list, got this instead: {terms!r}",
                               hint="loop: takes a list or a template that gives one; for a dict use | dict2items")
     return terms
+
+
+def loop_names(task: Task, scope: Scope) -> Task:
+    """The task with its loop_var and index_var rendered (loop_control: {loop_var: "{{ name }}"})."""
+    names = {key: str(render(getattr(task, key), scope)) for key in ("loop_var", "index_var")
+             if is_template(getattr(task, key))}
+    return dataclasses.replace(task, **names) if names else task
 
 
 def item_vars(task: Task, items: list, index: int) -> dict[str, Any]:
@@ -75,4 +83,4 @@ def loop_result(results: list[dict[str, Any]]) -> dict[str, Any]:
     return value
 
 
-__all__ = ["item_result", "item_vars", "loop_items", "loop_result"]
+__all__ = ["loop_names", "item_result", "item_vars", "loop_items", "loop_result"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from engine.build.runner import BuildState
@@ -94,6 +95,8 @@ class Play:
         if task.origin.role_dir is not None:
             names.update(role_path=str(task.origin.role_dir), role_name=task.origin.role,
                          ansible_role_name=task.origin.role)
+        search = [str(Path(task.position.file).parent), names.get("role_path"), names["playbook_dir"]]
+        names["ansible_search_path"] = list(dict.fromkeys(d for d in search if d))
         if self.recipe.gather_facts:
             names["ansible_facts"] = self.ansible_facts
             names.update({f"ansible_{key}": value for key, value in self.ansible_facts.items()})

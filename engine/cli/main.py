@@ -190,7 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, redactor: Redactor) -> int:
     if args.verb == "validate":
         for recipe in _compile_all(args, redactor, placeholder=True):
-            print(f"{recipe.path}: valid ({len(recipe.builds)} build(s), {len(recipe.tasks)} task(s))")
+            print(f"{recipe.path}: valid ({len(recipe.builds)} build(s), {recipe.task_count} task(s))")
+            for note in recipe.notes:
+                print(f"  note: {redactor.text(str(note))}")
         return EXIT_OK
     if args.verb == "render":
         recipe = _compile(args, redactor, placeholder=True)

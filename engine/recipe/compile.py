@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import voluptuous as vol
 
 from engine.errors import Position, Problem, RecipeError
-from engine.recipe.loader import LoadedRecipe, LoadedRole, load_recipe, role_block
+from engine.recipe.foreign import foreign_hint, is_foreign_module
+from engine.recipe.loader import LoadedRecipe, LoadedRole, load_recipe, role_block, walk_task_nodes
 from engine.recipe.model import Build, BuildInfo, Export, Handler, Origin, Recipe, Source, SshSettings, Task, Variables
 from engine.recipe.recipe_schema import RECIPE_SCHEMA, ssh_schema, task_validator
 from engine.recipe.tasks import Inherit, listify, make_task
@@ -67,8 +68,17 @@ def compile_recipe(path: Path, options: CompileOptions = CompileOptions(),
         tasks=_all_tasks(loaded), handlers=_all_handlers(loaded), builds=tuple(builds),
         verify=tuple(make_task(t, f"verify[{i}]", Origin(base_dir=loaded.path.parent), _play_inherit(doc))
                      for i, t in enumerate(doc.get("verify") or [])),
-        gather_facts=doc.get("gather_facts", True) is not False,
+        gather_facts=doc.get("gather_facts", True) is not False, notes=tuple(_foreign_module_notes(loaded)),
     )
+
+
+def _foreign_module_notes(loaded: LoadedRecipe) -> list[Problem]:
+    notes = []
+    for path, task, position in walk_task_nodes(loaded):
+        for key in task:
+            if is_foreign_module(key):
+                notes.append(Problem(position, f"{key}: {foreign_hint(key)}", path=path))
+    return notes
 
 
 def _role_problems(role: LoadedRole, variables: Variables) -> list[Problem]:

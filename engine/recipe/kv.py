@@ -74,7 +74,8 @@ def parse_kv(text: str, only: frozenset[str] | None = None) -> KeyValues:
     rest = []
     for word in split_args(text):
         key, sep, value = word.partition("=")
-        if sep and _KEY.match(key) and (only is None or key in only):
+        templated = only is None and key.startswith("{{") and key.endswith("}}")   # set_fact: "{{ k }}={{ v }}"
+        if sep and (templated or _KEY.match(key)) and (only is None or key in only):
             parsed.options[key] = unquote(value)
         else:
             rest.append(word)

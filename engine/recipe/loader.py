@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Iterator
 
 from engine.errors import Position, Problem, RecipeError
 from engine.recipe.kv import parse_kv
@@ -119,21 +119,22 @@ class Loader:
 
     # -- includes -----------------------------------------------------------
 
-    def _expand(self, tasks: YSeq, base: Path, chain: list[Path]) -> YSeq:
-        """Replace include entries by blocks of the included tasks, recursively."""
+    def _expand(self, tasks: YSeq, base: Path, chain: list[Path], role_tasks: Path | None = None) -> YSeq:
+        """Replace include entries by blocks of the included tasks, recursively. In a role, a file not beside
+        the including one is looked for in the role's tasks/, as Ansible does (a handler including a task)."""
         out = YSeq(pos=tasks.pos)
         for index, task in enumerate(tasks):
             position = tasks.item_pos[index]
             if isinstance(task, YMap):
-                task = self._expand_task(task, base, chain)
+                task = self._expand_task(task, base, chain, role_tasks)
             out.append(task)
             out.item_pos.append(position)
         return out
 
-    def _expand_task(self, task: YMap, base: Path, chain: list[Path]) -> YMap:
+    def _expand_task(self, task: YMap, base: Path, chain: list[Path], role_tasks: Path | None) -> YMap:
         for key in TASK_LIST_KEYS:
             if isinstance(task.get(key), YSeq):
-                task[key] = self._expand(task[key], base, chain)
+                task[key] = self._expand(task[key], base, chain, role_tasks)
         include_keys = [k for k in task if TASK_MODULES.canonical(k) in INCLUDE_KEYS + ROLE_INCLUDE_KEYS
                         or k in INCLUDE_KEYS + ROLE_INCLUDE_KEYS]
         if not include_keys:
@@ -155,11 +156,13 @@ class Loader:
                                          hint="import_tasks is read when the recipe is loaded; include_tasks "
                                               "takes a file name that is only known when it runs"))
             return task
+        if role_tasks is not None and not names_a("file", base / target) and names_a("file", role_tasks / target):
+            base = role_tasks
         included = self._included_tasks(target, base, chain, where, key)
         if included is None:
             return task
         path, tasks = included
-        return _as_block(task, key, kind, spec, self._expand(tasks, path.parent, [*chain, path]))
+        return _as_block(task, key, kind, spec, self._expand(tasks, path.parent, [*chain, path], role_tasks))
 
     def _included_tasks(self, target: str, base: Path, chain: list[Path], where: Position,
                         key: str) -> tuple[Path, YSeq] | None:
@@ -257,8 +260,9 @@ class Loader:
         handlers = self._optional(directory, "handlers/main.yml", YSeq, YSeq(pos=file_pos), reference)
         return LoadedRole(
             name=reference.name, directory=directory, referenced_at=reference.where, params=reference.params,
-            tasks=self._expand(tasks, directory / "tasks", [directory / "tasks" / tasks_file]),
-            handlers=self._expand(handlers, directory / "handlers", [directory / "handlers/main.yml"]),
+            tasks=self._expand(tasks, directory / "tasks", [directory / "tasks" / tasks_file], directory / "tasks"),
+            handlers=self._expand(handlers, directory / "handlers", [directory / "handlers/main.yml"],
+                                  directory / "tasks"),
             defaults=self._optional(directory, "defaults/main.yml", YMap, YMap(pos=file_pos), reference),
             vars=self._optional(directory, "vars/main.yml", YMap, YMap(pos=file_pos), reference),
             argument_specs=self._optional(directory, "meta/argument_specs.yml", YMap, None, reference),
@@ -394,6 +398,24 @@ def names_a(kind: str, path: Path) -> bool:
         return path.is_dir() if kind == "dir" else path.is_file()
     except (OSError, ValueError):
         return False
+
+
+def walk_task_nodes(loaded: LoadedRecipe) -> Iterator[tuple[str, YMap, Position]]:
+    """Every task mapping of the recipe and its roles, blocks' included: (path, node, position)."""
+    def walk(tasks: Any, path: str) -> Iterator[tuple[str, YMap, Position]]:
+        if isinstance(tasks, YSeq):
+            for index, task in enumerate(tasks):
+                if isinstance(task, YMap):
+                    here = f"{path}[{index}]"
+                    yield here, task, task.pos
+                    for key in TASK_LIST_KEYS:
+                        yield from walk(task.get(key), f"{here}.{key}")
+
+    for key in TASK_SECTIONS:
+        yield from walk(loaded.document.get(key), key)
+    for role in loaded.roles:
+        yield from walk(role.tasks, f"roles[{role.name}].tasks")
+        yield from walk(role.handlers, f"roles[{role.name}].handlers")
 
 
 def load_recipe(path: Path, roles_path: list[Path] | None = None) -> LoadedRecipe:

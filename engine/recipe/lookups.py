@@ -54,7 +54,12 @@ class LookupCall:
 
 
 def _bases(variables: Mapping[str, Any]) -> list[str]:
-    bases = [variables[name] for name in ("role_path", "playbook_dir") if _has(variables, name)]
+    """Where relative names are looked for: Ansible's ansible_search_path (the task file's directory, the role,
+    the playbook's directory) when the engine gives it, else the role and the playbook's directory."""
+    if _has(variables, "ansible_search_path") and isinstance(variables["ansible_search_path"], list):
+        bases = list(variables["ansible_search_path"])
+    else:
+        bases = [variables[name] for name in ("role_path", "playbook_dir") if _has(variables, name)]
     return [str(base) for base in bases if base] or [os.getcwd()]
 
 

@@ -205,7 +205,18 @@ class Recipe:
     verify: tuple[Task, ...] = ()
     builds: tuple[Build, ...] = ()
     gather_facts: bool = True                 # false: Ansible's facts (ansible_*) are not defined
+    notes: tuple[Any, ...] = ()               # Problems that do not make it invalid: modules recipe does not run
+
+    @property
+    def task_count(self) -> int:
+        """Tasks as a user counts them: the leaves of blocks, roles and includes."""
+        return count_leaves(self.tasks)
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent
+
+
+def count_leaves(tasks: tuple[Task, ...]) -> int:
+    return sum(count_leaves(t.block + t.rescue + t.always) if t.module is None and not t.include else
+               (count_leaves(t.block) if t.include else 1) for t in tasks if t.module != "meta")

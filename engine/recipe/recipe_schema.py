@@ -13,6 +13,7 @@ import voluptuous as vol
 
 from engine.recipe.schema import (HintedInvalid, boolean, did_you_mean, each, expression, identifier, integer, matches,
                                   one_or_more, plugin_failure, positive_number, strict, string, templatable, type_name)
+from engine.recipe.foreign import is_foreign_module
 from engine.recipe.lookups import LOOKUP_NAMES
 from engine.recipe.template import is_template
 from engine.registry import EXPORTS, PLATFORMS, TASK_MODULES
@@ -106,7 +107,7 @@ def flag(value: Any) -> Any:
     return templatable(boolean)(value)
 
 
-LOOP_CONTROL = strict({"loop_var": identifier, "label": str, "index_var": identifier, "extended": boolean,
+LOOP_CONTROL = strict({"loop_var": templatable(identifier), "label": str, "index_var": templatable(identifier), "extended": boolean,
                        "extended_allitems": boolean, "pause": templatable(positive_number)}, what="loop_control option")
 
 KEYWORDS: dict[str, Any] = {
@@ -193,7 +194,7 @@ def _module_keys(task: dict, keywords: dict, errors: list[vol.Invalid]) -> list[
     for key in task:
         if key in keywords or with_lookup(key):
             continue
-        if key in TASK_MODULES:
+        if key in TASK_MODULES or is_foreign_module(key):
             modules.append(key)
             continue
         choices = [*TASK_MODULES.names(), *keywords]
@@ -226,7 +227,8 @@ def module_arguments(task: dict, module: str) -> Any:
     """A module's arguments: what is written under its name, with the task's `args:` merged in (Ansible's
     way to give options to a free-form module: `command: ls` + `args: {chdir: /tmp}`)."""
     module_class = TASK_MODULES.get(module)
-    assert module_class is not None
+    if module_class is None:
+        return task[module]
     args = module_class.normalize(task[module])
     extra = task.get("args")
     if isinstance(extra, dict) and isinstance(args, dict):
@@ -236,7 +238,8 @@ def module_arguments(task: dict, module: str) -> Any:
 
 def _module_errors(module: str, args: Any) -> list[vol.Invalid]:
     module_class = TASK_MODULES.get(module)
-    assert module_class is not None
+    if module_class is None:
+        return []      # a module recipe does not run (engine.recipe.foreign): validate notes it
     try:
         vol.Schema(module_class.static_schema())(args)
     except vol.MultipleInvalid as exc:

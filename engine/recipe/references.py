@@ -79,6 +79,26 @@ def _defined_names(loaded: LoadedRecipe, variables: Variables, secret_names: fro
     for _, tasks, _ in _task_lists(loaded):
         for task, _, _ in _walk_tasks(tasks, ""):
             names |= _names_task_defines(task)
+            if _is_dynamic_include(task):
+                names |= _names_candidates_define(Path(task.pos.file).parent)
+    return names
+
+
+def _is_dynamic_include(task: YMap) -> bool:
+    return any(TASK_MODULES.canonical(k) == "include_tasks" and is_template(task[k] if isinstance(task[k], str)
+                                                                            else str(task[k])) for k in task)
+
+
+def _names_candidates_define(directory: Path) -> set[str]:
+    """What the task files an include_tasks may pick when it runs (those beside it) define."""
+    names: set[str] = set()
+    for path in sorted(directory.glob("*.y*ml")):
+        try:
+            data = load_yaml_file(path)
+        except RecipeError:
+            continue    # the include reports a broken file if it picks it
+        for task, _, _ in _walk_tasks(data, ""):
+            names |= _names_task_defines(task)
     return names
 
 
@@ -101,6 +121,27 @@ def _names_task_defines(task: YMap) -> set[str]:
     if isinstance(control, dict):
         names |= {control[k] for k in ("loop_var", "index_var") if isinstance(control.get(k), str)}
     return names
+
+
+def _defines_names_at_run_time(loaded: LoadedRecipe) -> bool:
+    """A set_fact whose names are templates (`"{{ item.key }}": ...`), or an include_vars of a file outside any
+    vars/ directory or of a whole directory, defines names validate cannot know."""
+    for _, tasks, _ in _task_lists(loaded):
+        for task, _, _ in _walk_tasks(tasks, ""):
+            for key, args in task.items():
+                module = TASK_MODULES.canonical(key)
+                if module == "set_fact" and isinstance(args, dict) and any(is_template(k) for k in args):
+                    return True
+                if module == "include_vars" and not _in_a_vars_dir(args):
+                    return True
+    return False
+
+
+def _in_a_vars_dir(args: Any) -> bool:
+    name = args.get("file") if isinstance(args, dict) else args
+    if isinstance(args, dict) and ("dir" in args or "name" in args and "file" not in args):
+        return False
+    return isinstance(name, str) and "/" not in name.strip("./")
 
 
 def _vars_dir_names(directory: Path) -> set[str]:
@@ -129,7 +170,9 @@ def _undefined(value: Any, expression: bool, known: set[str]) -> list[str]:
 
 
 def check_references(loaded: LoadedRecipe, variables: Variables, secret_names: frozenset[str]) -> list[Problem]:
-    known = _defined_names(loaded, variables, secret_names)
+    known: set[str] | None = _defined_names(loaded, variables, secret_names)
+    if _defines_names_at_run_time(loaded):
+        known = None      # which names exist is only known when it runs: undefined ones fail their task then
     problems = []
     doc = loaded.document
     sources = set(doc["sources"]) if isinstance(doc.get("sources"), dict) else set()
@@ -167,14 +210,17 @@ def _handler_names(loaded: LoadedRecipe) -> set[str]:
     return names
 
 
-def _task_reference_problems(task: YMap, path: str, known: set[str], sources: set[str],
+def _task_reference_problems(task: YMap, path: str, known: set[str] | None, sources: set[str],
                              handler_names: set[str]) -> list[Problem]:
     shallow = YMap(pos=task.pos)   # children of blocks are walked on their own
     for key, value in task.items():
         if key not in ("block", "rescue", "always"):
             shallow[key] = value
             shallow.value_pos[key] = task.value_pos[key]
-    problems = _template_problems(shallow, [], known, EXPRESSION_KEYS, path)
+    # known None: sandbox checks only. A task that may fail (ignore_errors) may use an undefined name on purpose,
+    # as Ansible's own tests do to check that it fails.
+    expects_failure = task.get("ignore_errors") is True or task.get("when") is False
+    problems = _template_problems(shallow, [], None if expects_failure else known, EXPRESSION_KEYS, path)
     notify = task.get("notify")
     for index, target in enumerate(_names(notify)):
         if isinstance(target, str) and target not in handler_names and not is_template(target):
@@ -195,7 +241,7 @@ def _local_file_problems(task: YMap, path: str, origin: Origin) -> list[Problem]
     """Files a task names on this machine (copy src, template src) must exist before anything runs."""
     module = next((k for k in task if k in TASK_MODULES), None)
     args = task.get(module) if module else None
-    if not isinstance(args, YMap):
+    if not isinstance(args, YMap) or TASK_MODULES.get(module) is None:
         return []
     problems = []
     for option, kind in TASK_MODULES.get(module).local_files.items():

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import voluptuous as vol
+
 from engine.errors import Problem
 from engine.recipe.loader import LoadedRole
 from engine.recipe.model import Variables
-from engine.recipe.schema import did_you_mean, type_name
+from engine.recipe.schema import boolean, did_you_mean, integer, string, type_name
 from engine.recipe.template import is_template
 from engine.recipe.yamlpos import YMap
 
@@ -59,10 +61,40 @@ def _options(role: LoadedRole) -> tuple[dict[str, Any] | None, list[Problem]]:
 
 
 def _type_ok(value: Any, type_name_: str) -> bool:
-    expected = TYPES.get(type_name_, (object,))
-    if type_name_ in ("int", "float") and isinstance(value, bool):
+    """Whether Ansible's argument spec validation takes value as type_name_: it converts where it can
+    (`false` for a str is "False", "640000" for an int is 640000, "a,b" for a list is two items)."""
+    converter = CONVERTERS.get(type_name_)
+    if converter is None:
+        return isinstance(value, TYPES.get(type_name_, (object,)))
+    try:
+        converter(value)
+    except (vol.Invalid, ValueError, TypeError):
         return False
-    return isinstance(value, expected)
+    return True
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(value)
+    return float(value)
+
+
+def _to_list(value: Any) -> list:
+    if isinstance(value, (list, str, int, float)) and not isinstance(value, bool):
+        return value if isinstance(value, list) else str(value).split(",")
+    raise ValueError(value)
+
+
+def _to_dict(value: Any) -> dict:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str) and (value.startswith("{") or "=" in value):
+        return {}
+    raise ValueError(value)
+
+
+CONVERTERS = {"str": string, "path": string, "int": integer, "bool": boolean, "float": _to_float, "list": _to_list,
+              "dict": _to_dict}
 
 
 def check_role_arguments(role: LoadedRole, variables: Variables) -> list[Problem]:

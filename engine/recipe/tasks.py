@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+from engine.recipe.foreign import is_foreign_module
 from engine.recipe.model import Origin, Task
 from engine.recipe.recipe_schema import INCLUDE_MARK, ROLE_MARK, module_arguments, with_lookup
 from engine.registry import TASK_MODULES
@@ -76,8 +77,8 @@ def make_task(node: Mapping[str, Any], path: str, origin: Origin, inherit: Inher
         return tuple(make_task(child, f"{path}.{key}[{i}]", origin, passed_on, role_origins)
                      for i, child in enumerate(node.get(key) or []))
 
-    written = next((k for k in node if k in TASK_MODULES), None)
-    module = TASK_MODULES.canonical(written)
+    written = next((k for k in node if k in TASK_MODULES or is_foreign_module(k)), None)
+    module = TASK_MODULES.canonical(written) or written
     loop_key = next((k for k in node if k == "loop" or with_lookup(k)), None)
     control = node.get("loop_control") or {}
     is_block = module is None and "block" in node

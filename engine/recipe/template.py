@@ -7,6 +7,7 @@ template uses it and a variable that refers to itself is reported, not looped.
 """
 from __future__ import annotations
 
+import datetime
 import difflib
 import functools
 import math
@@ -161,6 +162,12 @@ def _checked_width(name: str, position: int, keyword: str) -> Any:
     return checked
 
 
+def now(utc: bool = False, fmt: str | None = None) -> Any:
+    """Ansible's now(): the time on the build host, as a datetime or formatted with strftime's fmt."""
+    moment = datetime.datetime.now(datetime.timezone.utc) if utc else datetime.datetime.now()
+    return moment.strftime(fmt) if fmt else moment
+
+
 def _new_environment() -> RecipeSandbox:
     env = RecipeSandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
     env.filters.update(FILTERS)
@@ -168,6 +175,7 @@ def _new_environment() -> RecipeSandbox:
                         "indent": _checked_width("indent", 1, "width")})
     env.tests.update(TESTS)
     env.globals.update(LOOKUP_GLOBALS)      # lookup(), query(), q()
+    env.globals["now"] = now
     return env
 
 
