@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.ansible_oracle import inventory_line, ssh_source, write_ansible_config  # noqa: E402
 from tests.sshd import SshServer, start_sshd  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -27,24 +28,14 @@ BIN = Path(sys.executable).parent
 def recipe_file(directory: Path, server: SshServer, count: int) -> Path:
     tasks = "".join(f"  - name: step {i}\n    command: /bin/true\n" for i in range(count))
     path = directory / "recipe.yml"
-    path.write_text(
-        "name: bench\nsources:\n  box:\n    platform: ssh\n"
-        f"    ssh: {{host: {server.host}, port: {server.port}, user: {server.user}, "
-        f"private_key_file: {server.client_key}, host_key: \"{server.host_public_key}\"}}\n"
-        f"tasks:\n{tasks}")
+    path.write_text("name: bench\n" + ssh_source(server) + f"tasks:\n{tasks}")
     return path
 
 
 def ansible_files(directory: Path, server: SshServer, count: int) -> tuple[Path, Path, Path]:
     inventory = directory / "inventory.ini"
-    inventory.write_text(f"box ansible_host={server.host} ansible_port={server.port} ansible_user={server.user} "
-                         f"ansible_ssh_private_key_file={server.client_key} "
-                         "ansible_python_interpreter=/usr/bin/python3\n")
-    config = directory / "ansible.cfg"
-    # Ansible's fastest usual settings: pipelining and a persistent master connection
-    config.write_text("[defaults]\nhost_key_checking = False\nforks = 1\n"
-                      "[ssh_connection]\npipelining = True\n"
-                      "ssh_args = -o ControlMaster=auto -o ControlPersist=60s\n")
+    inventory.write_text(inventory_line("box", server))
+    config = write_ansible_config(directory, directory)   # pipelining, a persistent master connection
     tasks = "".join(f"    - name: step {i}\n      command: /bin/true\n" for i in range(count))
     playbook = directory / "playbook.yml"
     playbook.write_text(f"- hosts: box\n  gather_facts: false\n  tasks:\n{tasks}")

@@ -1,0 +1,688 @@
+"""Ansible as the oracle: run the same tasks with `ansible-playbook` and with `recipe run` against one sshd
+and compare what each did.
+
+An item (a case of the differential tests, or a role of a corpus) becomes one play for Ansible and one
+recipe with an ssh source for recipe; both get their own fresh `remote_tmp_dir`. Each tool runs every item
+twice in the same directory (the second run shows idempotence). Compared, per run: the sequence of task
+statuses (ok/changed/skipped/failed, loop items one by one), the files left in remote_tmp_dir, and the
+registered results both tools define. Nothing is normalised but the tmp dir's own path and volatile keys.
+
+Batching keeps it fast: one `ansible-playbook` for all items (a play per item, each with its own inventory
+alias of the same sshd, so one item's failed host does not stop the others), one `recipe run` for all the
+recipes that validate, both at once.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from tests.sshd import SshServer
+
+BIN = Path(sys.executable).parent
+RECIPE = BIN / "recipe"
+ANSIBLE_PLAYBOOK = BIN / "ansible-playbook"
+CALLBACKS = Path(__file__).resolve().parent / "ansible_callback"
+PLACEHOLDER = "<remote_tmp_dir>"
+REGISTERED = ".registered"          # where the dump tasks write each registered value, inside remote_tmp_dir
+BUILD_ERROR = "(build error)"          # recipe's build stopped outside a task (see recipe_statuses)
+DUMP_PREFIX = "oracle: registered "  # the dump tasks' names: left out of the status comparison
+# keys of a registered result that differ from run to run, whoever runs the task
+VOLATILE = frozenset({"start", "end", "delta", "invocation", "atime", "mtime", "ctime", "inode", "dev", "version",
+                      "_ansible_no_log", "_ansible_verbose_always", "warnings", "deprecations"})
+TOOLS = ("ansible", "recipe")
+
+
+# --- what to run -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Item:
+    """One thing both tools run: a task file (a case) or a role, as a play body both understand."""
+
+    name: str                            # the play's name and inventory alias; slug(name) is the recipe's
+    tasks: tuple[str, ...] = ()          # task files, run with import_tasks
+    roles: tuple[str, ...] = ()
+    handlers: str = ""                   # a handlers file's text, put under the play's `handlers:` as it is
+    gather_facts: bool = False
+    registered: tuple[str, ...] = ()     # register: names to dump after the tasks
+    roles_path: Path | None = None
+    xfail: str | None = None             # a case's expected failure, with its reason
+    fails: bool = False                  # the case's play is meant to fail (under Ansible too)
+
+
+def _settings(text: str) -> dict[str, Any]:
+    """A case's settings: its leading `# oracle: {gather_facts: true, xfail: "..."}` comment."""
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        if line.startswith("# oracle:"):
+            return yaml.safe_load(line[len("# oracle:"):]) or {}
+    return {}
+
+
+def registered_names(node: Any) -> list[str]:
+    """Every `register:` name in a task file's YAML, in order, once each."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        if isinstance(node.get("register"), str):
+            found.append(node["register"])
+        for value in node.values():
+            found += registered_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += registered_names(value)
+    return list(dict.fromkeys(found))
+
+
+def load_case(path: Path) -> Item:
+    text = path.read_text()
+    settings = _settings(text)
+    handlers = path.with_name(path.stem + ".handlers.yml")
+    return Item(name=path.stem, tasks=(str(path),), handlers=handlers.read_text() if handlers.exists() else "",
+                gather_facts=bool(settings.get("gather_facts", False)),
+                registered=tuple(registered_names(yaml.safe_load(text))), xfail=settings.get("xfail"),
+                fails=bool(settings.get("fails", False)))
+
+
+def load_cases(directory: Path) -> list[Item]:
+    return [load_case(path) for path in sorted(directory.glob("*.yml"))
+            if not path.name.endswith((".handlers.yml", ".vars.yml"))]
+
+
+# --- the play body both tools share ------------------------------------------------------------------------
+
+def _dump_task(name: str) -> str:
+    return (f"- name: \"{DUMP_PREFIX}{name}\"\n"
+            f"  copy:\n"
+            f"    content: \"{{{{ {name} | to_json }}}}\"\n"
+            f"    dest: \"{{{{ remote_tmp_dir }}}}/{REGISTERED}/{name}.json\"\n"
+            f"  when: {name} is defined\n")
+
+
+def play_body(item: Item, dumps: bool = False) -> str:
+    """`roles:`, `tasks:` and `handlers:` as YAML at column 0: a recipe's keys, and a play's once indented.
+    With `dumps`, tasks after the item's write each registered value into remote_tmp_dir/.registered/ (for
+    recipe; Ansible's callback reports them)."""
+    parts = []
+    if item.roles:
+        parts.append("roles:\n" + "".join(f"  - {json.dumps(role)}\n" for role in item.roles))
+    tasks = "".join(f"- import_tasks: {json.dumps(path)}\n" for path in item.tasks)
+    tasks += "".join(_dump_task(name) for name in item.registered) if dumps else ""
+    if tasks:
+        parts.append("tasks:\n" + textwrap.indent(tasks, "  "))
+    if item.handlers.strip():
+        parts.append("handlers:\n" + textwrap.indent(item.handlers.rstrip() + "\n", "  "))
+    return "".join(parts)
+
+
+# --- Ansible's side ----------------------------------------------------------------------------------------
+
+def inventory_line(alias: str, server: SshServer) -> str:
+    return (f"{alias} ansible_host={server.host} ansible_port={server.port} ansible_user={server.user} "
+            f"ansible_ssh_private_key_file={server.client_key} ansible_python_interpreter=/usr/bin/python3\n")
+
+
+def write_ansible_config(directory: Path, control_dir: Path, roles_path: Path | None = None,
+                         events: bool = False) -> Path:
+    """Ansible's fastest usual settings: pipelining and a persistent master connection (its socket in
+    control_dir: a short path, as a Unix socket's must be); with `events`, the oracle_events callback writes
+    each task's status."""
+    lines = ["[defaults]", "host_key_checking = False", "forks = 1", "retry_files_enabled = False"]
+    if roles_path is not None:
+        lines.append(f"roles_path = {roles_path}")
+    if events:
+        lines += [f"callback_plugins = {CALLBACKS}", "callbacks_enabled = oracle_events"]
+    lines += ["[ssh_connection]", "pipelining = True",
+              f"ssh_args = -o ControlMaster=auto -o ControlPersist=120s -o ControlPath={control_dir}/%C"]
+    path = directory / "ansible.cfg"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def ansible_play(item: Item, remote_tmp_dir: Path) -> str:
+    head = (f"- name: {item.name}\n  hosts: {item.name}\n  gather_facts: {str(item.gather_facts).lower()}\n"
+            f"  vars:\n    remote_tmp_dir: {json.dumps(str(remote_tmp_dir))}\n")
+    return head + textwrap.indent(play_body(item), "  ")
+
+
+def ansible_environment(config: Path, home: Path | None = None, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(config), "ANSIBLE_NOCOLOR": "1", **extra}
+    if home is not None:
+        env.update(HOME=str(home), ANSIBLE_LOCAL_TEMP=str(home / ".ansible/tmp"))
+    return env
+
+
+# --- recipe's side -----------------------------------------------------------------------------------------
+
+def ssh_source(server: SshServer) -> str:
+    ssh = {"host": server.host, "port": server.port, "user": server.user,
+           "private_key_file": str(server.client_key), "host_key": server.host_public_key}
+    return "sources:\n  box:\n    platform: ssh\n    ssh: " + json.dumps(ssh) + "\n"
+
+
+def recipe_text(item: Item, server: SshServer, remote_tmp_dir: Path) -> str:
+    return (f"name: {slug(item.name)}\nvars:\n  remote_tmp_dir: {json.dumps(str(remote_tmp_dir))}\n"
+            + ssh_source(server) + play_body(item, dumps=True))
+
+
+# --- what a run left -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TaskStatus:
+    name: str
+    status: str          # ok, changed, skipped, failed (unreachable for Ansible's lost host)
+    handler: bool = False
+    msg: str = field(default="", compare=False)     # a failed task's message
+
+    def __str__(self) -> str:
+        return f"{'handler ' if self.handler else ''}{self.name}"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    kind: str            # file, directory, link, other
+    mode: str            # octal permission bits, e.g. 0644
+    content: str = ""    # text (tmp dir path as a placeholder), or sha256 of binary content
+    target: str = ""     # a link's target
+
+    def __str__(self) -> str:
+        text = f"{self.kind} {self.mode}"
+        if self.target:
+            text += f" -> {self.target}"
+        if self.kind == "file":
+            text += f" {self.content!r}" if len(self.content) <= 60 else f" {self.content[:57]!r}..."
+        return text
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One tool's one run of one item."""
+
+    statuses: tuple[TaskStatus, ...] = ()
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    registered: dict[str, Any] = field(default_factory=dict)
+    ran: bool = True          # the play (build) started at all
+    failed: bool = False      # the play (build) failed: a failure nothing rescued or ignored
+    outside: tuple[str, ...] = ()   # paths written outside remote_tmp_dir (the corpus bench's watch)
+
+
+def _placeholder(text: str, root: Path) -> str:
+    return text.replace(str(root), PLACEHOLDER)
+
+
+def _file_entry(path: Path, root: Path) -> FileEntry:
+    info = path.lstat()
+    mode = f"{stat.S_IMODE(info.st_mode):04o}"
+    if stat.S_ISLNK(info.st_mode):
+        return FileEntry("link", mode, target=_placeholder(os.readlink(path), root))
+    if stat.S_ISDIR(info.st_mode):
+        return FileEntry("directory", mode)
+    if not stat.S_ISREG(info.st_mode):
+        return FileEntry("other", mode)
+    data = path.read_bytes()
+    try:
+        content = _placeholder(data.decode(), root)
+    except UnicodeDecodeError:
+        content = "sha256:" + hashlib.sha256(data).hexdigest()
+    return FileEntry("file", mode, content)
+
+
+def snapshot_files(root: Path) -> dict[str, FileEntry]:
+    """Every path under root but the registered dumps, relative, with what it is."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        if relative == REGISTERED or relative.startswith(REGISTERED + "/"):
+            continue
+        found[relative] = _file_entry(path, root)
+    return found
+
+
+def _with_placeholder(value: Any, root: Path) -> Any:
+    if isinstance(value, str):
+        return _placeholder(value, root)
+    if isinstance(value, list):
+        return [_with_placeholder(v, root) for v in value]
+    if isinstance(value, dict):
+        return {k: _with_placeholder(v, root) for k, v in value.items()}
+    return value
+
+
+def snapshot_registered(root: Path) -> dict[str, Any]:
+    found = {}
+    for path in sorted((root / REGISTERED).glob("*.json")):
+        try:
+            found[path.stem] = _with_placeholder(json.loads(path.read_text()), root)
+        except json.JSONDecodeError as exc:
+            found[path.stem] = f"<not JSON: {exc}>"
+    return found
+
+
+def fresh_dir(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    (path / REGISTERED).mkdir(parents=True)
+    return path
+
+
+# --- statuses from each tool's events --------------------------------------------------------------------
+
+def ansible_statuses(lines: Iterable[dict[str, Any]]) -> dict[str, list[TaskStatus]]:
+    """Per play: its tasks' statuses, loop items one by one as recipe reports them (`name (item)`); a loop's
+    summary only when it had no item."""
+    plays: dict[str, list[TaskStatus]] = {}
+    for line in lines:
+        if line.get("event") == "play":
+            plays.setdefault(line["play"], [])
+            continue
+        if line.get("event") in ("stats", "registered"):
+            continue
+        if line.get("loop") and line.get("items"):
+            continue
+        name = line["task"] + (f" ({line['item']})" if "item" in line else "")
+        plays.setdefault(line["play"], []).append(TaskStatus(name, line["status"], line["handler"],
+                                                             line.get("msg", "")))
+    return plays
+
+
+def ansible_registered(lines: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per play: each registered name's last value."""
+    found: dict[str, dict[str, Any]] = {}
+    for line in lines:
+        if line.get("event") == "registered":
+            found.setdefault(line["play"], {})[line["name"]] = line["value"]
+    return found
+
+
+def ansible_failed_hosts(lines: Iterable[dict[str, Any]]) -> set[str]:
+    """The hosts (items) whose play failed: a failure nothing rescued or ignored."""
+    return {line["host"] for line in lines
+            if line.get("event") == "stats" and (line.get("failures") or line.get("unreachable"))}
+
+
+def recipe_statuses(lines: Iterable[dict[str, Any]], names: Iterable[str]) -> dict[str, list[TaskStatus]]:
+    """Per item (the build `<name>-box`): its task.end events; items whose build never started are absent.
+    A build's error ends its list as a task named `(build error)`."""
+    builds = {f"{slug(name)}-box": name for name in names}
+    found: dict[str, list[TaskStatus]] = {}
+    for line in lines:
+        item = builds.get(line.get("build") or "")
+        event = line.get("event")
+        if item is None:
+            continue
+        if event == "build.start":
+            found.setdefault(item, [])
+        elif event == "task.end":
+            found.setdefault(item, []).append(TaskStatus(line["task"], line["status"], bool(line.get("handler")),
+                                                         str(line.get("msg") or "")))
+        elif event == "build.end" and line.get("error") and not _ends_failed(found.get(item, [])):
+            found.setdefault(item, []).append(TaskStatus(BUILD_ERROR, "failed", msg=str(line["error"])))
+    return found
+
+
+def recipe_failed_builds(lines: Iterable[dict[str, Any]], names: Iterable[str]) -> set[str]:
+    builds = {f"{slug(name)}-box": name for name in names}
+    return {builds[line["build"]] for line in lines
+            if line.get("event") == "build.end" and line.get("build") in builds and line.get("status") != "succeeded"}
+
+
+def _ends_failed(statuses: list[TaskStatus]) -> bool:
+    """A failed task stops a build: its build error repeats the task's failure."""
+    return bool(statuses) and statuses[-1].status == "failed"
+
+
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# --- running both ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Outcome:
+    """Both tools' two runs of one item, and why recipe did not run it, if it did not."""
+
+    item: Item
+    ansible: tuple[RunRecord, ...]
+    recipe: tuple[RunRecord, ...]
+    invalid: str = ""                 # recipe's validation error: recipe did not run the item
+    ansible_log: str = ""             # the tail of ansible-playbook's output, to tell why a play did not run
+    recipe_log: str = ""
+
+    def __repr__(self) -> str:          # pytest shows the test's arguments: the report says the rest
+        return f"<Outcome of {self.item.name}>"
+
+
+class Outcomes(dict):
+    """Outcome by item name."""
+
+    def __repr__(self) -> str:
+        return f"<Outcomes of {len(self)} items>"
+
+
+@dataclass(frozen=True)
+class ToolRun:
+    """What one tool's one run of a batch reported, per item name."""
+
+    statuses: dict[str, list[TaskStatus]]
+    failed: frozenset[str]                       # items whose play (build) failed
+    registered: dict[str, dict[str, Any]]        # the registered values (tmp dir path as a placeholder)
+    files: dict[str, dict[str, FileEntry]]       # remote_tmp_dir's files right after the run
+    log: str                                     # the command's output
+
+
+@dataclass
+class Batch:
+    """Runs items with both tools against one sshd, under `work`: Ansible's items split into `shards` run
+    side by side (its tasks cost ~0.3 s each, mostly waiting), recipe's all in one `recipe run`."""
+
+    server: SshServer
+    work: Path
+    home: Path | None = None          # HOME for both tools (the corpus bench: see what they write there)
+    timeout: float = 900
+    shards: int = 2
+    pin_tmp_dir: bool = False         # remote_tmp_dir as an extra var (one item a batch), above set_fact
+
+    def __post_init__(self) -> None:
+        if not ANSIBLE_PLAYBOOK.exists():
+            raise RuntimeError(f"{ANSIBLE_PLAYBOOK} is missing: ansible-core is a test dependency "
+                               "(`make test` installs it into the venv)")
+        self.work.mkdir(parents=True, exist_ok=True)
+        if self.pin_tmp_dir and self.shards != 1:
+            raise ValueError("pin_tmp_dir takes one item a batch, in one shard")
+        self.control_dir = Path(tempfile.mkdtemp(prefix="oracle-cm-"))
+        self.timings: dict[str, float] = {}             # seconds per phase of the batch
+
+    def close(self) -> None:
+        """Ends Ansible's persistent SSH masters."""
+        for socket in self.control_dir.iterdir():
+            subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={socket}", "oracle"], capture_output=True,
+                           timeout=30)
+        shutil.rmtree(self.control_dir, ignore_errors=True)
+
+    def remote_dir(self, tool: str, item: Item) -> Path:
+        # the same length for both tools: a path's length shows in results (a symlink's size)
+        return self.work / "remote" / tool[0] / item.name
+
+    def timed(self, phase: str, function, *args):
+        started = time.monotonic()
+        try:
+            return function(*args)
+        finally:
+            self.timings[phase] = round(time.monotonic() - started, 1)
+
+    # --- Ansible ---
+
+    def run_ansible(self, items: list[Item], name: str) -> ToolRun:
+        """One ansible-playbook for all items, a play each; when a whole play fails Ansible ends the playbook,
+        so the items after it run in another ansible-playbook."""
+        directory = self.work / name
+        directory.mkdir(parents=True, exist_ok=True)
+        roles_path = next((i.roles_path for i in items if i.roles_path), None)
+        config = write_ansible_config(directory, self.control_dir, roles_path, events=True)
+        (directory / "inventory.ini").write_text("".join(inventory_line(i.name, self.server) for i in items))
+        lines: list[dict[str, Any]] = []
+        logs = []
+        remaining = list(items)
+        for attempt in range(len(items)):
+            playbook = directory / f"playbook-{attempt}.yml"
+            playbook.write_text("".join(ansible_play(i, self.remote_dir("ansible", i)) for i in remaining))
+            events = directory / f"events-{attempt}.jsonl"
+            env = ansible_environment(config, self.home, ORACLE_EVENTS=str(events))
+            command = [str(ANSIBLE_PLAYBOOK), "-i", str(directory / "inventory.ini"), str(playbook)]
+            if self.pin_tmp_dir:
+                command += ["-e", json.dumps({"remote_tmp_dir": str(self.remote_dir("ansible", items[0]))})]
+            result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=directory, timeout=self.timeout)
+            logs.append(result.stdout + result.stderr)
+            found = read_json_lines(events)
+            lines += found
+            started = set(ansible_statuses(found))
+            remaining = [i for i in remaining if i.name not in started]
+            if not started or not remaining:
+                break       # all ran, or none did: the playbook itself is broken and its output says why
+        registered = ansible_registered(lines)
+        return ToolRun(ansible_statuses(lines), frozenset(ansible_failed_hosts(lines)),
+                       {i.name: _with_placeholder(registered.get(i.name, {}), self.remote_dir("ansible", i))
+                        for i in items},
+                       {i.name: snapshot_files(self.remote_dir("ansible", i)) for i in items}, "\n".join(logs))
+
+    def run_ansible_twice(self, items: list[Item], shard: int) -> tuple[ToolRun, ToolRun]:
+        return (self.timed(f"ansible shard {shard} run 1", self.run_ansible, items, f"ansible-{shard}-1"),
+                self.timed(f"ansible shard {shard} run 2", self.run_ansible, items, f"ansible-{shard}-2"))
+
+    # --- recipe ---
+
+    def recipe_file(self, item: Item, run: int) -> Path:
+        path = self.work / f"recipe-{run}" / f"{slug(item.name)}.yml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(recipe_text(item, self.server, self.remote_dir("recipe", item)))
+        return path
+
+    def _recipe_env(self) -> dict[str, str]:
+        return {**os.environ, "HOME": str(self.home)} if self.home is not None else dict(os.environ)
+
+    def validate(self, item: Item) -> str:
+        """recipe's own words when it refuses the item's recipe, else ''."""
+        command = [str(RECIPE), "validate", str(self.recipe_file(item, 1))]
+        if item.roles_path:
+            command += ["--roles-path", str(item.roles_path)]
+        result = subprocess.run(command, capture_output=True, text=True, env=self._recipe_env(),
+                                timeout=self.timeout)
+        return "" if result.returncode == 0 else (result.stderr + result.stdout).strip() or f"exit {result.returncode}"
+
+    def validate_all(self, items: list[Item], pool: ThreadPoolExecutor) -> dict[str, str]:
+        """recipe's refusal per item: one `recipe validate` of all the recipes, its problems told apart by
+        file; one per item only when a problem names no item's file."""
+        command = [str(RECIPE), "validate", *(str(self.recipe_file(i, 1)) for i in items)]
+        roles_path = next((i.roles_path for i in items if i.roles_path), None)
+        if roles_path:
+            command += ["--roles-path", str(roles_path)]
+        result = subprocess.run(command, capture_output=True, text=True, env=self._recipe_env(),
+                                timeout=self.timeout)
+        if result.returncode == 0:
+            return {i.name: "" for i in items}
+        told = self._problems_by_item(items, result.stderr + result.stdout)
+        if told is not None:
+            return told
+        return dict(zip([i.name for i in items], pool.map(self.validate, items)))
+
+    def _problems_by_item(self, items: list[Item], output: str) -> dict[str, str] | None:
+        owner = {str(self.recipe_file(i, 1)): i.name for i in items}
+        owner.update({path: i.name for i in items for path in i.tasks})
+        found: dict[str, list[str]] = {}
+        for line in output.splitlines():
+            match = re.match(r"\s+(/[^:]+):\d+:\d+: ", line)
+            if match is None:
+                continue
+            if match.group(1) not in owner:
+                return None
+            found.setdefault(owner[match.group(1)], []).append(line)
+        if not found:
+            return None
+        return {i.name: "error: the recipe is invalid:\n" + "\n".join(found[i.name]) if i.name in found else ""
+                for i in items}
+
+    def run_recipe(self, items: list[Item], run: int) -> ToolRun:
+        """One `recipe run` of every item's recipe: its builds run at once, a failed one stops no other."""
+        if not items:
+            return ToolRun({}, frozenset(), {}, {}, "")
+        files = [str(self.recipe_file(i, run)) for i in items]
+        events = self.work / f"recipe-{run}" / "events.jsonl"
+        command = [str(RECIPE), "run", *files, "--json", str(events), "--output-dir", str(self.work / f"out-{run}")]
+        if self.pin_tmp_dir:
+            command += ["--var", f"remote_tmp_dir={self.remote_dir('recipe', items[0])}"]
+        roles_path = next((i.roles_path for i in items if i.roles_path), None)
+        if roles_path:
+            command += ["--roles-path", str(roles_path)]
+        result = subprocess.run(command, capture_output=True, text=True, env=self._recipe_env(),
+                                timeout=self.timeout)
+        lines = read_json_lines(events)
+        names = [i.name for i in items]
+        return ToolRun(recipe_statuses(lines, names), frozenset(recipe_failed_builds(lines, names)),
+                       {i.name: snapshot_registered(self.remote_dir("recipe", i)) for i in items},
+                       {i.name: snapshot_files(self.remote_dir("recipe", i)) for i in items},
+                       result.stdout + result.stderr)
+
+    # --- both ---
+
+    def run(self, items: list[Item]) -> Outcomes:
+        for item in items:
+            for tool in TOOLS:
+                fresh_dir(self.remote_dir(tool, item))
+        shards = [items[index::self.shards] for index in range(self.shards) if items[index::self.shards]]
+        records: dict[str, dict[str, list[RunRecord]]] = {i.name: {t: [] for t in TOOLS} for i in items}
+        with ThreadPoolExecutor(max_workers=len(shards) + 2) as pool:
+            ansible = [pool.submit(self.run_ansible_twice, shard, index) for index, shard in enumerate(shards)]
+            invalid = self.timed("recipe validate", self.validate_all, items, pool)
+            valid = [i for i in items if not invalid[i.name]]
+            recipe_logs = []
+            for run in (1, 2):
+                outcome = self.timed(f"recipe run {run}", self.run_recipe, valid, run)
+                self._record(items, records, "recipe", outcome)
+                recipe_logs.append(outcome.log)
+            ansible_runs = [future.result() for future in ansible]
+        for shard, (first, second) in zip(shards, ansible_runs):
+            for outcome in (first, second):
+                self._record(shard, records, "ansible", outcome)
+        ansible_log = "\n".join(run.log[-3000:] for pair in ansible_runs for run in pair)
+        return Outcomes({i.name: Outcome(i, tuple(records[i.name]["ansible"]), tuple(records[i.name]["recipe"]),
+                                         invalid[i.name], ansible_log, "\n".join(l[-3000:] for l in recipe_logs))
+                         for i in items})
+
+    def _record(self, items: list[Item], records: dict[str, dict[str, list[RunRecord]]], tool: str,
+                outcome: ToolRun) -> None:
+        for item in items:
+            shown = [s for s in outcome.statuses.get(item.name, []) if not s.name.startswith(DUMP_PREFIX)]
+            records[item.name][tool].append(RunRecord(tuple(shown), outcome.files.get(item.name, {}),
+                                                      outcome.registered.get(item.name, {}),
+                                                      ran=item.name in outcome.statuses,
+                                                      failed=item.name in outcome.failed))
+
+
+# --- comparing ---------------------------------------------------------------------------------------------
+
+def comparable(ansible: Any, recipe: Any, path: str = "") -> list[str]:
+    """Where two registered values differ, over the keys both have (recursively), volatile keys aside."""
+    if isinstance(ansible, dict) and isinstance(recipe, dict):
+        problems = []
+        for key in sorted(set(ansible) & set(recipe) - VOLATILE):
+            problems += comparable(ansible[key], recipe[key], f"{path}.{key}" if path else key)
+        return problems
+    if isinstance(ansible, list) and isinstance(recipe, list) and len(ansible) == len(recipe):
+        problems = []
+        for index, (a, r) in enumerate(zip(ansible, recipe)):
+            problems += comparable(a, r, f"{path}[{index}]")
+        return problems
+    if ansible == recipe and type(ansible) is type(recipe):
+        return []
+    return [f"{path}: ansible {json.dumps(ansible)[:200]}  recipe {json.dumps(recipe)[:200]}"]
+
+
+def status_table(ansible: tuple[TaskStatus, ...], recipe: tuple[TaskStatus, ...]) -> tuple[list[str], int, int]:
+    """A side-by-side table of both tools' tasks, aligned by name; (lines, tasks that match, Ansible's tasks)."""
+    names_a = [str(s) for s in ansible]
+    names_r = [str(s) for s in recipe]
+    lines = [f"    {'task':<48} {'ansible':<9} {'recipe':<9}"]
+    matched = 0
+    for op, a0, a1, r0, r1 in difflib.SequenceMatcher(a=names_a, b=names_r, autojunk=False).get_opcodes():
+        if op == "equal":
+            for a, r in zip(ansible[a0:a1], recipe[r0:r1]):
+                same = a.status == r.status
+                matched += same
+                lines.append(f" {'  ' if same else '!!'} {str(a)[:48]:<48} {a.status:<9} {r.status:<9}"
+                             + ("" if same else _messages(a, r)))
+            continue
+        for a in ansible[a0:a1]:
+            lines.append(f" !! {str(a)[:48]:<48} {a.status:<9} {'-':<9}" + _messages(a, None))
+        for r in recipe[r0:r1]:
+            lines.append(f" !! {str(r)[:48]:<48} {'-':<9} {r.status:<9}" + _messages(None, r))
+    return lines, matched, len(ansible)
+
+
+def _messages(ansible: TaskStatus | None, recipe: TaskStatus | None) -> str:
+    parts = [f"{tool}: {s.msg[:300]}" for tool, s in (("ansible", ansible), ("recipe", recipe)) if s and s.msg]
+    return "".join(f"\n        {part}" for part in parts)
+
+
+def file_differences(ansible: dict[str, FileEntry], recipe: dict[str, FileEntry]) -> list[str]:
+    lines = []
+    for path in sorted(set(ansible) | set(recipe)):
+        a, r = ansible.get(path), recipe.get(path)
+        if a == r:
+            continue
+        lines.append(f"    {path}:")
+        lines.append(f"      ansible: {a if a else '(absent)'}")
+        lines.append(f"      recipe:  {r if r else '(absent)'}")
+        if a and r and a.kind == r.kind == "file" and a.content != r.content:
+            diff = difflib.unified_diff(a.content.splitlines(), r.content.splitlines(), "ansible", "recipe",
+                                        lineterm="", n=1)
+            lines += ["        " + line for line in list(diff)[:30]]
+    return lines
+
+
+@dataclass(frozen=True)
+class Comparison:
+    name: str
+    matched: int               # tasks (over both runs) whose status matches
+    total: int                 # Ansible's tasks over both runs
+    report: str                # '' when both tools agree on everything
+    file_problems: int = 0
+
+    @property
+    def agrees(self) -> bool:
+        return not self.report
+
+
+def compare(outcome: Outcome) -> Comparison:
+    item = outcome.item
+    if outcome.invalid:
+        total = sum(len(r.statuses) for r in outcome.ansible)
+        return Comparison(item.name, 0, total, f"recipe refuses {item.name}:\n{outcome.invalid}")
+    sections, matched, total, file_problems = [], 0, 0, 0
+    for run, (a, r) in enumerate(zip(outcome.ansible, outcome.recipe), start=1):
+        table, good, count = status_table(a.statuses, r.statuses)
+        matched, total = matched + good, total + count
+        problems = []
+        if not a.ran:
+            problems.append(f"  ansible-playbook did not run the play:\n{outcome.ansible_log[-1500:]}")
+        if not r.ran:
+            problems.append(f"  recipe did not run the build:\n{outcome.recipe_log[-1500:]}")
+        if a.ran and r.ran and a.failed != r.failed:
+            problems.append(f"  ansible's play {'failed' if a.failed else 'succeeded'}, "
+                            f"recipe's build {'failed' if r.failed else 'succeeded'}")
+        if good != count or len(a.statuses) != len(r.statuses):
+            problems.append("  statuses differ:\n" + "\n".join(table))
+        files = file_differences(a.files, r.files)
+        file_problems += sum(1 for line in files if line.startswith("    ") and line.endswith(":")
+                             and not line.startswith("      "))
+        if files:
+            problems.append("  files in remote_tmp_dir differ:\n" + "\n".join(files))
+        registered = [f"    {name}.{problem}" for name in sorted(set(a.registered) & set(r.registered))
+                      for problem in comparable(a.registered[name], r.registered[name])]
+        if registered:
+            problems.append("  registered results differ:\n" + "\n".join(registered))
+        if problems:
+            sections.append(f"run {run}{' (idempotence)' if run == 2 else ''}:\n" + "\n".join(problems))
+    report = f"{item.name}: ansible-playbook and recipe differ\n" + "\n".join(sections) if sections else ""
+    return Comparison(item.name, matched, total, report, file_problems)
+
+
+def slug(text: str) -> str:
+    """A recipe name (and inventory alias) from any item name."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "item"
