@@ -46,13 +46,15 @@ def stat_data(st: Stat | None) -> dict:
 
 
 def _validate_failure(res: CommandResult) -> Result | None:
-    """The Result of a write that validate refused (its output kept), or None when it did not."""
+    """The Result of a write that validate refused, registered as Ansible's copy registers it, or None."""
     out, marker, rest = res.stdout.partition(VALIDATE_FAILED)
     if not marker:
         return None
     status = int(rest.split()[0]) if rest.split() and rest.split()[0].isdigit() else 1
-    return Result(failed=True, msg="failed to validate", rc=status, stdout=out.rstrip("\n"),
-                  stderr=res.stderr.rstrip("\n"), data={"exit_status": status})
+    out, err = out.rstrip("\n"), res.stderr.rstrip("\n")
+    return Result(failed=True, msg="failed to validate", data={
+        "exit_status": status, "stdout": out, "stderr": err, "stdout_lines": out.splitlines(),
+        "stderr_lines": err.splitlines()})
 
 
 async def _write(ctx: TaskContext, data: bytes, path: str, attrs: Attrs, umask: int, existing: Stat | None,
@@ -302,6 +304,9 @@ async def edit_text(ctx: TaskContext, path: str, edit: Edit, attrs: Attrs, optio
         problem, out = await _write(ctx, data, real, attrs, umask, st, write, mkdir=st is None)
     else:
         problem, _ = await _set_attrs(ctx, real, attrs)
+    if problem and "exit_status" in problem.data:   # lineinfile's and blockinfile's words for it
+        problem = Result(failed=True, msg=f"failed to validate: rc:{problem.data['exit_status']} "
+                                          f"error:{problem.data['stderr']}")
     if not problem:
         problem = (await ensure_flags(ctx, real, options.flags))[1]
     return problem or Result(changed=True, msg=msg, diff=diff,

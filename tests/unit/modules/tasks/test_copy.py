@@ -188,8 +188,9 @@ def test_copy_unchanged_returns_ansibles_values(h, target):
 def test_copy_validate_refuses_and_keeps_the_old_file(h, target):
     dest = target / "sudoers"
     dest.write_text("good\n")
-    bad = h.run("copy", {"content": "bad\n", "dest": str(dest), "validate": "grep -q good %s"})
-    assert bad.failed and bad.msg == "failed to validate" and bad.data["exit_status"] == 1
+    bad = h.run("copy", {"content": "bad\n", "dest": str(dest), "validate": "sh -c 'echo no >&2; exit 3' %s"})
+    assert bad.failed and bad.msg == "failed to validate" and bad.data["exit_status"] == 3
+    assert bad.data["stderr"] == "no" and bad.data["checksum"] and bad.rc is None
     assert dest.read_text() == "good\n" and os.listdir(target) == ["sudoers"]
     ok = h.run("copy", {"content": "good too\n", "dest": str(dest), "validate": "grep -q good %s"})
     assert ok.changed and dest.read_text() == "good too\n"

@@ -156,6 +156,7 @@ def test_backup_key_and_name(h, conf):
 def test_validate(h, conf):
     bad = h.run("lineinfile", {"path": str(conf), "line": "Oops", "validate": "grep -q NeverThere %s"})
     assert bad.failed and conf.read_text() == CONFIG and len(os.listdir(conf.parent)) == 1
+    assert bad.msg == "failed to validate: rc:1 error:"   # Ansible's words
     good = h.run("lineinfile", {"path": str(conf), "line": "Fine", "validate": "grep -q Fine %s"})
     assert good.changed and conf.read_text().endswith("Fine\n")
 
