@@ -13,7 +13,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import voluptuous as vol
 
@@ -186,7 +186,7 @@ async def _run_module_task(play: Play, task: Task, frame: Frame) -> None:
         value = _registered(result)
         failed = result.failed
     else:
-        value, where = await _run_loop(play, task, scope)
+        value, where = await _run_loop(play, task, scope, lambda: _scope(play, task, frame))
         failed = bool(value.get("failed"))
     if task.register:
         play.host_vars[task.register] = value
@@ -209,7 +209,8 @@ def _registered(result: Result) -> dict[str, Any]:
     return value
 
 
-async def _run_loop(play: Play, task: Task, scope: Scope) -> tuple[dict[str, Any], Position]:
+async def _run_loop(play: Play, task: Task, scope: Scope,
+                    fresh_scope: Callable[[], Scope]) -> tuple[dict[str, Any], Position]:
     started = time.monotonic()
     items, failure = _items(play, task, scope)
     if failure is not None and isinstance(skipped := _when(task, scope), Result):
@@ -234,7 +235,9 @@ async def _run_loop(play: Play, task: Task, scope: Scope) -> tuple[dict[str, Any
         if index and pause:
             await asyncio.sleep(pause)
         values = item_vars(task, items, index)
-        result, at = await _run_item(play, task, scope.child(fixed=values), items[index])
+        # each item sees what the ones before it set (set_fact in a loop accumulates, as in Ansible)
+        item_scope = (fresh_scope() if index else scope).child(fixed=values)
+        result, at = await _run_item(play, task, item_scope, items[index])
         if result.failed:
             where = at
         results.append(item_result(task, values, _registered(result)))
@@ -404,16 +407,21 @@ def _apply_conditions(task: Task, scope: Scope, result: Result) -> tuple[Result,
     if result.skipped or (task.changed_when is None and task.failed_when is None):
         return result, None
     view = scope.child(fixed=_register_view(task, result))
-    try:
-        if task.changed_when is not None:
-            result = result.replace(changed=all(bool(evaluate(c, view)) for c in task.changed_when))
-        if task.failed_when is not None:
-            # Ansible ANDs a list of failed_when conditions, as it does when's
-            failed = all(bool(evaluate(c, view)) for c in task.failed_when)
-            result = result.replace(failed=failed, msg=result.msg if failed or not result.failed else "",
-                                    data={**result.data, "failed_when_result": failed})
-    except TemplateFailure as exc:
-        return result, Failure(f"{task.path}.changed_when/failed_when: {exc.message}", task.position, exc.hint)
+    for keyword, conditions in (("changed_when", task.changed_when), ("failed_when", task.failed_when)):
+        if conditions is None:
+            continue
+        try:
+            # Ansible ANDs a list of conditions, for failed_when as for when
+            holds = all(bool(evaluate(c, view)) for c in conditions)
+        except TemplateFailure as exc:
+            # the module's result stays, failed, with the error where the condition's result would be
+            message = f"The conditional check '{conditions[0]}' failed. The error was: {exc.message}"
+            return result.replace(failed=True, msg=message, data={**result.data, f"{keyword}_result": message}), None
+        if keyword == "changed_when":
+            result = result.replace(changed=holds)
+        else:
+            result = result.replace(failed=holds, msg=result.msg if holds or not result.failed else "",
+                                    data={**result.data, "failed_when_result": holds})
     return result, None
 
 
