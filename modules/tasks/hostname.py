@@ -17,7 +17,7 @@ from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.recipe.schema import string
 from modules.tasks._attrs import Attrs
 from modules.tasks._conffile import edit_file, read_file
-from modules.tasks._remote import first, maybe, quiet, tagged, tail
+from modules.tasks._remote import first, maybe, quiet, tagged
 
 STRATEGIES = ("alpine", "debian", "freebsd", "generic", "macos", "macosx", "darwin", "openbsd", "openrc",
               "redhat", "sles", "solaris", "systemd")
