@@ -41,9 +41,12 @@ class Debug(NamedFreeForm, TaskModule, name="debug"):
             msg = "Hello world!" if params.msg is None else params.msg   # Ansible's default
             return Result(msg=str(msg), data={"msg": msg})
         # The arguments are rendered before the module sees them; var names a variable
-        # (or an expression, as in Ansible), so it is evaluated here, in the task's scope.
+        # (or an expression, as in Ansible), so it is evaluated here, in the task's scope, to its own
+        # value (a list stays a list in what is registered, as in Ansible).
         try:
-            value = ctx.render_text("{{ " + params.var + " }}")
+            value = ctx.evaluate(params.var)
+            if value == params.var:   # a context without an evaluator hands the expression back: render it
+                value = ctx.render_text("{{ " + params.var + " }}")
         except SandboxRefusal:
             raise       # not "not defined": the task fails and says what was refused
         except TemplateFailure:

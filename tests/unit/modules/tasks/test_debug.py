@@ -1,5 +1,10 @@
+import asyncio
+import dataclasses
+
 import pytest
 import voluptuous as vol
+
+from modules.tasks.debug import Debug
 
 
 def test_debug(h):
@@ -25,3 +30,9 @@ def test_verbosity_above_zero_is_skipped_as_without_dash_v(h):
 def test_key_value_msg_and_var(h):
     assert h.run("debug", "msg=hi").data == {"msg": "hi"}
     assert h.run("debug", "var=greeting").data["greeting"] == "hello"
+
+
+def test_var_registers_the_value_itself(h):
+    ctx = dataclasses.replace(h.context(), evaluate=lambda expression: {"items": [1, 2]}[expression])
+    result = asyncio.run(Debug().run(h.params("debug", "var=items"), ctx))
+    assert result.data["items"] == [1, 2] and result.msg == "items: [1, 2]"
