@@ -448,7 +448,8 @@ class Batch:
             command = [str(ANSIBLE_PLAYBOOK), "-i", str(directory / "inventory.ini"), str(playbook)]
             if self.pin_tmp_dir:
                 command += ["-e", json.dumps({"remote_tmp_dir": str(self.remote_dir("ansible", items[0]))})]
-            result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=directory, timeout=self.timeout)
+            result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=directory,
+                                    timeout=self.timeout)
             logs.append(result.stdout + result.stderr)
             found = read_json_lines(events)
             lines += found
@@ -484,7 +485,9 @@ class Batch:
             command += ["--roles-path", str(item.roles_path)]
         result = subprocess.run(command, capture_output=True, text=True, env=self._recipe_env(),
                                 timeout=self.timeout)
-        return "" if result.returncode == 0 else (result.stderr + result.stdout).strip() or f"exit {result.returncode}"
+        if result.returncode == 0:
+            return ""
+        return (result.stderr + result.stdout).strip() or f"exit {result.returncode}"
 
     def validate_all(self, items: list[Item], pool: ThreadPoolExecutor) -> dict[str, str]:
         """recipe's refusal per item: one `recipe validate` of all the recipes, its problems told apart by
