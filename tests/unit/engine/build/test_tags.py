@@ -124,7 +124,7 @@ def test_always_rules(only, skip, expected):
     assert tag_filter(only, skip).selects(frozenset({"always"})) is expected
 
 
-def test_never_runs_only_when_asked_for_by_name(compiled):
+def test_never_runs_only_when_asked_for_by_name():
     assert not tag_filter("all", "").selects(frozenset({"never", "a"}))
     assert not tag_filter("tagged", "").selects(frozenset({"never", "a"}))
     assert tag_filter("a", "").selects(frozenset({"never", "a"}))

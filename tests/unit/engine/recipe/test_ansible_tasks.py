@@ -280,7 +280,8 @@ def test_no_flush_without_pre_or_post_tasks(tmp_path):
 
 
 def test_vars_files_are_a_layer_of_variables(tmp_path):
-    recipe = compiled(tmp_path, "vars_files: [vars/common.yml, more.yml]\ntasks:\n  - debug: {msg: '{{ a }} {{ b }}'}\n",
+    recipe = compiled(tmp_path, "vars_files: [vars/common.yml, more.yml]\n"
+                                "tasks:\n  - debug: {msg: '{{ a }} {{ b }}'}\n",
                       **{"vars/common.yml": "a: 1\nb: 1\n", "more.yml": "b: 2\n"})
     assert dict(recipe.variables.vars_files) == {"a": 1, "b": 2}
 
@@ -303,7 +304,8 @@ def test_module_registry_canonical_names():
     assert TASK_MODULES.canonical("some.other.copy") is None
     assert TASK_MODULES.canonical("ansible.builtin.nothere") is None
     assert TASK_MODULES.canonical(3) is None
-    assert "ansible.posix.sysctl" in TASK_MODULES and TASK_MODULES.get("ansible.builtin.copy") is TASK_MODULES.get("copy")
+    assert "ansible.posix.sysctl" in TASK_MODULES
+    assert TASK_MODULES.get("ansible.builtin.copy") is TASK_MODULES.get("copy")
 
 
 def test_modules_recipe_does_not_run_are_notes_naming_the_task(tmp_path):

@@ -134,7 +134,8 @@ IDIOMS = {
                                        "- shell: echo a > /tmp/x creates=/tmp/x\n",
     "keywords of tasks": "- command: echo\n  become: true\n  become_user: postgres\n  become_flags: '-H'\n"
                          "  check_mode: no\n  diff: no\n  run_once: true\n  throttle: 1\n  any_errors_fatal: true\n"
-                         "  delegate_to: localhost\n  tags: a,b\n  environment: {http_proxy: \"{{ proxy | default('') }}\"}\n",
+                         "  delegate_to: localhost\n  tags: a,b\n"
+                         "  environment: {http_proxy: \"{{ proxy | default('') }}\"}\n",
     "meta": "- meta: flush_handlers\n- meta: end_play\n",
     "a templated include picks its file at run time": "- include_tasks: \"{{ ansible_os_family }}.yml\"\n",
     "now and lookups": "- debug: {msg: \"{{ now(utc=true).year }} {{ lookup('env', 'HOME') }}\"}\n",
