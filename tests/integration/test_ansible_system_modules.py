@@ -1,6 +1,7 @@
-"""systemd, sysctl, mount and authorized_key in a real guest (TCG Debian, one boot for all of them): what the unit
-tests cannot do on the build machine without changing it. Each module runs twice: changed, then ok, and a shell
-check reads the guest's real state (systemctl, /proc/sys, findmnt, the key file)."""
+"""systemd, sysctl, mount, authorized_key, hostname, apt_repository, package_facts and service_facts in a real guest
+(TCG Debian, one boot for all of them): what the unit tests cannot do on the build machine without changing it.
+Each module runs twice: changed, then ok (the facts modules: ok both times), and a shell check reads the guest's
+real state (systemctl, /proc/sys, findmnt, the key file, hostname, the sources file, dpkg-query)."""
 from __future__ import annotations
 
 from tests.integration.conftest import boot_and_check
@@ -79,10 +80,62 @@ tasks:
       test "$(stat -c %U /home/debian/.ssh/authorized_keys)" = debian &&
       test "{{{{ ak1.changed }}}}/{{{{ ak2.changed }}}}" = True/False
     changed_when: false
+  - name: A hostname
+    hostname: {{name: recipe-guest}}
+    register: hn1
+  - name: The hostname again
+    ansible.builtin.hostname: {{name: recipe-guest}}
+    register: hn2
+  - name: hostnamectl has it, now and across boots
+    shell: >
+      test "$(hostname)" = recipe-guest && test "$(cat /etc/hostname)" = recipe-guest &&
+      test "{{{{ hn2.ansible_facts.ansible_hostname }}}}" = recipe-guest &&
+      test "{{{{ hn1.changed }}}}/{{{{ hn2.changed }}}}" = True/False
+    changed_when: false
+  - name: An apt repository
+    apt_repository: {{repo: "deb http://deb.debian.org/debian bookworm-backports main", filename: recipe-bp,
+                     update_cache: false}}
+    register: ar1
+  - name: The apt repository again
+    ansible.builtin.apt_repository: {{repo: "deb  http://deb.debian.org/debian bookworm-backports main",
+                                     filename: recipe-bp, update_cache: false}}
+    register: ar2
+  - name: In its own file, 0644
+    shell: >
+      grep -qx "deb http://deb.debian.org/debian bookworm-backports main" /etc/apt/sources.list.d/recipe-bp.list &&
+      test "$(wc -l < /etc/apt/sources.list.d/recipe-bp.list)" = 1 &&
+      test "$(stat -c %a /etc/apt/sources.list.d/recipe-bp.list)" = 644 &&
+      test "{{{{ ar1.changed }}}}/{{{{ ar2.changed }}}}/{{{{ ar1.sources_added | length }}}}" = True/False/1
+    changed_when: false
+  - name: The packages
+    package_facts: {{manager: auto}}
+    register: pf1
+  - name: The packages again
+    ansible.builtin.package_facts:
+    register: pf2
+  - name: dpkg's own version, as dpkg-query says
+    shell: >
+      test "{{{{ pf2.ansible_facts.packages['dpkg'][0].version }}}}" = "$(dpkg-query -W -f='${{Version}}' dpkg)" &&
+      test "{{{{ pf2.ansible_facts.packages['dpkg'][0].source }}}}" = apt &&
+      test "{{{{ pf1.changed }}}}/{{{{ pf2.changed }}}}" = False/False
+    changed_when: false
+  - name: The services
+    service_facts:
+    register: sf1
+  - name: The services again
+    ansible.builtin.service_facts:
+    register: sf2
+  - name: ssh runs, as systemctl says
+    shell: >
+      test "$(systemctl is-active ssh.service)" = active &&
+      test "{{{{ sf2.ansible_facts.services['ssh.service'].state }}}}" = running &&
+      test "{{{{ sf2.ansible_facts.services['ssh.service'].source }}}}" = systemd &&
+      test "{{{{ sf1.changed }}}}/{{{{ sf2.changed }}}}" = False/False
+    changed_when: false
 """
 
 
 def test_system_modules_in_a_guest(bootstrap_base, tmp_path):
     recipe = tmp_path / "sysmods.yml"
     recipe.write_text(RECIPE.format(base=bootstrap_base.path, key=KEY))
-    boot_and_check(recipe, tmp_path, tasks=17)
+    boot_and_check(recipe, tmp_path, tasks=29)
