@@ -188,6 +188,8 @@ async def _run_module_task(play: Play, task: Task, frame: Frame) -> None:
     else:
         value, where = await _run_loop(play, task, scope, lambda: _scope(play, task, frame))
         failed = bool(value.get("failed"))
+    if task.background and not failed:
+        value = play.jobs.start(value)
     if task.register:
         play.host_vars[task.register] = value
     if failed:
@@ -274,6 +276,8 @@ async def _run_item(play: Play, task: Task, scope: Scope, item: Any) -> tuple[Re
         (play.included_vars if task.module == "include_vars" else play.host_vars).update(result.new_vars)
     if result.facts and not result.failed:
         play.ansible_facts.update(unprefixed(result.facts))
+    if "add_group" in result.data and not result.failed:   # group_by
+        play.groups.update([result.data["add_group"], *result.data.get("parent_groups", ())])
     if result.changed and task.notify:
         play.notified.update(_rendered_names(task.notify, scope))
     return result, where
@@ -538,7 +542,7 @@ def _context(play: Play, task: Task, scope: Scope) -> TaskContext:
     return TaskContext(connection=_connection(play, task, scope), check=bool(check), become=_become(play, task, scope),
                        find_file=find_file, render_text=lambda text: render_text(text, scope),
                        evaluate=lambda expression: evaluate(expression, scope),
-                       facts=play.ansible_facts, environment=_environment(task, scope),
+                       facts=play.ansible_facts, environment=_environment(task, scope), async_job=play.jobs.status,
                        output=None if hidden else output, timeout=task.timeout,
                        diff=bool(_flag(task.diff, scope, state.options.diff)))
 

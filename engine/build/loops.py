@@ -75,9 +75,11 @@ def loop_result(results: list[dict[str, Any]]) -> dict[str, Any]:
     if not results:
         return {"changed": False, "skipped": True, "skipped_reason": "No items in the list", "results": []}
     failed = any(r.get("failed") for r in results)
+    skipped = all(r.get("skipped") for r in results)
     value: dict[str, Any] = {"changed": any(r.get("changed") for r in results), "results": results,
-                             "msg": "One or more items failed" if failed else "All items completed",
-                             "skipped": all(r.get("skipped") for r in results)}
+                             "msg": "One or more items failed" if failed else
+                             "All items skipped" if skipped else "All items completed",
+                             "skipped": skipped}
     if failed:
         value["failed"] = True
     return value

@@ -48,6 +48,23 @@ class TagFilter:
 
 
 @dataclass
+class Jobs:
+    """async with poll: 0. recipe runs the task to its end at once (the build waits for it anyway), and
+    async_status finds it finished: the outcome Ansible's fire-and-forget reaches, in the same steps."""
+
+    finished: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def start(self, result: dict[str, Any]) -> dict[str, Any]:
+        job = f"j{secrets.token_hex(6)}"
+        self.finished[job] = {**result, "ansible_job_id": job, "started": 1, "finished": 1}
+        return {"ansible_job_id": job, "started": 1, "finished": 0, "changed": True, "failed": False,
+                "results_file": f"~/.ansible_async/{job}"}
+
+    def status(self, job: str) -> dict[str, Any] | None:
+        return self.finished.get(job)
+
+
+@dataclass
 class Play:
     """The mutable part of one build's run: registered values and notified handlers."""
 
@@ -55,6 +72,8 @@ class Play:
     handlers: tuple[Handler, ...] = ()
     host_vars: dict[str, Any] = field(default_factory=dict)       # registered results and set_fact: values
     included_vars: dict[str, Any] = field(default_factory=dict)   # include_vars: templates, rendered when used
+    groups: set[str] = field(default_factory=set)                  # group_by: the groups this host joined
+    jobs: Jobs = field(default_factory=Jobs)                        # async tasks, for async_status
     notified: set[str] = field(default_factory=set)
     tags: TagFilter = TagFilter()
     ansible_facts: dict[str, Any] = field(default_factory=dict)
@@ -85,7 +104,8 @@ class Play:
         """Ansible's magic variables and injected facts, as this task sees them."""
         names: dict[str, Any] = {
             "inventory_hostname": self.host, "inventory_hostname_short": self.host.split(".")[0],
-            "group_names": [], "groups": {"all": [self.host], "ungrouped": [self.host]},
+            "group_names": sorted(self.groups - {"all"}),
+            "groups": {"all": [self.host], **{g: [self.host] for g in self.groups or {"ungrouped"}}},
             "ansible_play_hosts": [self.host], "ansible_play_hosts_all": [self.host],
             "ansible_play_batch": [self.host], "play_hosts": [self.host],
             "playbook_dir": str(self.recipe.base_dir), "ansible_check_mode": self.state.options.check,

@@ -73,6 +73,7 @@ class TaskContext:
     evaluate: Callable[[Any], Any] = lambda expression: expression   # a bare expression (assert's that:)
     facts: Mapping[str, Any] = field(default_factory=dict)           # what was gathered about the target
     environment: Mapping[str, str] = field(default_factory=dict)     # the task's `environment:`
+    async_job: Callable[[str], Mapping[str, Any] | None] = lambda job: None   # async_status: a job's result
     output: Callable[[str, str], None] | None = None  # (stream, line) while commands run
     timeout: float | None = None
     diff: bool = False                                # the user asked to see file changes (--diff)

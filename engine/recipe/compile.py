@@ -281,7 +281,8 @@ def _play_inherit(doc: YMap) -> Inherit:
 
 def _flush(path: str, origin: Origin, position: Position) -> Task:
     """Ansible runs the handlers notified so far after pre_tasks, and after roles and tasks."""
-    return Task(position=position, path=path, origin=origin, module="meta", args="flush_handlers")
+    return Task(position=position, path=path, origin=origin, module="meta", args="flush_handlers",
+                tags=frozenset({"always"}))   # as Ansible tags its implicit flushes: --tags never skips them
 
 
 def _all_tasks(loaded: LoadedRecipe) -> tuple[Task, ...]:

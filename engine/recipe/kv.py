@@ -6,6 +6,7 @@ an option and the rest is the free-form text.
 """
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,43 +15,51 @@ _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _OPEN = {"{{": "}}", "{%": "%}", "{#": "#}"}
 
 
-def split_args(text: str) -> list[str]:
-    """Words of text, with quotes kept, as Ansible's split_args gives them."""
-    words: list[str] = []
-    current: list[str] = []
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """Where the words of text start and end, as Ansible's split_args cuts them."""
+    spans: list[tuple[int, int]] = []
+    begin = None
     quote = ""
     closers: list[str] = []
     i = 0
     while i < len(text):
         char, pair = text[i], text[i:i + 2]
+        if begin is None and not char.isspace():
+            begin = i
         if quote:
-            current.append(char)
-            if char == "\\" and i + 1 < len(text):
-                current.append(text[i + 1])
+            if char == "\\":
                 i += 1
             elif char == quote:
                 quote = ""
         elif pair in _OPEN:
             closers.append(_OPEN[pair])
-            current.append(pair)
             i += 1
         elif closers and pair == closers[-1]:
             closers.pop()
-            current.append(pair)
             i += 1
         elif char in "\"'" and not closers:
             quote = char
-            current.append(char)
-        elif char.isspace() and not closers:
-            if current:
-                words.append("".join(current))
-                current = []
-        else:
-            current.append(char)
+        elif char.isspace() and not closers and begin is not None:
+            spans.append((begin, i))
+            begin = None
         i += 1
-    if current:
-        words.append("".join(current))
-    return words
+    if begin is not None:
+        spans.append((begin, len(text)))
+    return spans
+
+
+def split_args(text: str) -> list[str]:
+    """Words of text, with quotes kept, as Ansible's split_args gives them."""
+    return [text[a:b] for a, b in word_spans(text)]
+
+
+_HEX = "[a-fA-F0-9]"
+_ESCAPE = re.compile(rf"""(\\U{_HEX * 8}|\\u{_HEX * 4}|\\x{_HEX * 2}|\\N\{{[^}}]+\}}|\\[\\'"abfnrtv])""")
+
+
+def decode_escapes(text: str) -> str:
+    """`line=a\tb` holds a tab, as Ansible's parse_kv decodes escapes in option words."""
+    return _ESCAPE.sub(lambda match: codecs.decode(match.group(0), "unicode-escape"), text)
 
 
 def unquote(value: str) -> str:
@@ -71,15 +80,19 @@ def parse_kv(text: str, only: frozenset[str] | None = None) -> KeyValues:
     only: the option names taken out of a free-form command (`chdir=`, `creates=`); other `k=v` words stay
     part of the command, as `echo a=b` must. None: every `k=v` word is an option."""
     parsed = KeyValues()
-    rest = []
-    for word in split_args(text):
-        key, sep, value = word.partition("=")
+    free, kept_from = [], 0
+    for begin, end in word_spans(text):
+        key, sep, value = decode_escapes(text[begin:end]).partition("=")
         templated = only is None and key.startswith("{{") and key.endswith("}}")   # set_fact: "{{ k }}={{ v }}"
         if sep and (templated or _KEY.match(key)) and (only is None or key in only):
-            parsed.options[key] = unquote(value)
-        else:
-            rest.append(word)
-    parsed.free_form = " ".join(rest)
+            parsed.options[key] = unquote(value.strip())
+            free.append(text[kept_from:begin])
+            kept_from = end
+            while kept_from < len(text) and text[kept_from].isspace():   # and the space after it
+                kept_from += 1
+    free.append(text[kept_from:])
+    # the rest of the text as written: a script keeps its lines and its spacing, as Ansible keeps them
+    parsed.free_form = "".join(free).strip()
     return parsed
 
 

@@ -132,6 +132,7 @@ class Loader:
         return out
 
     def _expand_task(self, task: YMap, base: Path, chain: list[Path], role_tasks: Path | None) -> YMap:
+        task = _action_form(task)
         for key in TASK_LIST_KEYS:
             if isinstance(task.get(key), YSeq):
                 task[key] = self._expand(task[key], base, chain, role_tasks)
@@ -197,7 +198,8 @@ class Loader:
     def _load_roles(self, entries: YSeq) -> None:
         for index, entry in enumerate(entries):
             reference = role_reference(entry, entries.item_pos[index])
-            if reference is not None:
+            # a role named twice with the same variables runs once, as in Ansible
+            if reference is not None and not self._already_added(reference):
                 self._add_role(reference, inline=False, chain=[])
 
     def _find_role(self, name: str, where: Position, near: Path | None = None) -> Path | None:
@@ -225,6 +227,8 @@ class Loader:
             meta = self._optional(directory, "meta/main.yml", YMap, None, reference)
             for dependency in _dependencies(meta):
                 if not self._already_added(dependency):
+                    # a dependency runs under the condition and tags of the role that needs it
+                    dependency.keywords = _with_parent_keywords(reference.keywords, dependency.keywords)
                     added += self._add_role(dependency, inline, [*chain, reference.name], directory.parent)
             role = self._load_role(reference, directory, tasks_from)
         except RecipeError as exc:
@@ -317,6 +321,22 @@ def role_reference(entry: Any, where: Position) -> RoleReference | None:
     return RoleReference(name, where, params, keywords)
 
 
+def _with_parent_keywords(parent: YMap, own: YMap) -> YMap:
+    """A dependency's keywords: its own, with the `when` and `tags` of the role naming it added."""
+    merged = YMap(pos=own.pos)
+    _copy_items(parent, merged)
+    _copy_items(own, merged)
+    for key in ("when", "tags"):
+        if key in parent and key in own:
+            merged[key] = YSeq([*_as_list(parent[key]), *_as_list(own[key])], pos=own.pos)
+            merged[key].item_pos.extend([own.pos] * len(merged[key]))
+    return merged
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, list) else [value]
+
+
 def _copy_items(source: YMap, target: YMap) -> None:
     for key, value in source.items():
         target[key] = value
@@ -346,6 +366,39 @@ def include_spec(value: Any, args: Any) -> dict[str, Any]:
     if "file" not in spec and "_raw_params" in spec:
         spec["file"] = spec.pop("_raw_params")
     return spec
+
+
+ACTION_KEYS = ("action", "local_action")
+
+
+def _action_form(task: YMap) -> YMap:
+    """Ansible's older `action: copy src=a dest=b` (and `local_action:`, which runs on this host) as the
+    module key it stands for: {copy: "src=a dest=b"}."""
+    key = next((k for k in ACTION_KEYS if k in task), None)
+    if key is None:
+        return task
+    value = task[key]
+    if isinstance(value, str):
+        module, _, args = value.strip().partition(" ")
+        args_value: Any = args.strip() or None
+    elif isinstance(value, YMap) and isinstance(value.get("module"), str):
+        module = value["module"]
+        args_value = YMap(pos=value.pos)
+        for k, v in value.items():
+            if k != "module":
+                args_value[k] = v
+                args_value.key_pos[k], args_value.value_pos[k] = value.key_pos[k], value.value_pos[k]
+    else:
+        return task       # the schema reports what it cannot read
+    out = YMap(pos=task.pos)
+    for k, v in task.items():
+        target = module if k == key else k
+        out[target] = args_value if k == key else v
+        out.key_pos[target], out.value_pos[target] = task.key_pos[k], task.value_pos[k]
+    if key == "local_action":
+        out["delegate_to"] = "localhost"
+        out.key_pos["delegate_to"] = out.value_pos["delegate_to"] = task.key_pos[key]
+    return out
 
 
 def role_block(role: LoadedRole) -> YMap:

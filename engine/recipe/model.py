@@ -111,6 +111,7 @@ class Task:
     until: Any = None
     delay: Any = 1.0
     timeout: float | None = None
+    background: bool = False                   # async with poll: 0: registered as a job async_status reads
     check_mode: Any = None
     include: str | None = None                 # "include_tasks"/"include_role": a block included at run time
     block: tuple["Task", ...] = ()

@@ -13,7 +13,7 @@ from engine.recipe.loader import LoadedRecipe, names_a
 from engine.recipe.model import Origin, Variables
 from engine.recipe.recipe_schema import ROLE_MARK
 from engine.recipe.schema import did_you_mean, format_path
-from engine.recipe.template import GLOBAL_NAMES, is_template, names_used, unsafe_access
+from engine.recipe.template import GLOBAL_NAMES, guarded_names, is_template, names_used, unsafe_access
 from engine.recipe.yamlpos import YMap, YSeq, load_yaml_file
 from engine.registry import TASK_MODULES
 
@@ -82,6 +82,25 @@ def _defined_names(loaded: LoadedRecipe, variables: Variables, secret_names: fro
             if _is_dynamic_include(task):
                 names |= _names_candidates_define(Path(task.pos.file).parent)
     return names
+
+
+def _when_guards(tasks: Any, inherited: frozenset[str] = frozenset(),
+                 found: dict[int, set[str]] | None = None) -> dict[int, set[str]]:
+    """Per task, the names its `when` (or an enclosing block's) checks are defined (`when: x is defined`):
+    the task may use them, it only runs when they are."""
+    found = {} if found is None else found
+    if not isinstance(tasks, YSeq):
+        return found
+    for task in tasks:
+        if not isinstance(task, YMap):
+            continue
+        conditions = task.get("when")
+        here = inherited | frozenset(name for c in (conditions if isinstance(conditions, list) else [conditions])
+                                     if isinstance(c, str) for name in guarded_names(c))
+        found[id(task)] = set(here)
+        for key in ("block", "rescue", "always"):
+            _when_guards(task.get(key), here, found)
+    return found
 
 
 def _is_dynamic_include(task: YMap) -> bool:
@@ -179,8 +198,10 @@ def check_references(loaded: LoadedRecipe, variables: Variables, secret_names: f
     handler_names = _handler_names(loaded)
     roles = {role.key: role.origin(loaded.path.parent) for role in loaded.roles}
     for list_path, tasks, origin in _task_lists(loaded):
+        guards = _when_guards(tasks)
         for task, task_path, task_origin in _walk_tasks(tasks, list_path, origin, roles):
-            problems += _task_reference_problems(task, task_path, known, sources, handler_names)
+            seen = None if known is None else known | guards.get(id(task), set())
+            problems += _task_reference_problems(task, task_path, seen, sources, handler_names)
             problems += _local_file_problems(task, task_path, task_origin or origin)
     for layer_name, layer in (("vars", doc.get("vars")),):
         if isinstance(layer, YMap):

@@ -18,7 +18,7 @@ import voluptuous as vol
 from engine.errors import Problem
 from engine.recipe.loader import LoadedRole
 from engine.recipe.model import Variables
-from engine.recipe.schema import boolean, did_you_mean, integer, string, type_name
+from engine.recipe.schema import boolean, did_you_mean, integer, type_name
 from engine.recipe.template import is_template
 from engine.recipe.yamlpos import YMap
 
@@ -93,7 +93,15 @@ def _to_dict(value: Any) -> dict:
     raise ValueError(value)
 
 
-CONVERTERS = {"str": string, "path": string, "int": integer, "bool": boolean, "float": _to_float, "list": _to_list,
+def _to_str(value: Any) -> str:
+    return str(value)      # Ansible's str conversion takes any value (a list becomes "[1]")
+
+
+def _to_int(value: Any) -> int:
+    return int(value) if isinstance(value, bool) else integer(value)
+
+
+CONVERTERS = {"str": _to_str, "path": _to_str, "int": _to_int, "bool": boolean, "float": _to_float, "list": _to_list,
               "dict": _to_dict}
 
 

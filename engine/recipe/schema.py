@@ -179,6 +179,8 @@ def boolean(value: Any) -> bool:
     """A boolean as Ansible's modules take one: true/false, yes/no, on/off, 1/0, in any case."""
     if isinstance(value, bool):
         return value
+    if isinstance(value, float) and value in (0.0, 1.0):   # Ansible's booleans include 1.0 and 0.0
+        return bool(value)
     word = str(value).strip().lower() if isinstance(value, (str, int, float)) else None
     if word in TRUE_WORDS:
         return True

@@ -11,7 +11,7 @@ what its `apply:` names reaches the included tasks.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
@@ -41,13 +41,19 @@ class Inherit:
     diff: Any = None
     ignore_errors: Any = None
     delegate_to: Any = None
+    module_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
 
     def around(self, node: Mapping[str, Any]) -> "Inherit":
         """What a task written as node sees and passes on: these values, with node's own on top."""
         own = {key: node[key] for key in OVERRIDDEN if key in node}
+        defaults = dict(self.module_defaults)
+        for module, options in (node.get("module_defaults") or {}).items():
+            name = TASK_MODULES.canonical(module) or module
+            defaults[name] = {**defaults.get(name, {}), **options}
         return dataclasses.replace(
             self, **own, when=self.when + listify(node.get("when")), tags=self.tags | tag_set(node.get("tags")),
-            environment=self.environment + listify(node.get("environment")))
+            environment=self.environment + listify(node.get("environment")),
+            module_defaults=MappingProxyType(defaults))
 
 
 RoleOrigins = Callable[[str], Origin]   # the ROLE_MARK a loader put on a block -> that role's Origin
@@ -62,6 +68,13 @@ def listify(value: Any) -> tuple[Any, ...]:
 def tag_set(value: Any) -> frozenset[str]:
     """tags: [a, b], tags: a, tags: "a, b" (Ansible splits on commas); numbers are names too."""
     return frozenset(part.strip() for item in listify(value) for part in str(item).split(",") if part.strip())
+
+
+def _with_defaults(args: Any, defaults: Mapping[str, Any] | None) -> Any:
+    """module_defaults: options a task does not set itself, as Ansible fills them in."""
+    if not defaults or not isinstance(args, dict):
+        return args
+    return {**defaults, **args}
 
 
 def make_task(node: Mapping[str, Any], path: str, origin: Origin, inherit: Inherit = Inherit(),
@@ -84,7 +97,7 @@ def make_task(node: Mapping[str, Any], path: str, origin: Origin, inherit: Inher
     is_block = module is None and "block" in node
     return Task(
         position=node.pos, path=path, origin=origin, name=node.get("name"), module=module,
-        args=module_arguments(node, written) if written else None,
+        args=_with_defaults(module_arguments(node, written), seen.module_defaults.get(module)) if written else None,
         args_position=node.value_pos.get(written) if written else None,
         # a plain block's condition is checked by each of its tasks, an include's once, by the include
         when=seen.when if include or not is_block else (),
@@ -94,7 +107,8 @@ def make_task(node: Mapping[str, Any], path: str, origin: Origin, inherit: Inher
         loop_pause=control.get("pause", 0), register=node.get("register"),
         vars=MappingProxyType(dict(node.get("vars") or {})),
         become=seen.become, become_user=seen.become_user, become_method=seen.become_method,
-        remote_user=seen.remote_user, environment=seen.environment, delegate_to=seen.delegate_to,
+        remote_user=seen.remote_user, environment=seen.environment,
+        delegate_to="localhost" if node.get("connection") == "local" else seen.delegate_to,
         no_log=bool(seen.no_log) if isinstance(seen.no_log, bool) or seen.no_log is None else seen.no_log,
         diff=seen.diff, tags=seen.tags, notify=listify(node.get("notify")),
         changed_when=listify(node["changed_when"]) if "changed_when" in node else None,
@@ -102,7 +116,8 @@ def make_task(node: Mapping[str, Any], path: str, origin: Origin, inherit: Inher
         ignore_errors=seen.ignore_errors if seen.ignore_errors is not None else False,
         only=listify(node.get("only")), except_=listify(node.get("except")),
         retries=node.get("retries"), until=node.get("until"), delay=node.get("delay", 1.0),
-        timeout=node.get("timeout"), check_mode=seen.check_mode, include=include,
+        timeout=node.get("timeout", node.get("async")), background="async" in node and node.get("poll") == 0,
+        check_mode=seen.check_mode, include=include,
         block=children("block"), rescue=children("rescue"), always=children("always"),
     )
 

@@ -397,6 +397,14 @@ def _guarded_names(ast: nodes.Node) -> set[str]:
     return guarded
 
 
+def guarded_names(expression: str) -> set[str]:
+    """Names a bare expression (a `when:`) checks before relying on them; empty when it does not parse."""
+    try:
+        return _guarded_names(ENV.parse("{{ " + expression + " }}"))
+    except (TemplateSyntaxError, RecursionError):
+        return set()
+
+
 def names_used(value: Any, expression: bool = False) -> set[str]:
     """Top-level variable names a template (or a structure of them) reads."""
     names: set[str] = set()
@@ -472,5 +480,5 @@ def unsafe_access(value: str, expression: bool = False) -> str:
     return ""
 
 
-__all__ = ["Scope", "TemplateFailure", "SandboxRefusal", "render", "evaluate", "names_used", "syntax_problem", "unsafe_access",
+__all__ = ["Scope", "TemplateFailure", "SandboxRefusal", "render", "evaluate", "guarded_names", "names_used", "syntax_problem", "unsafe_access",
            "is_template", "suggest"]

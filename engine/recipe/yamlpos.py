@@ -55,6 +55,13 @@ class UnsafeText(str):
 
 
 YAML_BOOL_TAG = "tag:yaml.org,2002:bool"
+YAML_FLOAT_TAG = "tag:yaml.org,2002:float"
+# PyYAML's YAML 1.1 floats: a dot is needed (1e3 stays the string "1e3", as in Ansible)
+_ANSIBLE_FLOATS = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+    |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X)
 # YAML 1.1's booleans as Ansible's loader (PyYAML) reads them: yes/no/on/off/true/false in three cases,
 # but not ruamel's y/n, which Ansible keeps as the strings "y" and "n".
 _ANSIBLE_BOOLEANS = re.compile(r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$")
@@ -69,7 +76,7 @@ class AnsibleResolver(VersionedResolver):
         table = super().versioned_resolver
         if not getattr(self, "_ansible_booleans", False):
             for first, entries in table.items():
-                table[first] = [(tag, _ANSIBLE_BOOLEANS if tag == YAML_BOOL_TAG else regexp)
+                table[first] = [(tag, {YAML_BOOL_TAG: _ANSIBLE_BOOLEANS, YAML_FLOAT_TAG: _ANSIBLE_FLOATS}.get(tag, regexp))
                                 for tag, regexp in entries]
             self._ansible_booleans = True
         return table

@@ -113,8 +113,6 @@ def test_a_loop_with_a_changed_item_and_a_skipped_one():
         {"changed": False, "msg": "All items completed", "skipped": False}
 
 
-@pytest.mark.xfail(strict=True, reason="loops.loop_result says 'All items completed' when every item was skipped; "
-                                       "Ansible (task_executor.run) says 'All items skipped'")
 def test_a_loop_whose_items_were_all_skipped():
     value = loop_result([{"skipped": True, "changed": False}, {"skipped": True, "changed": False}])
     assert strip(value) == {"changed": False, "msg": "All items skipped", "skipped": True}

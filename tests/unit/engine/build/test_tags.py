@@ -143,9 +143,6 @@ def test_an_include_keeps_its_tags_and_an_import_passes_them_on(tmp_path):
     assert imported.block[0].tags == frozenset({"y"}) and tag_filter("y", "").selects(imported.block[0].tags)
 
 
-@pytest.mark.xfail(strict=True, reason="compile._flush makes the implicit flush_handlers untagged, so `--tags x` "
-                                       "skips it; Ansible tags it always (play.py compile), so handlers notified by "
-                                       "pre_tasks run before the roles")
 def test_the_implicit_flush_handlers_runs_under_tags(tmp_path):
     (tmp_path / "r.yml").write_text(RECIPE_HEAD.replace("tasks:\n", "pre_tasks:\n  - {debug: {msg: p}, tags: x}\n"
                                                         "tasks:\n  - {debug: {msg: t}, tags: x}\n"))

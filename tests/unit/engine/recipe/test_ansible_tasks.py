@@ -238,16 +238,11 @@ def test_a_dependency_is_found_beside_the_role_that_names_it(tmp_path):
     assert [role for role, _ in role_order(recipe)] == ["base", "web"]
 
 
-@pytest.mark.xfail(strict=True, reason="ansible-playbook runs a role listed twice with the same variables once "
-                                       "(allow_duplicates: false); loader.Loader._load_roles adds it twice")
 def test_a_role_listed_twice_runs_once(tmp_path):
     recipe = compiled(tmp_path, "roles: [web, web]\n", **DEPENDS)
     assert role_order(recipe) == [("base", {}), ("web", {})]
 
 
-@pytest.mark.xfail(strict=True, reason="a dependency takes the when and tags of the role that depends on it in "
-                                       "Ansible (checked: basetask is skipped and tagged [w]); recipe gives them "
-                                       "only to the role's own block (compile._all_tasks)")
 def test_a_dependency_takes_its_roles_when_and_tags(tmp_path):
     recipe = compiled(tmp_path, "roles: [{role: web, tags: [w], when: false}]\n", **DEPENDS)
     base = by_name(recipe)["basetask"]

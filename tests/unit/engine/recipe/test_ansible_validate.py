@@ -150,8 +150,6 @@ def test_ansible_idioms_validate(tmp_path, name):
 
 
 # Task keywords of Ansible's that recipe refuses: content using them does not validate.
-@pytest.mark.xfail(strict=True, reason="recipe_schema KEYWORDS lacks Ansible's task keyword (async/poll, action, "
-                                       "local_action, connection, module_defaults): 'unknown module or keyword'")
 @pytest.mark.parametrize("task", [
     "- command: sleep 1\n  async: 10\n  poll: 0\n",
     "- action: command echo hi\n",
@@ -163,9 +161,6 @@ def test_ansible_task_keywords_validate(tmp_path, task):
     valid(tmp_path, "tasks:\n" + textwrap.indent(task, "  "))
 
 
-@pytest.mark.xfail(strict=True, reason="references._task_reference_problems ignores the task's own `when: x is "
-                                       "defined` (and its block's): a name the condition guards is reported undefined "
-                                       "in the task's arguments, where Ansible never evaluates them")
 @pytest.mark.parametrize("task", [
     "- debug: msg=\"{{ opt_thing }}\"\n  when: opt_thing is defined\n",
     "- block:\n    - debug: {msg: '{{ opt_thing }}'}\n  when: opt_thing is defined\n",
@@ -261,8 +256,6 @@ def test_role_argument_types_convert_as_ansibles(value, kind):
     assert _type_ok(value, kind) is ansible_accepts(value, kind)
 
 
-@pytest.mark.xfail(strict=True, reason="role_specs: Ansible's check_type_str converts anything to its text (a list "
-                                       "is '[1]'), a bool is an int and 1.0 is true; recipe refuses them")
 @pytest.mark.parametrize("value,kind", [([1], "str"), (True, "int"), (1.0, "bool")])
 def test_role_argument_types_ansible_converts_too(value, kind):
     assert _type_ok(value, kind) is ansible_accepts(value, kind) is True

@@ -73,23 +73,17 @@ def test_unquote_takes_only_a_matching_pair():
 
 # Differences from Ansible's parser found with the tables above. Each is a real input Ansible content uses.
 
-@pytest.mark.xfail(strict=True, reason="kv.parse_kv joins the free-form words with single spaces: a multi-line "
-                                       "`shell: |` with creates= loses its newlines (Ansible's join_args keeps them)")
 def test_a_multi_line_command_with_an_option_keeps_its_lines():
     script = "creates=/y\nif true; then\n  echo a\nfi"
     assert ours(script, COMMAND_OPTIONS) == ansible_parse_kv(script, check_raw=True)
     assert parse_kv(script, COMMAND_OPTIONS).free_form == "if true; then\n  echo a\nfi"
 
 
-@pytest.mark.xfail(strict=True, reason="kv.parse_kv re-joins the free form with one space: `echo   a` (spaces "
-                                       "kept by Ansible, meaningful inside printf formats) changes")
 def test_a_command_keeps_its_spacing_when_an_option_is_taken_out():
     text = "printf '%s'   x chdir=/t"
     assert ours(text, COMMAND_OPTIONS) == ansible_parse_kv(text, check_raw=True)
 
 
-@pytest.mark.xfail(strict=True, reason="kv.parse_kv does not decode backslash escapes in option values; Ansible's "
-                                       "parse_kv does (_decode_escapes): line=\"a\\tb\" is a tab, \\\" a quote")
 @pytest.mark.parametrize("text", ['line="a\\tb" path=/x', 'cmd="echo \\"q\\""', 'a="x\\ny"'])
 def test_escapes_in_option_values_are_decoded(text):
     assert ours(text, None) == ansible_parse_kv(text)

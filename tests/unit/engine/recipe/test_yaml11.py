@@ -80,9 +80,6 @@ def test_merge_keys_as_in_ansible():
     assert parse_yaml(text, "t.yml")["v"] == from_yaml(text)["v"] == {"a": 1, "b": 3}
 
 
-@pytest.mark.xfail(strict=True, reason="yamlpos.AnsibleResolver keeps ruamel's float pattern: 1e3 and 1.0e3 are "
-                                       "floats in recipe, strings in YAML 1.1 and Ansible (an exponent needs a dot "
-                                       "and a sign)")
 @pytest.mark.parametrize("text", ["1e3", "1.0e3", "1e+3", "6e1"])
 def test_an_exponent_without_dot_and_sign_is_a_string(text):
     assert same(recipe_value(text), ansible_value(text))
