@@ -260,6 +260,12 @@ class EditOptions:
     not_present: str = "file not present"                   # state absent, no file
 
 
+def _created(creator: str | None, umask: int) -> Stat:
+    """The file the edit would create, before its attributes are set: the umask's mode, the creator's ids."""
+    uid, gid, user, group = (creator or "0 0 root root").split(" ", 3)
+    return Stat("file", 0o666 & ~umask, 0, int(uid), int(gid), 0, 0, user, group)
+
+
 async def edit_text(ctx: TaskContext, path: str, edit: Edit, attrs: Attrs, options: EditOptions) -> Result:
     """Read path once, edit its text here, and write it back when it changed.
 
@@ -271,6 +277,8 @@ async def edit_text(ctx: TaskContext, path: str, edit: Edit, attrs: Attrs, optio
     probe = (f"f={q(path)}\n"
              '[ -L "$f" ] && f=$(readlink -f "$f")\n'
              f"printf 'path %s\\n' \"$f\"\n{UMASK_SH}" + stat_sh('"$f"') +
+             # who would create it: Ansible creates a file, then reports the attributes it had to change
+             '[ -e "$f" ] || printf \'creator %s %s %s %s\\n\' "$(id -u)" "$(id -g)" "$(id -un)" "$(id -gn)"\n'
              f'[ -f "$f" ] && echo {CONTENT} && od -An -v -tx1 "$f"; exit 0\n')
     res = await quiet(ctx, probe)
     if not res.ok:
@@ -289,7 +297,10 @@ async def edit_text(ctx: TaskContext, path: str, edit: Edit, attrs: Attrs, optio
     old = bytes.fromhex(dump or "").decode("utf-8", "surrogateescape") if st else None
     new, msg = edit(old)
     rewrite = new is not None and new != old
-    changes = attrs.changes(st, umask) if st else []
+    # Ansible in check mode leaves a new file's attributes out of what it reports
+    created = st is None and rewrite and not ctx.check
+    changes = attrs.changes(st, umask) if st else attrs.changes(_created(first(tags, "creator"), umask), umask) \
+        if created else []
     if not rewrite and not changes:
         flagged, problem = await ensure_flags(ctx, real, options.flags)
         return problem or Result(changed=flagged, msg=ATTRS_CHANGED if flagged else "")

@@ -124,7 +124,9 @@ def test_lineinfile_rejects_bad_options(h, args):
 def test_ansible_aliases_and_key_value_string(h, target):
     path = target / "new.conf"
     result = h.run("lineinfile", f"dest={path} line=a=1 create=yes mode=0600")
-    assert result.changed and result.msg == "line added" and path.read_text() == "a=1\n" and mode_of(path) == 0o600
+    assert result.changed and path.read_text() == "a=1\n" and mode_of(path) == 0o600
+    assert result.msg == "line added and ownership, perms or SE linux context changed"   # created 0644, then chmod
+    assert h.run("lineinfile", f"dest={target / 'n2'} line=b create=yes mode=0644").msg == "line added"
     assert result.data == {"backup": ""}
     again = h.run("lineinfile", {"name": str(path), "value": "a=1"})
     assert again.status == "ok" and again.msg == ""
