@@ -21,6 +21,9 @@ TEST_DEBS  := $(DEMO_DEBS) openssh-server sudo binutils vagrant vagrant-libvirt 
 BENCH_DEBS := $(DEMO_DEBS) openssh-server sudo packer
 SSH_DEBS   := openssh-server openssh-client
 
+# Published Ansible content bench/ansible_compat.py measures recipe against (not part of the project).
+ANSIBLE_CORPUS ?= ../shared/ansible-corpus
+
 .PHONY: demo demo-ssh test bench venv clean
 
 # Install the missing ones of a set, with one apt-get update (python3-venv: a fresh Debian has no venv module).
@@ -65,6 +68,8 @@ bench: debs-bench $(VENV)/.installed-bench
 	$(BIN)/python bench/ami_upload.py
 	$(BIN)/python bench/qemu_build.py
 	$(BIN)/python bench/parallel.py --counts 1,2
+	$(BIN)/python bench/role_speed.py
+	$(BIN)/python bench/ansible_compat.py --corpus $(ANSIBLE_CORPUS)
 
 clean:
 	rm -rf $(VENV) output .pytest_cache

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")   # apt: update-cache=yes: a hyphen, as Ansible takes
 _OPEN = {"{{": "}}", "{%": "%}", "{#": "#}"}
 
 
