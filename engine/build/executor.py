@@ -554,7 +554,7 @@ def find_local_file(task: Task, src: str, kind: str) -> Path:
             return candidate
         searched = [candidate.parent]
     else:
-        searched = task.origin.search_dirs(kind)
+        searched = task.origin.search_dirs(kind, task.position.file)
         for directory in searched:   # include_vars takes a directory (dir:) as well as a file
             if (directory / src).is_file() or (kind == "vars" and (directory / src).is_dir()):
                 return directory / src

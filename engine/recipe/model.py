@@ -57,13 +57,17 @@ class Origin:
     role_dir: Path | None = None
     role_vars: Mapping[str, Any] = field(default_factory=lambda: EMPTY)  # the role's vars/main.yml and the vars it was called with
 
-    def search_dirs(self, kind: str) -> list[Path]:
-        """Directories to look for a `files` or `templates` src, most specific first."""
+    def search_dirs(self, kind: str, task_file: str | None = None) -> list[Path]:
+        """Directories to look for a `files` or `templates` src, most specific first: the role's, then beside
+        the task file that names it (an imported tasks file's own files/), then the recipe's, as Ansible."""
         dirs = []
         if self.role_dir:
             dirs += [self.role_dir / kind, self.role_dir]
+        if task_file:
+            here = Path(task_file).parent
+            dirs += [here / kind, here]
         dirs += [self.base_dir / kind, self.base_dir]
-        return dirs
+        return list(dict.fromkeys(dirs))
 
 
 @dataclass(frozen=True)
