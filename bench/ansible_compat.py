@@ -6,7 +6,12 @@ test/integration/targets/<name>, Galaxy roles under roles/<name>), per item:
   recipe's first problem when not;
 - for the items that validate, both tools run it twice on the same throwaway sshd (tests/ansible_oracle.py):
   the tasks whose status matches out of Ansible's, and the files that differ in remote_tmp_dir;
-- anything either tool left outside remote_tmp_dir (in /tmp, /var/tmp or the fresh HOME they run with).
+- anything either tool left outside remote_tmp_dir (in /tmp, /var/tmp, the target user's HOME or the fresh HOME
+  the tools run with).
+The sshd is this machine itself, as root: an item whose files name a system module (apt, user, service...)
+or a system path (/etc/...) is only validated here, never run (the roles run in a guest build instead).
+Integration targets make their own remote_tmp_dir (setup_remote_tmp_dir: a tempfile in /tmp, removed by a
+handler at the end), so most of their files are compared by their own asserts, not here.
 At the end: totals and the share of matching tasks.
 
     .venv/bin/python bench/ansible_compat.py --corpus ../shared/ansible-corpus [--only lineinfile,copy]
@@ -14,9 +19,14 @@ At the end: totals and the share of matching tasks.
 from __future__ import annotations
 
 import argparse
+import os
+import pwd
+import re
 import sys
 import tempfile
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -26,7 +36,18 @@ from tests.sshd import start_sshd  # noqa: E402
 
 # Ansible's helpers for its own targets: dependencies of the others, not items themselves
 HELPERS = ("prepare_tests", "setup_remote_tmp_dir")
-WATCHED = (Path("/tmp"), Path("/var/tmp"))
+WATCHED = (Path("/tmp"), Path("/var/tmp"), Path(pwd.getpwuid(os.getuid()).pw_dir))   # the target user's HOME
+# items read through whose system module or path is harmless here, and why
+REVIEWED = {
+    "lineinfile": "tasks/acls.yml: apt only on Ubuntu; ~/test.txt on the target, removed in its `always`; "
+                  "leaves file.txt in the target user's HOME (reported at the end)",
+}
+# what makes an item unsafe to run against this machine: a module that changes the system, a system path
+SYSTEM_MODULE = re.compile(r"^\s*-?\s*(ansible\.builtin\.|ansible\.posix\.|community\.general\.)?"
+                           r"(apt|apt_key|apt_repository|deb822_repository|package|yum|dnf|pip|user|group|service|"
+                           r"systemd|systemd_service|sysctl|mount|hostname|reboot|cron|authorized_key|pamd|"
+                           r"pam_limits|modprobe|timezone|locale_gen|debconf|seboolean|selinux)\s*:", re.MULTILINE)
+SYSTEM_PATH = re.compile(r"""["'\s=](/etc|/usr|/var/(?!tmp)|/boot|/lib|/opt|/srv|/root)/""")
 
 
 def corpus_items(corpus: Path) -> list[Item]:
@@ -48,6 +69,37 @@ def skipped_targets(corpus: Path) -> list[str]:
     targets = corpus / "test/integration/targets"
     return sorted(t.name for t in targets.iterdir()
                   if t.name not in HELPERS and not (t / "tasks/main.yml").is_file()) if targets.is_dir() else []
+
+
+def system_change(item: Item) -> str:
+    """Why running the item here would change this machine ('' when nothing says so): the first system module
+    or path in its role, or in the roles its meta/main.yml depends on."""
+    if item.name in REVIEWED:
+        return ""
+    for role in _with_dependencies(item):
+        for path in sorted((item.roles_path / role).rglob("*.yml")):
+            text = path.read_text(errors="replace")
+            for pattern in (SYSTEM_MODULE, SYSTEM_PATH):
+                match = pattern.search(text)
+                if match:
+                    line = text.count("\n", 0, match.start()) + 1
+                    return f"{path.relative_to(item.roles_path)}:{line}: {match.group(0).strip()}"
+    return ""
+
+
+def _with_dependencies(item: Item) -> list[str]:
+    found: list[str] = []
+    pending = list(item.roles)
+    while pending:
+        role = pending.pop()
+        if role in found or not (item.roles_path / role).is_dir():
+            continue
+        found.append(role)
+        meta = item.roles_path / role / "meta/main.yml"
+        data = yaml.safe_load(meta.read_text()) if meta.is_file() else None
+        for dependency in (data or {}).get("dependencies") or []:
+            pending.append(dependency if isinstance(dependency, str) else dependency.get("role", ""))
+    return found
 
 
 def listing(directories: tuple[Path, ...]) -> set[str]:
@@ -81,9 +133,16 @@ def run_corpus(items: list[Item], work: Path, verbose: bool) -> tuple[list[tuple
     server = start_sshd(work / "sshd")
     results = []
     try:
-        for item in items:    # one at a time: remote_tmp_dir is an extra var, which setup_remote_tmp_dir keeps
-            batch = Batch(server, work / item.name, home=home, timeout=1800, shards=1, pin_tmp_dir=True)
+        for item in items:    # one at a time, each printed as it ends
+            batch = Batch(server, work / item.name, home=home, timeout=1800, shards=1)
+            unsafe = system_change(item)
             try:
+                if unsafe:
+                    problem = batch.validate(item)
+                    print(f"{item.name:<28} validates: {'no ' if problem else 'yes'}  "
+                          f"{first_problem(problem) if problem else ''}")
+                    print(f"{'':<28} not run here: it changes this machine ({unsafe})")
+                    continue
                 outcome = batch.run([item])[item.name]
             finally:
                 batch.close()
@@ -95,7 +154,7 @@ def run_corpus(items: list[Item], work: Path, verbose: bool) -> tuple[list[tuple
     finally:
         server.stop()
     ours = {str(work)}
-    left = {path for path in listing(watched) - before if path not in ours and not path.startswith(str(home / "."))}
+    left = {path for path in listing(watched) - before if path not in ours}
     return results, left
 
 
@@ -125,7 +184,7 @@ def main() -> None:
           + (f" ({100 * matched / all_tasks:.1f}%)" if all_tasks else ""))
     print(f"items whose files all match: {sum(1 for _, c in valid if c.file_problems == 0)} of {len(valid)}")
     if left:
-        print("left outside remote_tmp_dir: " + ", ".join(sorted(left)))
+        print("new outside remote_tmp_dir while it ran (other processes' too): " + ", ".join(sorted(left)))
     else:
         print("left outside remote_tmp_dir: nothing in " + ", ".join(str(w) for w in WATCHED) + " or HOME")
 

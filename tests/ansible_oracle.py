@@ -148,7 +148,8 @@ def write_ansible_config(directory: Path, control_dir: Path, roles_path: Path | 
     if events:
         lines += [f"callback_plugins = {CALLBACKS}", "callbacks_enabled = oracle_events"]
     lines += ["[ssh_connection]", "pipelining = True",
-              f"ssh_args = -o ControlMaster=auto -o ControlPersist=120s -o ControlPath={control_dir}/%C"]
+              f"ssh_args = -o ControlMaster=auto -o ControlPersist=120s -o ControlPath={control_dir}/%C "
+              "-o UserKnownHostsFile=/dev/null"]
     path = directory / "ansible.cfg"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -282,9 +283,13 @@ def fresh_dir(path: Path) -> Path:
 
 # --- statuses from each tool's events --------------------------------------------------------------------
 
+# Ansible reports an include as a task of its own; recipe expands includes when it loads the recipe
+INCLUDES = frozenset({"include_tasks", "ansible.builtin.include_tasks", "include_role", "ansible.builtin.include_role"})
+
+
 def ansible_statuses(lines: Iterable[dict[str, Any]]) -> dict[str, list[TaskStatus]]:
     """Per play: its tasks' statuses, loop items one by one as recipe reports them (`name (item)`); a loop's
-    summary only when it had no item."""
+    summary only when it had no item; includes left out but a failed one."""
     plays: dict[str, list[TaskStatus]] = {}
     for line in lines:
         if line.get("event") == "play":
@@ -293,6 +298,8 @@ def ansible_statuses(lines: Iterable[dict[str, Any]]) -> dict[str, list[TaskStat
         if line.get("event") in ("stats", "registered"):
             continue
         if line.get("loop") and line.get("items"):
+            continue
+        if line.get("action") in INCLUDES and line["status"] != "failed":
             continue
         name = line["task"] + (f" ({line['item']})" if "item" in line else "")
         plays.setdefault(line["play"], []).append(TaskStatus(name, line["status"], line["handler"],
@@ -397,15 +404,12 @@ class Batch:
     home: Path | None = None          # HOME for both tools (the corpus bench: see what they write there)
     timeout: float = 900
     shards: int = 2
-    pin_tmp_dir: bool = False         # remote_tmp_dir as an extra var (one item a batch), above set_fact
 
     def __post_init__(self) -> None:
         if not ANSIBLE_PLAYBOOK.exists():
             raise RuntimeError(f"{ANSIBLE_PLAYBOOK} is missing: ansible-core is a test dependency "
                                "(`make test` installs it into the venv)")
         self.work.mkdir(parents=True, exist_ok=True)
-        if self.pin_tmp_dir and self.shards != 1:
-            raise ValueError("pin_tmp_dir takes one item a batch, in one shard")
         self.control_dir = Path(tempfile.mkdtemp(prefix="oracle-cm-"))
         self.timings: dict[str, float] = {}             # seconds per phase of the batch
 
@@ -446,8 +450,6 @@ class Batch:
             events = directory / f"events-{attempt}.jsonl"
             env = ansible_environment(config, self.home, ORACLE_EVENTS=str(events))
             command = [str(ANSIBLE_PLAYBOOK), "-i", str(directory / "inventory.ini"), str(playbook)]
-            if self.pin_tmp_dir:
-                command += ["-e", json.dumps({"remote_tmp_dir": str(self.remote_dir("ansible", items[0]))})]
             result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=directory,
                                     timeout=self.timeout)
             logs.append(result.stdout + result.stderr)
@@ -528,8 +530,6 @@ class Batch:
         files = [str(self.recipe_file(i, run)) for i in items]
         events = self.work / f"recipe-{run}" / "events.jsonl"
         command = [str(RECIPE), "run", *files, "--json", str(events), "--output-dir", str(self.work / f"out-{run}")]
-        if self.pin_tmp_dir:
-            command += ["--var", f"remote_tmp_dir={self.remote_dir('recipe', items[0])}"]
         roles_path = next((i.roles_path for i in items if i.roles_path), None)
         if roles_path:
             command += ["--roles-path", str(roles_path)]

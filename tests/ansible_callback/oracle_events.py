@@ -36,9 +36,11 @@ class CallbackModule(CallbackBase):
 
     def _write(self, result, status: str, item: bool = False) -> None:
         data = dict(result.result)
-        line = {"play": self._play, "host": result.host.get_name(), "task": result.task.get_name(),
-                "status": status, "handler": isinstance(result.task, Handler),
-                "action": result.task.action}
+        task = result.task
+        # the task's own name, as recipe reports it: without Ansible's "role : " prefix
+        line = {"play": self._play, "host": result.host.get_name(), "task": task.name or task.action,
+                "role": task._role.get_name() if task._role else "", "status": status,
+                "handler": isinstance(task, Handler), "action": task.action}
         if item:
             line["item"] = str(self._get_item_label(data))
         elif "results" in data and isinstance(data["results"], list):
