@@ -15,7 +15,7 @@ DEMO_DEBS  := qemu-system-x86 qemu-utils ovmf openssh-client debootstrap debian-
 # The suite also talks to a real sshd (as root and through sudo), builds with
 # the assembler (the accelerator probe), boots boxes in vagrant-libvirt, and
 # converts OVAs with virt-v2v (which copies through nbdkit and nbdcopy).
-TEST_DEBS  := $(DEMO_DEBS) openssh-server sudo binutils vagrant vagrant-libvirt libvirt-daemon-system \
+TEST_DEBS  := $(DEMO_DEBS) openssh-server sudo binutils python3-apt vagrant vagrant-libvirt libvirt-daemon-system \
               libvirt-clients dnsmasq-base iptables virt-v2v nbdkit libnbd-bin
 # The benches compare against Packer (and ansible-playbook, from the bench extra).
 BENCH_DEBS := $(DEMO_DEBS) openssh-server sudo packer

@@ -93,4 +93,5 @@ class Copy(TaskModule, name="copy"):
         if p.mode == "preserve":
             attrs = Attrs(source_mode(local), p.owner, p.group)
         result = await put_content(ctx, data, p.dest, attrs, basename=local.name, options=options)
-        return result.replace(data={**result.data, "src": str(local)})
+        # Ansible's `src` is the temporary copy it uploaded; recipe uploads none, so it registers no src
+        return result

@@ -123,4 +123,5 @@ class Template(TaskModule, name="template"):
         options = WriteOptions(force=p.force, backup=p.backup, validate=p.validate, follow=p.follow,
                                flags=p.attributes)
         result = await put_content(ctx, data, p.dest, attrs, basename=basename, options=options)
-        return result.replace(data={**result.data, "src": str(local)})
+        # Ansible's `src` is the temporary copy it uploaded; recipe uploads none, so it registers no src
+        return result
