@@ -19,7 +19,7 @@ from engine.errors import Position, Problem, RecipeError
 from engine.recipe.foreign import foreign_hint, is_foreign_module
 from engine.recipe.loader import LoadedRecipe, LoadedRole, load_recipe, role_block, walk_task_nodes
 from engine.recipe.model import Build, BuildInfo, Export, Handler, Origin, Recipe, Source, SshSettings, Task, Variables
-from engine.recipe.recipe_schema import RECIPE_SCHEMA, ssh_schema, task_validator
+from engine.recipe.recipe_schema import INCLUDE_MARK, RECIPE_SCHEMA, ROLE_MARK, ssh_schema, task_validator
 from engine.recipe.tasks import Inherit, listify, make_task
 from engine.recipe.references import check_references
 from engine.recipe.role_specs import check_role_arguments
@@ -331,8 +331,20 @@ def _all_handlers(loaded: LoadedRecipe) -> tuple[Handler, ...]:
         handlers += [(t, f"roles[{role.name}].handlers[{i}]", origin) for i, t in enumerate(role.handlers)]
     own = loaded.document.get("handlers") or []
     handlers += [(t, f"handlers[{i}]", Origin(base_dir=base)) for i, t in enumerate(own)]
-    return tuple(Handler(task=make_task(node, path, origin, play, role_origins), listen=listify(node.get("listen")))
-                 for node, path, origin in handlers)
+    return tuple(h for node, path, origin in handlers for h in _handlers_of(node, path, origin, play, role_origins))
+
+
+def _handlers_of(node: Any, path: str, origin: Origin, inherit: Inherit, role_origins: Any) -> list[Handler]:
+    """A handler entry as Ansible reads it: a block, or what import_tasks brought, is each of its tasks a
+    handler (notified by its own name); an include_tasks with a name is one handler running the file."""
+    if isinstance(node, dict) and "block" in node and INCLUDE_MARK not in node \
+            and not any(k in TASK_MODULES for k in node):
+        here = inherit.around(node)
+        if node.get(ROLE_MARK):
+            origin = role_origins(node[ROLE_MARK])
+        return [h for i, child in enumerate(node.get("block") or [])
+                for h in _handlers_of(child, f"{path}.block[{i}]", origin, here, role_origins)]
+    return [Handler(task=make_task(node, path, origin, inherit, role_origins), listen=listify(node.get("listen")))]
 
 
 __all__ = ["CompileOptions", "compile_recipe"]

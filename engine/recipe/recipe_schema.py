@@ -169,8 +169,14 @@ def with_lookup(key: Any) -> str | None:
     return None
 
 
+def _handler_block(value: Any) -> Any:
+    return each(task_validator(handler=True))(value)
+
+
 def task_validator(handler: bool) -> Any:
     keywords = {**KEYWORDS, **INTERNAL_KEYWORDS, **(HANDLER_KEYWORDS if handler else {})}
+    if handler:   # the tasks of a block under handlers are handlers too (listen:)
+        keywords.update({key: _handler_block for key in ("block", "rescue", "always")})
 
     def validate(task: Any) -> Any:
         if not isinstance(task, dict):

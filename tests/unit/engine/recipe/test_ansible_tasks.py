@@ -313,3 +313,16 @@ def test_modules_recipe_does_not_run_are_notes_naming_the_task(tmp_path):
     assert [(n.path, n.message.split(":")[0]) for n in recipe.notes] == \
         [("tasks[1]", "community.general.pacman"), ("tasks[2]", "win_ping")]
     assert recipe.tasks[1].module == "community.general.pacman"
+
+
+def test_imported_handlers_and_handler_blocks_are_each_a_handler(tmp_path):
+    """Ansible: each task of an imported handlers file, or of a block under handlers, is a handler notified by its
+    own name; an include_tasks with a name is one handler."""
+    (tmp_path / "more.yml").write_text("- name: one\n  debug: msg=one\n- name: two\n  listen: both\n  debug: msg=two\n")
+    (tmp_path / "r.yml").write_text(
+        "name: r\nsources:\n  box: {platform: ssh, ssh: {host: 127.0.0.1}}\n"
+        "tasks:\n  - command: 'true'\n    notify: [one, both, three, whole]\n"
+        "handlers:\n  - import_tasks: more.yml\n  - block:\n      - name: three\n        debug: msg=three\n"
+        "  - name: whole\n    include_tasks: more.yml\n")
+    handlers = compile_recipe(tmp_path / "r.yml").handlers
+    assert [h.names for h in handlers] == [("one",), ("two", "both"), ("three",), ("whole",)]
