@@ -213,7 +213,7 @@ def plain_name(task: str) -> str:
 
 def report(first: Run, rounds: list[tuple[Run, Run]], python_note: str) -> None:
     print(f"\nrole: {ROLE} (with its dependency www_base), {len(first.statuses)} task results on the first apply")
-    print(f"first apply (installs nginx), recipe: {describe(first)}")
+    print(f"first apply (installs nginx): {describe(first)}")
     for number, (ansible, recipe) in enumerate(rounds, 1):
         print(f"re-apply {number}: {describe(ansible)}")
         print(f"re-apply {number}: {describe(recipe)}")

@@ -51,7 +51,9 @@ post_tasks:                     # the role's handlers have run at the end of tas
       page.rc != 0 or 'Served by the webserver role' not in page.stdout
       or 'X-Served-By: webserver-role' not in page.stdout or 'Server: nginx/' in page.stdout
   - name: CHECK the default site is gone and ours is linked
-    shell: test ! -e /etc/nginx/sites-enabled/default && test "$(readlink /etc/nginx/sites-enabled/site.conf)" = /etc/nginx/sites-available/site.conf
+    shell: >
+      test ! -e /etc/nginx/sites-enabled/default &&
+      test "$(readlink /etc/nginx/sites-enabled/site.conf)" = /etc/nginx/sites-available/site.conf
     changed_when: false
   - name: CHECK the site config's mode and owner
     stat: {{path: /etc/nginx/sites-available/site.conf}}
