@@ -72,6 +72,11 @@ class AnsibleResolver(VersionedResolver):
     the octal number 420."""
 
     @property
+    def processing_version(self) -> Any:
+        # always 1.1: ruamel falls back to 1.2 at an explicit `---`, where Ansible still reads YAML 1.1
+        return (1, 1)
+
+    @property
     def versioned_resolver(self) -> Any:
         table = super().versioned_resolver
         if not getattr(self, "_ansible_booleans", False):

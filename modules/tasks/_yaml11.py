@@ -49,6 +49,11 @@ class PyYAMLResolver(VersionedResolver):
     """ruamel's resolver with PyYAML's table, whatever version a document declares."""
 
     @property
+    def processing_version(self) -> Any:
+        # always 1.1 (0644 is octal), also after an explicit `---`, where ruamel would fall back to 1.2
+        return (1, 1)
+
+    @property
     def versioned_resolver(self) -> Any:
         if not hasattr(self, "_pyyaml_table"):
             table: dict[Any, list] = {}

@@ -107,3 +107,10 @@ def test_a_tag_ansible_does_not_know_is_an_error_with_its_position():
     with pytest.raises(RecipeError) as caught:
         parse_yaml("a: 1\nb: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n", "t.yml")
     assert "t.yml:2:" in str(caught.value)
+
+
+@pytest.mark.parametrize("start", ["", "---\n", "%YAML 1.2\n---\n"])
+def test_yaml_1_1_also_after_a_document_start(start):
+    """Most task files begin with `---`, where ruamel falls back to YAML 1.2; Ansible reads 1.1 regardless."""
+    text = start + "mode: 0644\nflag: no\nbecome: yes\n"
+    assert parse_yaml(text, "t.yml") == {"mode": 420, "flag": False, "become": True}

@@ -4,6 +4,7 @@ import pytest
 import voluptuous as vol
 
 from engine.registry import TASK_MODULES
+from modules.tasks._yaml11 import load_vars_text
 
 # Types as Ansible (PyYAML, YAML 1.1) reads them, verified with ansible-playbook (ansible-core 2.19.14):
 # include_vars of this file, then `debug: msg="{{ [a, ...] | map('type_debug') }}"`.
@@ -139,3 +140,7 @@ def test_same_as_ansible(h):
     second = h.run("include_vars", {"dir": "vd", "name": "all2", "depth": 1, "extensions": ["yml", "txt"]})
     assert second.as_register()["ansible_facts"] == {"all2": {"x": 1, "z": 3}}
     assert second.data["ansible_included_var_files"] == [str(root / "a.yml"), str(root / "c.txt")]
+
+
+def test_a_vars_file_starting_with_a_document_start_is_still_yaml_1_1():
+    assert load_vars_text("---\nm: 0644\nb: yes\n", "x.yml") == {"m": 420, "b": True}
