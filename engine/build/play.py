@@ -111,6 +111,7 @@ class Play:
             "playbook_dir": str(self.recipe.base_dir), "ansible_check_mode": self.state.options.check,
             "ansible_diff_mode": self.state.options.diff, "ansible_version": ANSIBLE_VERSION, "omit": self.omit,
             "ansible_run_tags": sorted(self.tags.only), "ansible_skip_tags": sorted(self.tags.skip),
+            "ansible_managed": "Ansible managed",     # Ansible 2.19's default, what templates put in headers
         }
         if task.origin.role_dir is not None:
             names.update(role_path=str(task.origin.role_dir), role_name=task.origin.role,

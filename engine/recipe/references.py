@@ -23,7 +23,7 @@ BUILTIN_NAMES = frozenset({"build", "facts", "item", "loop", "result", "failed_t
                            "vars", "hostvars", "groups", "group_names", "inventory_hostname",
                            "inventory_hostname_short", "playbook_dir", "role_path", "role_name", "play_hosts",
                            "ansible_loop", "ansible_index_var", "ansible_loop_var", "ansible_failed_task",
-                           "ansible_failed_result", "environment"})
+                           "ansible_failed_result", "environment", "ansible_managed"})
 # Facts are named ansible_*; modules that return facts make these top-level variables too.
 FACT_PREFIXES = ("ansible_", "getent_", "discovered_")
 FACT_NAMES = frozenset({"packages", "services"})

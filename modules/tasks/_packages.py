@@ -134,7 +134,9 @@ async def ensure(ctx: TaskContext, backends: Sequence[Backend], req: Request) ->
     plan = backend.plan(req, tags)
     if not plan:
         msg = "the packages are as asked" if req.names or req.deb else "nothing to do"
-        return Result(msg=("package lists updated; " if data["cache_updated"] else "") + msg, data=data)
+        # updating the lists is a change, as Ansible's apt reports it (changed=updated_cache)
+        return Result(changed=bool(data["cache_updated"]),
+                      msg=("package lists updated; " if data["cache_updated"] else "") + msg, data=data)
     script = backend.action(req, plan, ctx.check)
     if script is None:
         return Result(changed=True, msg=plan.words(), data={**data, "packages": plan.packages})
