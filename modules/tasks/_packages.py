@@ -134,8 +134,9 @@ async def ensure(ctx: TaskContext, backends: Sequence[Backend], req: Request) ->
     plan = backend.plan(req, tags)
     if not plan:
         msg = "the packages are as asked" if req.names or req.deb else "nothing to do"
-        # updating the lists is a change, as Ansible's apt reports it (changed=updated_cache)
-        return Result(changed=bool(data["cache_updated"]),
+        # only updating the lists (no package named) is a change, as Ansible's apt reports it
+        # (changed=updated_cache); with packages named, the packages alone decide
+        return Result(changed=bool(data["cache_updated"]) and not (req.names or req.deb),
                       msg=("package lists updated; " if data["cache_updated"] else "") + msg, data=data)
     script = backend.action(req, plan, ctx.check)
     if script is None:
