@@ -25,7 +25,7 @@ from engine.build.taskmodule import Result, TaskContext
 from engine.console import prompt
 from engine.errors import BuildError, Position
 from engine.recipe.foreign import foreign_hint
-from engine.recipe.model import Handler, Task
+from engine.recipe.model import Handler, Task, count_leaves
 from engine.recipe.schema import boolean, problems_from
 from engine.recipe.template import Scope, TemplateFailure, evaluate, render, render_text
 from engine.registry import TASK_MODULES
@@ -576,23 +576,9 @@ async def run_handlers(play: Play, handlers: tuple[Handler, ...]) -> None:
             play.in_handlers = False
 
 
-def count_tasks(tasks: tuple[Task, ...], source: str) -> int:
-    """The most tasks that can start on this source: leaves of blocks (rescue and always included), a loop
-    counting as one; flush_handlers counts as none."""
-    count = 0
-    for task in tasks:
-        if not task.runs_on(source):
-            continue
-        if task.module is None:
-            count += count_tasks(task.block + task.rescue + task.always, source)
-        elif task.module != "meta":
-            count += 1
-    return count
-
-
 async def provision(state: BuildState, tasks: tuple[Task, ...], handlers: tuple[Handler, ...]) -> Play:
     source = state.build.source.name
-    total = count_tasks(tasks, source) + count_tasks(tuple(h.task for h in handlers), source)
+    total = count_leaves(tasks, source) + count_leaves(tuple(h.task for h in handlers), source)
     play = Play(state, handlers, total=total, pausing=state.options.pause,
                 tags=TagFilter(state.options.tags, state.options.skip_tags),
                 ansible_facts=dict(state.ansible_facts), local=LocalConnection())

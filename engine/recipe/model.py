@@ -222,6 +222,8 @@ class Recipe:
         return self.path.parent
 
 
-def count_leaves(tasks: tuple[Task, ...]) -> int:
-    return sum(count_leaves(t.block + t.rescue + t.always) if t.module is None and not t.include else
-               (count_leaves(t.block) if t.include else 1) for t in tasks if t.module != "meta")
+def count_leaves(tasks: tuple[Task, ...], source: str | None = None) -> int:
+    """The most tasks that can start (on this source, when given): leaves of blocks, roles and includes
+    (rescue and always included), a loop counting as one; flush_handlers counts as none."""
+    return sum(count_leaves(t.block + t.rescue + t.always, source) if t.module is None else 1
+               for t in tasks if t.module != "meta" and (source is None or t.runs_on(source)))
