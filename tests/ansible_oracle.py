@@ -177,7 +177,8 @@ def ssh_source(server: SshServer) -> str:
 
 
 def recipe_text(item: Item, server: SshServer, remote_tmp_dir: Path) -> str:
-    return (f"name: {slug(item.name)}\nvars:\n  remote_tmp_dir: {json.dumps(str(remote_tmp_dir))}\n"
+    return (f"name: {slug(item.name)}\ngather_facts: {str(item.gather_facts).lower()}\n"
+            f"vars:\n  remote_tmp_dir: {json.dumps(str(remote_tmp_dir))}\n"
             + ssh_source(server) + play_body(item, dumps=True))
 
 

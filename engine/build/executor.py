@@ -581,7 +581,8 @@ async def provision(state: BuildState, tasks: tuple[Task, ...], handlers: tuple[
     total = count_leaves(tasks, source) + count_leaves(tuple(h.task for h in handlers), source)
     play = Play(state, handlers, total=total, pausing=state.options.pause,
                 tags=TagFilter(state.options.tags, state.options.skip_tags),
-                ansible_facts=dict(state.ansible_facts), local=LocalConnection())
+                ansible_facts=dict(state.ansible_facts) if state.recipe.gather_facts else {},
+                local=LocalConnection())
     try:
         await run_tasks(play, tasks)
     except EndPlay:

@@ -118,9 +118,9 @@ class Play:
                          ansible_role_name=task.origin.role)
         search = [str(Path(task.position.file).parent), names.get("role_path"), names["playbook_dir"]]
         names["ansible_search_path"] = list(dict.fromkeys(d for d in search if d))
-        if self.recipe.gather_facts:
-            names["ansible_facts"] = self.ansible_facts
-            names.update({f"ansible_{key}": value for key, value in self.ansible_facts.items()})
+        # without gather_facts the mapping starts empty (`ansible_facts == {}`), and setup fills it
+        names["ansible_facts"] = self.ansible_facts
+        names.update({f"ansible_{key}": value for key, value in self.ansible_facts.items()})
         return names
 
     def scope(self, task: Task, block_vars: list[Mapping[str, Any]], loop_item: Mapping[str, Any] | None = None) -> Scope:

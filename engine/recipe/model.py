@@ -209,7 +209,7 @@ class Recipe:
     handlers: tuple[Handler, ...] = ()
     verify: tuple[Task, ...] = ()
     builds: tuple[Build, ...] = ()
-    gather_facts: bool = True                 # false: Ansible's facts (ansible_*) are not defined
+    gather_facts: bool = True                 # false: `ansible_facts` starts empty, until setup runs
     notes: tuple[Any, ...] = ()               # Problems that do not make it invalid: modules recipe does not run
 
     @property

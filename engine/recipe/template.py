@@ -14,7 +14,7 @@ import math
 import re
 import string
 from _string import formatter_field_name_split
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Iterable, Iterator
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
@@ -168,12 +168,30 @@ def now(utc: bool = False, fmt: str | None = None) -> Any:
     return moment.strftime(fmt) if fmt else moment
 
 
+_UNDEFINED_TESTS = frozenset({"defined", "undefined"})
+
+
+def _refusing_undefined(test: Callable[..., Any]) -> Callable[..., Any]:
+    """Ansible 2.19: a test of an undefined value is an error (`r.missing is false` fails the task); only the
+    tests that ask whether it is defined take one."""
+    position = 1 if getattr(test, "jinja_pass_arg", None) else 0    # after the context/environment Jinja passes
+
+    @functools.wraps(test)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > position and isinstance(args[position], Undefined):
+            args[position]._fail_with_undefined_error()
+        return test(*args, **kwargs)
+    return checked
+
+
 def _new_environment() -> RecipeSandbox:
     env = RecipeSandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
     env.filters.update(FILTERS)
     env.filters.update({"format": _checked_format, "center": _checked_width("center", 1, "width"),
                         "indent": _checked_width("indent", 1, "width")})
     env.tests.update(TESTS)
+    env.tests.update({name: _refusing_undefined(test) for name, test in env.tests.items()
+                      if name not in _UNDEFINED_TESTS})
     env.globals.update(LOOKUP_GLOBALS)      # lookup(), query(), q()
     env.globals["now"] = now
     return env
