@@ -277,7 +277,10 @@ async def _run_item(play: Play, task: Task, scope: Scope, item: Any) -> tuple[Re
     if result.facts and not result.failed:
         play.ansible_facts.update(unprefixed(result.facts))
     if "add_group" in result.data and not result.failed:   # group_by
-        play.groups.update([result.data["add_group"], *result.data.get("parent_groups", ())])
+        play.inventory.own_groups.update([result.data["add_group"], *result.data.get("parent_groups", ())])
+    if "add_host" in result.data and not result.failed:
+        added = result.data["add_host"]
+        play.inventory.add_host(added["host_name"], added["groups"], added["host_vars"])
     if result.changed and task.notify:
         play.notified.update(_rendered_names(task.notify, scope))
     return result, where
@@ -543,6 +546,7 @@ def _context(play: Play, task: Task, scope: Scope) -> TaskContext:
                        find_file=find_file, render_text=lambda text: render_text(text, scope),
                        evaluate=lambda expression: evaluate(expression, scope),
                        facts=play.ansible_facts, environment=_environment(task, scope), async_job=play.jobs.status,
+                       inventory=play.inventory,
                        output=None if hidden else output, timeout=task.timeout,
                        diff=bool(_flag(task.diff, scope, state.options.diff)))
 

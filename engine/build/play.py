@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from engine.build.inventory import Inventory
 from engine.build.runner import BuildState
 from engine.recipe.model import Handler, Recipe, Task
 from engine.recipe.template import Scope
@@ -72,7 +73,7 @@ class Play:
     handlers: tuple[Handler, ...] = ()
     host_vars: dict[str, Any] = field(default_factory=dict)       # registered results and set_fact: values
     included_vars: dict[str, Any] = field(default_factory=dict)   # include_vars: templates, rendered when used
-    groups: set[str] = field(default_factory=set)                  # group_by: the groups this host joined
+    inventory: Inventory = field(init=False)                        # group_by's groups, add_host's hosts
     jobs: Jobs = field(default_factory=Jobs)                        # async tasks, for async_status
     notified: set[str] = field(default_factory=set)
     tags: TagFilter = TagFilter()
@@ -84,6 +85,9 @@ class Play:
     total: int = 0                           # the most tasks this play can start (task.start's `total`)
     started: int = 0                         # tasks started so far (task.start's `number`)
     _last_started: Task | None = None        # a loop's iterations share their task's number
+
+    def __post_init__(self) -> None:
+        self.inventory = Inventory(self.host)
 
     def number(self, task: Task) -> int:
         if task is not self._last_started:
@@ -104,8 +108,7 @@ class Play:
         """Ansible's magic variables and injected facts, as this task sees them."""
         names: dict[str, Any] = {
             "inventory_hostname": self.host, "inventory_hostname_short": self.host.split(".")[0],
-            "group_names": sorted(self.groups - {"all"}),
-            "groups": {"all": [self.host], **{g: [self.host] for g in self.groups or {"ungrouped"}}},
+            "group_names": self.inventory.group_names(self.host), "groups": self.inventory.groups(),
             "ansible_play_hosts": [self.host], "ansible_play_hosts_all": [self.host],
             "ansible_play_batch": [self.host], "play_hosts": [self.host],
             "playbook_dir": str(self.recipe.base_dir), "ansible_check_mode": self.state.options.check,
@@ -128,8 +131,9 @@ class Play:
         layers = [variables.role_defaults, variables.recipe, variables.vars_files, task.origin.role_vars,
                   *block_vars, task.vars, self.included_vars, variables.files, variables.cli, variables.env]
         view = ScopeView()
+        hostvars = {**{name: self.inventory.host_vars(name) for name in self.inventory.added}, self.host: view}
         fixed = {**self.magic(task), "build": self.state.build.info.as_vars(), "facts": self.state.facts,
-                 **self.host_vars, **(loop_item or {}), "vars": view, "hostvars": {self.host: view}}
+                 **self.host_vars, **(loop_item or {}), "vars": view, "hostvars": hostvars}
         view.scope = Scope(layers, fixed)
         return view.scope
 

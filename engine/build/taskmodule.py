@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable, ClassVar, Mapping
 
 import voluptuous as vol
 
+from engine.build.inventory import Inventory
 from engine.recipe.kv import parse_kv
 from engine.recipe.schema import key_names, strict, templatable
 from engine.registry import TASK_MODULES
@@ -74,6 +75,7 @@ class TaskContext:
     facts: Mapping[str, Any] = field(default_factory=dict)           # what was gathered about the target
     environment: Mapping[str, str] = field(default_factory=dict)     # the task's `environment:`
     async_job: Callable[[str], Mapping[str, Any] | None] = lambda job: None   # async_status: a job's result
+    inventory: Inventory | None = None                # the play's hosts and groups (add_host reads it)
     output: Callable[[str, str], None] | None = None  # (stream, line) while commands run
     timeout: float | None = None
     diff: bool = False                                # the user asked to see file changes (--diff)

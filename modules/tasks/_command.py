@@ -7,7 +7,7 @@ from datetime import datetime
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext
-from engine.recipe.schema import boolean
+from engine.recipe.schema import boolean, string
 from modules.tasks._remote import failure, maybe, q, quiet, tail, text
 
 
@@ -89,9 +89,9 @@ def with_newline(stdin: str | None, add: bool) -> str | None:
 
 # Options command, shell and script share, with Ansible's names.
 GUARDS = {
-    vol.Optional("chdir", default=None): maybe(str),
-    vol.Optional("creates", default=None): maybe(str),
-    vol.Optional("removes", default=None): maybe(str),
+    vol.Optional("chdir", default=None): maybe(string),    # Ansible's paths: `creates: yes` is the path 'True'
+    vol.Optional("creates", default=None): maybe(string),
+    vol.Optional("removes", default=None): maybe(string),
 }
 STDIN = {
     vol.Optional("stdin", default=None): maybe(text),

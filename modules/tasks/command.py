@@ -1,6 +1,7 @@
 """command: run a program on the target, without a shell interpreting its arguments."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from dataclasses import dataclass
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext, TaskModule
-from engine.recipe.schema import boolean, one_or_more
+from engine.recipe.schema import boolean, one_or_more, string
 from modules.tasks._command import GUARDS, STDIN, run_guarded, with_newline
 from modules.tasks._remote import maybe, text
 
@@ -43,6 +44,7 @@ class Command(TaskModule, name="command"):
         vol.Optional("argv", default=None): maybe(one_or_more(text)),
         vol.Optional("expand_argument_vars", default=True): boolean,
         vol.Optional("strip_empty_ends", default=True): boolean,
+        vol.Optional("executable", default=None): maybe(string),    # accepted and ignored, as by Ansible
         **GUARDS,
         **STDIN,
     }
@@ -53,6 +55,7 @@ class Command(TaskModule, name="command"):
         argv: list[str] | None = None
         expand_argument_vars: bool = True
         strip_empty_ends: bool = True
+        executable: str | None = None
         chdir: str | None = None
         creates: str | None = None
         removes: str | None = None
@@ -71,7 +74,12 @@ class Command(TaskModule, name="command"):
         argv = params.argv if params.argv is not None else shlex.split(params.cmd)
         quote = expanded if params.expand_argument_vars else shlex.quote
         body = "exec " + " ".join(quote(word) for word in argv)
-        return await run_guarded(ctx, body, chdir=params.chdir, creates=params.creates, removes=params.removes,
+        result = await run_guarded(ctx, body, chdir=params.chdir, creates=params.creates, removes=params.removes,
                                  stdin=with_newline(params.stdin, params.stdin_add_newline),
                                  label=params.cmd if params.cmd is not None else shlex.join(argv), cmd=list(argv),
                                  strip=params.strip_empty_ends)
+        if params.executable is None:
+            return result
+        warning = (f"As of Ansible 2.4, the parameter 'executable' is no longer supported with the 'command' "
+                   f"module. Not using '{params.executable}'.")
+        return dataclasses.replace(result, data={**result.data, "warnings": [warning]})
