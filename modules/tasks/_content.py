@@ -32,7 +32,7 @@ class WriteOptions:
 def validate_problem(validate: str | None) -> str | None:
     """Ansible's check of `validate`, made before anything runs."""
     if validate is not None and "%s" not in validate:
-        return f"validate must contain %s (the file to check): {validate}"
+        return f"validate must contain %s: {validate}"     # Ansible's words: content asserts on them
     return None
 
 

@@ -234,6 +234,8 @@ def place_commands(tmp: str, dest: str, mode: int, attrs: Attrs, existing: Stat 
     steps = []
     if existing and existing.kind == "file":           # keep the replaced file's owner where we may
         steps.append(f"{{ chown {existing.uid}:{existing.gid} {tmp} 2>/dev/null || :; }}")
+        # and its ACLs and extended attributes, as Ansible's atomic_move does (GNU cp; elsewhere skipped)
+        steps.append(f"{{ cp --attributes-only --preserve=mode,xattr {q(dest)} {tmp} 2>/dev/null || :; }}")
     steps += Attrs(None, attrs.owner, attrs.group).commands(tmp)
     return steps + [f"chmod {mode:04o} {tmp}", *([check] if check else []), f"mv -f {tmp} {q(dest)}"]
 

@@ -60,6 +60,18 @@ def present(lines: list[str], p: "LineInFile.Params") -> str:
     return "line added"
 
 
+def empty_pattern_warning(p: "LineInFile.Params") -> str:
+    """Ansible's warning for an empty regexp or search_string (it matches every line); content asserts on it."""
+    if "" not in (p.regexp, p.search_string):
+        return ""
+    name = "regular expression" if p.regexp == "" else "search string"
+    warning = (f"The {name} is an empty string, which will match every line in the file. This may have unintended "
+               "consequences, such as replacing the last line in the file rather than appending.")
+    if p.regexp == "":
+        warning += " If this is desired, use '^' to match every line in the file and avoid this warning."
+    return warning
+
+
 class LineInFile(TaskModule, name="lineinfile"):
     description = "Ensure a line is present in (or absent from) a text file, replacing a regexp match"
     aliases = {"dest": "path", "destfile": "path", "name": "path", "value": "line", "regex": "regexp",
@@ -143,4 +155,7 @@ class LineInFile(TaskModule, name="lineinfile"):
         data = {"backup": result.data.get("backup_file", "")}
         if params.state == "absent":
             data["found"] = found
+        warning = empty_pattern_warning(params)
+        if warning:
+            data["warnings"] = [warning]
         return result.replace(data={**result.data, **data})
