@@ -38,29 +38,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from modules.platforms.qemu.accel import choose_accelerator  # noqa: E402
-from modules.platforms.qemu.base import BootstrapBase, default_cache_dir, resolve_base  # noqa: E402
-from modules.platforms.qemu.machine import Machine, MachineSpec, free_port  # noqa: E402
-from modules.platforms.qemu.seed import make_seed  # noqa: E402
+from bench.guest import PYTHON, USER, Guest, booted_guest  # noqa: E402
 from tests.ansible_oracle import write_ansible_config  # noqa: E402
 
 BIN = Path(sys.executable).parent
 ROLES = ROOT / "tests" / "integration" / "data" / "roles"
 ROLE = "webserver"
-USER = "debian"
-BOOT_TIMEOUT = 1200.0          # a loaded 2-core machine boots a TCG guest in minutes
-PYTHON = "/usr/bin/python3"
 HIDDEN_PYTHON = "/usr/bin/python3.hidden-by-bench"
-
-
-@dataclass(frozen=True)
-class Guest:
-    """The booted guest, as both tools reach it."""
-
-    port: int
-    private_key: Path
-    host_public_key: str
-    known_hosts: Path
 
 
 @dataclass(frozen=True)
@@ -73,65 +57,20 @@ class Run:
         return sum(1 for _, s in self.statuses if s == status)
 
 
-# -- the guest --------------------------------------------------------------------------------------------------
-
-async def boot(work: Path, accel: str) -> tuple[Machine, Guest]:
-    """One guest as the qemu platform boots it: an overlay on the cached base, a fresh seed, its command line."""
-    base = await resolve_base(BootstrapBase(), default_cache_dir(), log=lambda line: print("  base:", line))
-    chosen = await choose_accelerator(accel, remembered=default_cache_dir() / "accelerator.json")
-    disk = work / "disk.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", base.format, "-b", str(base.path), str(disk),
-                    "4G"], check=True)
-    seed = await make_seed(work / "seed", "bench", "bench", USER, "bench")
-    port = free_port()
-    spec = MachineSpec(name="recipe-bench-role-speed", disk=disk, console_log=work / "console.log", ssh_port=port,
-                       accel=chosen, cpus=2, memory=1024, seed=seed.iso, pid_file=work / "qemu.pid")
-    machine = Machine(spec, work / "qemu.log")
-    await machine.start()
-    known_hosts = work / "known_hosts"
-    known_hosts.write_text(f"[127.0.0.1]:{port} {seed.host_public_key}\n")
-    print(f"guest: {base.path.name} under {chosen}, ssh on 127.0.0.1:{port}")
-    return machine, Guest(port, seed.private_key, seed.host_public_key, known_hosts)
-
-
-def ssh(guest: Guest, command: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["ssh", "-p", str(guest.port), "-i", str(guest.private_key), "-o", "BatchMode=yes",
-                           "-o", f"UserKnownHostsFile={guest.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-                           "-o", "ConnectTimeout=10", f"{USER}@127.0.0.1", command],
-                          capture_output=True, text=True, check=check, timeout=600)
-
-
-def wait_for_ssh(guest: Guest, machine: Machine) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < BOOT_TIMEOUT:
-        if not machine.running:
-            sys.exit(f"QEMU exited during boot:\n{machine.console_tail()}")
-        if ssh(guest, "cloud-init status --wait >/dev/null 2>&1; true", check=False).returncode == 0:
-            return time.monotonic() - started
-        time.sleep(5)
-    sys.exit(f"no SSH after {BOOT_TIMEOUT:.0f} s:\n{machine.console_tail()}")
-
-
-def ensure_python(guest: Guest) -> str:
-    """Ansible needs python3 on the target: say whether the guest had it, and install it if not."""
-    if ssh(guest, f"test -x {PYTHON}", check=False).returncode == 0:
-        return "the guest already had python3 (cloud-init's); recipe ran with it hidden"
-    ssh(guest, "sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3")
-    return "python3 was installed on the guest by the bench, for ansible-playbook only"
-
+# -- the guest ---------------------------------------------------------------------------------------------------
 
 def hide_python(guest: Guest, hidden: bool) -> None:
     """Move python3 away for recipe's runs (and check it is gone), back for Ansible's."""
     if hidden:
-        ssh(guest, f"sudo mv {PYTHON} {HIDDEN_PYTHON} && ! command -v python3")
+        guest.ssh(f"sudo mv {PYTHON} {HIDDEN_PYTHON} && ! command -v python3")
     else:
-        ssh(guest, f"sudo mv {HIDDEN_PYTHON} {PYTHON}")
+        guest.ssh(f"sudo mv {HIDDEN_PYTHON} {PYTHON}")
 
 
 # -- the two tools ---------------------------------------------------------------------------------------------
 
 def recipe_file(work: Path, guest: Guest) -> Path:
-    source = {"host": "127.0.0.1", "port": guest.port, "user": USER, "private_key_file": str(guest.private_key),
+    source = {"host": guest.host, "port": guest.port, "user": USER, "private_key_file": str(guest.client_key),
               "host_key": guest.host_public_key}
     path = work / "role.yml"
     path.write_text(f"name: bench\nsources:\n  guest:\n    platform: ssh\n    ssh: {json.dumps(source)}\n"
@@ -143,7 +82,7 @@ def ansible_files(work: Path, guest: Guest) -> tuple[Path, Path, Path]:
     inventory = work / "inventory.ini"
     inventory.write_text(
         f"guest ansible_host=127.0.0.1 ansible_port={guest.port} ansible_user={USER} "
-        f"ansible_ssh_private_key_file={guest.private_key} ansible_python_interpreter={PYTHON} "
+        f"ansible_ssh_private_key_file={guest.client_key} ansible_python_interpreter={PYTHON} "
         f"ansible_ssh_common_args='-o UserKnownHostsFile={guest.known_hosts}'\n")
     control = work / "cp"            # under /tmp/role-speed-*: short enough for a Unix socket's path
     control.mkdir()
@@ -232,10 +171,8 @@ def report(first: Run, rounds: list[tuple[Run, Run]], python_note: str) -> None:
 async def bench(rounds: int, accel: str, keep_python: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="role-speed-") as tmp:
         work = Path(tmp)
-        machine, guest = await boot(work, accel)
-        try:
-            print(f"booted: SSH after {wait_for_ssh(guest, machine):.0f} s")
-            python_note = ensure_python(guest)
+        async with booted_guest(work, accel, name="recipe-bench-role-speed") as guest:
+            python_note = guest.ensure_python() + "; recipe ran with it hidden"
             if keep_python:
                 python_note = python_note.replace("; recipe ran with it hidden", "; --keep-python: left in place")
             recipe, files = recipe_file(work, guest), ansible_files(work, guest)
@@ -255,8 +192,6 @@ async def bench(rounds: int, accel: str, keep_python: bool) -> None:
                 print(describe(mine))
                 results.append((ansible, mine))
             report(first, results, python_note)
-        finally:
-            await machine.stop()
 
 
 def main() -> None:

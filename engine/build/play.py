@@ -57,8 +57,8 @@ class Jobs:
 
     def start(self, result: dict[str, Any]) -> dict[str, Any]:
         job = f"j{secrets.token_hex(6)}"
-        self.finished[job] = {**result, "ansible_job_id": job, "started": 1, "finished": 1}
-        return {"ansible_job_id": job, "started": 1, "finished": 0, "changed": True, "failed": False,
+        self.finished[job] = {**result, "ansible_job_id": job, "started": True, "finished": True}
+        return {"ansible_job_id": job, "started": True, "finished": False, "changed": True, "failed": False,
                 "results_file": f"~/.ansible_async/{job}"}
 
     def status(self, job: str) -> dict[str, Any] | None:

@@ -149,7 +149,7 @@ def subelements(obj: Any, path: Any, skip_missing: bool = False) -> list:
         values = _walk(element, keys, skip_missing)
         if not isinstance(values, list):
             raise FilterFailure(f"subelements: the key {keys[-1]!r} should point to a list, got {values!r}")
-        pairs.extend((element, value) for value in values)
+        pairs.extend([element, value] for value in values)     # lists, as Ansible 2.19 hands them on
     return pairs
 
 

@@ -299,7 +299,7 @@ def lookup_subelements(terms: list, call: LookupCall) -> list:
         if element.get("skipped", False) is not False:
             continue
         element, sublist = _detach(element, terms[1].split("."), skip_missing)
-        pairs.extend((element, item) for item in sublist)
+        pairs.extend([element, item] for item in sublist)     # lists, as Ansible 2.19 hands them on
     return pairs
 
 

@@ -188,6 +188,24 @@ def _undefined(value: Any, expression: bool, known: set[str]) -> list[str]:
     return sorted(name for name in used if not _known(name, known) and name not in GLOBAL_NAMES)
 
 
+def _failure_handled(tasks: Any, inherited: bool = False, found: set[int] | None = None) -> set[int]:
+    """The tasks whose failure is handled (inside the `block` of a block with a rescue, or under ignore_errors):
+    they may use an undefined name on purpose, as Ansible's own tests do to check that it fails."""
+    found = set() if found is None else found
+    if not isinstance(tasks, YSeq):
+        return found
+    for task in tasks:
+        if not isinstance(task, YMap):
+            continue
+        handled = inherited or task.get("ignore_errors") is True
+        if handled:
+            found.add(id(task))
+        _failure_handled(task.get("block"), handled or bool(task.get("rescue")), found)
+        for key in ("rescue", "always"):
+            _failure_handled(task.get(key), handled, found)
+    return found
+
+
 def check_references(loaded: LoadedRecipe, variables: Variables, secret_names: frozenset[str]) -> list[Problem]:
     known: set[str] | None = _defined_names(loaded, variables, secret_names)
     if _defines_names_at_run_time(loaded):
@@ -198,9 +216,9 @@ def check_references(loaded: LoadedRecipe, variables: Variables, secret_names: f
     handler_names = _handler_names(loaded)
     roles = {role.key: role.origin(loaded.path.parent) for role in loaded.roles}
     for list_path, tasks, origin in _task_lists(loaded):
-        guards = _when_guards(tasks)
+        guards, handled = _when_guards(tasks), _failure_handled(tasks)
         for task, task_path, task_origin in _walk_tasks(tasks, list_path, origin, roles):
-            seen = None if known is None else known | guards.get(id(task), set())
+            seen = None if known is None or id(task) in handled else known | guards.get(id(task), set())
             problems += _task_reference_problems(task, task_path, seen, sources, handler_names)
             problems += _local_file_problems(task, task_path, task_origin or origin)
     for layer_name, layer in (("vars", doc.get("vars")),):
@@ -238,10 +256,9 @@ def _task_reference_problems(task: YMap, path: str, known: set[str] | None, sour
         if key not in ("block", "rescue", "always"):
             shallow[key] = value
             shallow.value_pos[key] = task.value_pos[key]
-    # known None: sandbox checks only. A task that may fail (ignore_errors) may use an undefined name on purpose,
-    # as Ansible's own tests do to check that it fails.
-    expects_failure = task.get("ignore_errors") is True or task.get("when") is False
-    problems = _template_problems(shallow, [], None if expects_failure else known, EXPRESSION_KEYS, path)
+    # known None: sandbox checks only (see _failure_handled); a task that never runs (when: false) is not checked
+    never_runs = task.get("when") is False
+    problems = _template_problems(shallow, [], None if never_runs else known, EXPRESSION_KEYS, path)
     notify = task.get("notify")
     for index, target in enumerate(_names(notify)):
         if isinstance(target, str) and target not in handler_names and not is_template(target):

@@ -26,7 +26,7 @@ class AsyncStatus(TaskModule, name="async_status"):
         job = ctx.async_job(params.jid)
         if job is None:
             return Result(failed=True, msg=f"could not find job {params.jid}", data={"ansible_job_id": params.jid,
-                                                                                      "started": 1, "finished": 1})
+                                                                                      "started": True, "finished": True})
         if params.mode == "cleanup":
             return Result(data={"ansible_job_id": params.jid, "erased": f"~/.ansible_async/{params.jid}"})
         data = {k: v for k, v in job.items() if k not in ("changed", "failed", "skipped", "msg")}
