@@ -11,7 +11,7 @@ import stat as st_mod
 from dataclasses import dataclass
 
 # raw mode (hex, with the type bits), size, uid, gid, device, inode, user, group
-STAT_FMT = "%f %s %u %g %d %i %U %G"
+STAT_FMT = "%f %s %u %g %d %i %h %U %G"
 
 
 @dataclass(frozen=True)
@@ -25,16 +25,18 @@ class Stat:
     inode: int
     user: str
     group: str
+    links: int = 1     # hard links: Ansible reports a regular file with more than one as state 'hard'
 
     @classmethod
     def parse(cls, line: str | None) -> "Stat | None":
         if not line or line == "absent":
             return None
-        raw, size, uid, gid, dev, inode, user, group = line.split(" ", 7)
+        raw, size, uid, gid, dev, inode, links, user, group = line.split(" ", 8)
         mode = int(raw, 16)
         kind = {st_mod.S_IFREG: "file", st_mod.S_IFDIR: "directory",
                 st_mod.S_IFLNK: "link"}.get(st_mod.S_IFMT(mode), "other")
-        return cls(kind, st_mod.S_IMODE(mode), int(size), int(uid), int(gid), int(dev), int(inode), user, group)
+        return cls(kind, st_mod.S_IMODE(mode), int(size), int(uid), int(gid), int(dev), int(inode), user, group,
+                   int(links))
 
 
 def target_mode(spec: str, current: int, is_dir: bool, umask: int) -> int:

@@ -41,6 +41,8 @@ def stat_data(st: Stat | None) -> dict:
     if st is None:
         return {"state": "absent"}
     state = {"file": "file", "directory": "directory", "link": "link"}.get(st.kind, "file")
+    if state == "file" and st.links > 1:
+        state = "hard"       # as Ansible's add_path_info says of a file with several names
     return {"mode": f"{st.mode:04o}", "owner": st.user, "group": st.group, "uid": st.uid, "gid": st.gid,
             "size": st.size, "state": state}
 

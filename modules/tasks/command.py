@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import secrets
 import shlex
 from dataclasses import dataclass
 
@@ -34,6 +35,24 @@ def expanded(word: str) -> str:
         position = match.end()
     rest = word[position:]
     return out + (shlex.quote(rest) if rest or not out else "")
+
+
+def exec_check(program: str, token: str) -> str:
+    """Ansible runs the program itself, so one it cannot run fails with the OS error (rc 2: not found, 13: not
+    executable) rather than a shell's 127: this finds which, in the shell, without forking. program is a shell
+    word (already quoted or expanded)."""
+    return (f"p={program}\n"
+            'case $p in */*) f=$p ;; *) f=; IFS=:; for d in $PATH; do '
+            'if [ -f "$d/$p" ] && [ -x "$d/$p" ]; then f=$d/$p; break; fi; done; unset IFS ;; esac\n'
+            f'if [ -z "$f" ] || [ ! -e "$f" ]; then echo "{token} 2" >&2; exit 127; fi\n'
+            f'if [ -d "$f" ] || [ ! -x "$f" ]; then echo "{token} 13" >&2; exit 126; fi\n')
+
+
+def not_executed(result: Result, token: str, cmd: str | list[str]) -> Result:
+    """The failure Ansible registers for a program it could not execute (no output, not changed; cmd as given)."""
+    errno = result.stderr.rpartition(token)[2].strip()
+    return Result(failed=True, rc=int(errno), msg="Error executing command.",
+                  data={"cmd": cmd, "msg": "Error executing command."})
 
 
 class Command(TaskModule, name="command"):
@@ -73,11 +92,14 @@ class Command(TaskModule, name="command"):
         # expands $VARS and ~ only where Ansible would (expand_argument_vars), never globs or pipes.
         argv = params.argv if params.argv is not None else shlex.split(params.cmd)
         quote = expanded if params.expand_argument_vars else shlex.quote
-        body = "exec " + " ".join(quote(word) for word in argv)
+        token = f"recipe-noexec-{secrets.token_hex(6)}"
+        body = exec_check(quote(argv[0]), token) + "exec " + " ".join(quote(word) for word in argv)
         result = await run_guarded(ctx, body, chdir=params.chdir, creates=params.creates, removes=params.removes,
                                  stdin=with_newline(params.stdin, params.stdin_add_newline),
                                  label=params.cmd if params.cmd is not None else shlex.join(argv), cmd=list(argv),
                                  strip=params.strip_empty_ends)
+        if result.failed and token in result.stderr:
+            return not_executed(result, token, params.cmd if params.cmd is not None else argv)
         if params.executable is None:
             return result
         warning = (f"As of Ansible 2.4, the parameter 'executable' is no longer supported with the 'command' "

@@ -43,7 +43,7 @@ def time_commands(p: "File.Params", times: str | None, qp: str, default: str) ->
             continue
         said.append("access time" if flag == "-a" else "modification time")
     return cmds, said
-TREE_FMT = "%f 0 %u %g 0 0 %U %G"   # Stat's fields without size and inode, so sort -u folds alike entries
+TREE_FMT = "%f 0 %u %g 0 0 1 %U %G"   # Stat's fields without size, inode and links, so sort -u folds alike entries
 
 
 class Refuse(Exception):

@@ -163,6 +163,7 @@ def ansible_module(module: str, args: dict[str, Any]) -> dict[str, Any]:
            "ANSIBLE_PYTHON_INTERPRETER": sys.executable}
     done = subprocess.run([str(ANSIBLE), "localhost", "-c", "local", "-o", "-m", module, "-a", json.dumps(args)],
                           capture_output=True, text=True, timeout=300, env=env)
-    line = next((line for line in done.stdout.splitlines() if line.startswith("localhost | ")), None)
+    # a failure prints a summary line first ("localhost | FAILED | rc=2 | (stdout)"), then the result after " => "
+    line = next((line for line in done.stdout.splitlines() if line.startswith("localhost | ") and " => " in line), None)
     assert line is not None, f"ansible gave no result: {done.stdout[-500:]} {done.stderr[-500:]}"
     return json.loads(line.split(" => ", 1)[1])

@@ -5,7 +5,7 @@ import pytest
 import voluptuous as vol
 
 from engine.errors import BuildError
-from tests.unit.modules.tasks.conftest import leftovers
+from tests.unit.modules.tasks.conftest import ansible_module, leftovers
 
 
 def test_command_free_form_runs_without_a_shell(h):
@@ -35,9 +35,19 @@ def test_command_failure_reports_rc_and_stderr(h):
     assert result.as_register()["stderr_lines"] == ["broken pipe"]
 
 
-def test_command_not_found(h):
-    result = h.run("command", "no-such-program-here")
-    assert result.failed and result.rc == 127
+def test_a_program_that_cannot_run_fails_as_in_ansible(h, target):
+    """Ansible runs the program itself: the OS error is the rc (2: not found, 13: not executable), no output,
+    not changed, 'Error executing command.'; a shell would have said 127."""
+    (target / "plain").write_text("not a program")
+    for command, rc in (("no-such-program-here", 2), ("/no/such/dir/program x", 2), (f"{target}/plain", 13),
+                        (str(target), 13)):
+        result = h.run("command", command)
+        mine = result.as_register()
+        theirs = ansible_module("command", {"cmd": command})
+        assert (result.failed, result.rc, result.changed, mine["msg"]) == (True, rc, False, "Error executing command.")
+        assert {k: theirs[k] for k in ("rc", "msg", "cmd", "changed", "stdout")} == \
+            {k: mine[k] for k in ("rc", "msg", "cmd", "changed", "stdout")}
+    assert h.run("command", "echo found in PATH").stdout == "found in PATH"
 
 
 def test_command_creates_makes_it_idempotent(h, target):
