@@ -183,9 +183,15 @@ def configure_tree(root: Path, identity: Identity, hostname: str, apt_sources: s
 def clean_tree(root: Path) -> None:
     """Caches, logs and the build host's traces (resolv.conf) out of the image."""
     for pattern in ("etc/resolv.conf", "usr/sbin/policy-rc.d", "var/cache/apt/*.bin", "var/cache/apt/archives/*.deb",
-                    "var/lib/apt/lists/*_*", "var/cache/debconf/*-old", "var/lib/dpkg/*-old",
-                    "var/log/*.log", "var/log/apt/*", "root/.bash_history"):
+                    "var/lib/apt/lists/*_*", "var/lib/apt/periodic/update-success-stamp", "var/cache/debconf/*-old",
+                    "var/lib/dpkg/*-old", "var/log/*.log", "var/log/apt/*", "root/.bash_history"):
         remove(root, pattern)
+    # The package lists are gone: say they were never updated, or a role's `apt: update_cache=yes
+    # cache_valid_time=86400` (which reads this directory's age, as Ansible's apt does) skips the update on a
+    # base built today and then finds no package at all.
+    lists = inside(root, "var/lib/apt/lists")
+    if lists.is_dir() and not lists.is_symlink():
+        os.utime(lists, (0, 0))
     for directory in ("tmp", "var/tmp"):
         if not inside(root, directory).is_dir() or inside(root, directory).is_symlink():
             continue

@@ -88,6 +88,8 @@ def test_the_tree_loses_its_identity_and_gains_its_configuration(tmp_path):
     assert not (root / "etc/resolv.conf").exists()                 # the build host's DNS stays out
     assert list((root / "var/cache/apt/archives").iterdir()) == []
     assert not (root / "var/cache/apt/pkgcache.bin").exists()
+    # the lists are gone and their directory says so: cache_valid_time updates them on a base built today
+    assert (root / "var/lib/apt/lists").stat().st_mtime == 0
     assert sorted(p.name for p in (root / "var/lib/apt/lists").iterdir()) == ["lock", "partial"]
     assert not (root / "var/log/dpkg.log").exists() and list((root / "tmp").iterdir()) == []
     vmlinuz, initrd, version = image_tree.kernel_files(root)
