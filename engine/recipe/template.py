@@ -365,6 +365,12 @@ def render(value: Any, scope: Scope) -> Any:
             single = _single_expression(value)
             if single is not None:
                 return _run(single, scope, expression=True)
+            # Ansible's Jinja drops one trailing newline before it renders, and puts it back only on a string
+            # result: "{{ port }}\n" is the number 80, "{{ name }}\n" the name and a newline
+            single = _single_expression(value[:-1]) if value.endswith("\n") else None
+            if single is not None:
+                result = _run(single, scope, expression=True)
+                return result + "\n" if isinstance(result, str) else result
             return _run(value, scope, expression=False)
         except Exception as exc:  # every Jinja failure becomes one kind of error
             raise _translate(exc, scope) from None
