@@ -16,15 +16,16 @@ from typing import TYPE_CHECKING, Any, Mapping
 import voluptuous as vol
 
 from engine.errors import Position, Problem, RecipeError
-from engine.recipe.foreign import foreign_hint, is_foreign_module
-from engine.recipe.loader import LoadedRecipe, LoadedRole, load_recipe, role_block, walk_task_nodes
+from engine.recipe.foreign import foreign_hint, foreign_lookup_hint, is_foreign_module
+from engine.recipe.loader import TASK_LIST_KEYS, LoadedRecipe, LoadedRole, load_recipe, role_block, walk_task_nodes
 from engine.recipe.model import Build, BuildInfo, Export, Handler, Origin, Recipe, Source, SshSettings, Task, Variables
 from engine.recipe.recipe_schema import INCLUDE_MARK, RECIPE_SCHEMA, ROLE_MARK, ssh_schema, task_validator
 from engine.recipe.tasks import Inherit, listify, make_task
 from engine.recipe.references import check_references
 from engine.recipe.role_specs import check_role_arguments
 from engine.recipe.schema import each, format_path, plugin_failure, strict, validate
-from engine.recipe.template import Scope, TemplateFailure, render
+from engine.recipe.lookups import is_known_lookup
+from engine.recipe.template import Scope, TemplateFailure, lookups_called, render
 from engine.recipe.variables import cli_vars, env_vars, file_vars, recipe_vars_files
 from engine.recipe.yamlpos import YMap, YSeq
 from engine.registry import DEFAULT_DISK_EXPORT, DISK_FORMATS, EVERYTHING, EXPORTS, PLATFORMS, TASK_MODULES, load_plugins
@@ -73,11 +74,15 @@ def compile_recipe(path: Path, options: CompileOptions = CompileOptions(),
 
 
 def _foreign_module_notes(loaded: LoadedRecipe) -> list[Problem]:
+    """Modules and lookups recipe does not have, in tasks that may never run (another system's branch)."""
     notes = []
     for path, task, position in walk_task_nodes(loaded):
         for key in task:
             if is_foreign_module(key):
                 notes.append(Problem(position, f"{key}: {foreign_hint(key)}", path=path))
+        shallow = {key: value for key, value in task.items() if key not in TASK_LIST_KEYS}
+        for name in sorted(n for n in lookups_called(shallow) if not is_known_lookup(n)):
+            notes.append(Problem(position, foreign_lookup_hint(name), path=path))
     return notes
 
 

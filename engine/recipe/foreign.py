@@ -43,4 +43,9 @@ def foreign_hint(name: str) -> str:
             "content with the ansible_playbook task")
 
 
-__all__ = ["ANSIBLE_MODULES", "foreign_hint", "is_foreign_module"]
+def foreign_lookup_hint(name: str) -> str:
+    return (f"recipe does not have the lookup {name!r}: a task calling it fails if it runs; run such content "
+            "with the ansible_playbook task")
+
+
+__all__ = ["ANSIBLE_MODULES", "foreign_hint", "foreign_lookup_hint", "is_foreign_module"]

@@ -132,6 +132,26 @@ def lookup_pipe(terms: list, call: LookupCall) -> list:
     return outputs
 
 
+def lookup_lines(terms: list, call: LookupCall) -> list:
+    """Each term's command output, one item per line (pipe's command, split)."""
+    return [line for output in lookup_pipe(terms, call) for line in output.splitlines()]
+
+
+def lookup_varnames(terms: list, call: LookupCall) -> list:
+    """The names of the variables in scope that each regular expression matches (re.search), as Ansible lists
+    them: `when: not lookup('varnames', '^' + name + '$')` asks whether a variable is set."""
+    found = []
+    for term in terms:
+        if not isinstance(term, str):
+            raise LookupFailure(f"Invalid setting identifier, {term!r} is not a string, it is a {type(term).__name__}")
+        try:
+            pattern = re.compile(term)
+        except re.error as exc:
+            raise LookupFailure(f"Unable to use {term!r} as a search parameter: {exc}") from None
+        found += [name for name in call.variables if isinstance(name, str) and pattern.search(name)]
+    return found
+
+
 def lookup_template(terms: list, call: LookupCall, template_vars: Mapping | None = None) -> list:
     if call.renderer is None:
         raise LookupFailure("the template lookup needs a renderer here (the engine passes one)")
@@ -398,9 +418,14 @@ LOOKUPS: dict[str, Callable[..., list]] = {
     "first_found": lookup_first_found, "fileglob": lookup_fileglob, "items": lookup_items, "list": lookup_list,
     "dict": lookup_dict, "indexed_items": lookup_indexed_items, "together": lookup_together,
     "nested": lookup_nested, "subelements": lookup_subelements, "sequence": lookup_sequence,
+    "lines": lookup_lines, "varnames": lookup_varnames,
 }
 LOOKUP_NAMES = frozenset(LOOKUPS)
 _FQCN = re.compile(r"^ansible\.(builtin|legacy)\.")
+
+
+def is_known_lookup(name: str) -> bool:
+    return _FQCN.sub("", str(name)) in LOOKUPS
 
 
 def _lookup_function(name: str) -> Callable[..., list]:

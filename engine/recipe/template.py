@@ -450,6 +450,31 @@ def names_used(value: Any, expression: bool = False) -> set[str]:
     return names - GLOBAL_NAMES
 
 
+_LOOKUP_CALLS = frozenset({"lookup", "query", "q"})
+
+
+def lookups_called(value: Any) -> set[str]:
+    """The lookups a template, a bare expression or a structure of them calls by a constant name
+    (`lookup('password', ...)` gives password)."""
+    found: set[str] = set()
+    if isinstance(value, str) and any(f"{call}(" in value for call in _LOOKUP_CALLS):
+        try:
+            ast = ENV.parse(value if is_template(value) else "{{ " + value + " }}")
+        except (TemplateSyntaxError, RecursionError):
+            return found
+        for call in ast.find_all(nodes.Call):
+            if (isinstance(call.node, nodes.Name) and call.node.name in _LOOKUP_CALLS and call.args
+                    and isinstance(call.args[0], nodes.Const) and isinstance(call.args[0].value, str)):
+                found.add(call.args[0].value)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            found |= lookups_called(key) | lookups_called(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            found |= lookups_called(item)
+    return found
+
+
 def syntax_problem(value: str, expression: bool = False) -> str:
     """The syntax error of a template, or an empty string when it parses."""
     source = "{{ " + value + " }}" if expression else value

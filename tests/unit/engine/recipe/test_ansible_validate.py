@@ -104,6 +104,19 @@ def test_a_published_style_role_validates_with_ansibles_conversions(tmp_path):
     assert recipe.handlers[0].names == ("Restart nginx", "restart nginx")
 
 
+def test_a_lookup_recipe_lacks_is_a_note_naming_its_task(tmp_path):
+    recipe = valid(tmp_path, """\
+        tasks:
+          - debug: {msg: "{{ lookup('password', '/tmp/p length=8') }} {{ lookup('file', 'x') | default('') }}"}
+          - command: "true"
+            when: query('community.general.random_string') | length > 0
+          - debug: {msg: "{{ lookup('ansible.builtin.varnames', '^a') }}"}
+        """)
+    assert [(n.path, n.message.split(":")[0]) for n in recipe.notes] == [
+        ("tasks[0]", "recipe does not have the lookup 'password'"),
+        ("tasks[1]", "recipe does not have the lookup 'community.general.random_string'")]
+
+
 # -- idioms that validate ---------------------------------------------------------------------
 
 IDIOMS = {
