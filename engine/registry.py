@@ -46,7 +46,7 @@ class Registry(Generic[T]):
 
 # A task names a module as recipe does (copy) or by Ansible's fully qualified name (ansible.builtin.copy,
 # ansible.posix.sysctl): the collections whose modules recipe implements under their short names.
-COLLECTIONS = ("ansible.builtin.", "ansible.legacy.", "ansible.posix.", "community.general.")
+COLLECTIONS = ("ansible.builtin.", "ansible.legacy.", "ansible.posix.", "community.general.", "community.crypto.")
 
 
 class ModuleRegistry(Registry[T]):
