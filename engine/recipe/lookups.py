@@ -28,6 +28,7 @@ from jinja2.exceptions import TemplateRuntimeError
 from jinja2.runtime import Context
 from jinja2.utils import missing
 
+from engine.recipe.jinja_lexer import backslashes
 from engine.recipe.limits import check_count, product_size
 
 log = logging.getLogger(__name__)
@@ -499,7 +500,8 @@ def _file_environment(environment: Environment) -> Environment:
 def _renderer(context: Context) -> Renderer:
     """Renders a template file with the variables of the template that called the lookup."""
     def render(text: str, extra: Mapping[str, Any]) -> str:
-        template = _file_environment(context.environment).from_string(text)
+        with backslashes(""):        # a template file keeps Jinja's escapes, as Ansible's template lookup
+            template = _file_environment(context.environment).from_string(text)
         scope = ChainMap(dict(extra), context.vars, context.parent)    # never copied whole: rendered lazily
         return "".join(template.root_render_func(template.new_context(scope, shared=True)))
     return render

@@ -19,10 +19,12 @@ from typing import Any, Iterable, Iterator
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateError
+from jinja2.lexer import Lexer
 from jinja2.filters import FILTERS as DEFAULT_FILTERS
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.recipe.filters import FILTERS, TESTS
+from engine.recipe.jinja_lexer import backslashes, lexer_for
 from engine.recipe.limits import MAX_SIZE
 from engine.recipe.limits import TooLarge as _TooLarge
 from engine.recipe.limits import refuse_size as _refuse_size
@@ -104,6 +106,10 @@ class RecipeSandbox(ImmutableSandboxedEnvironment):
     `default` or `is defined` would hide), and operations that would make huge values are refused."""
 
     intercepted_binops = frozenset({"*", "**", "%"})
+
+    @property
+    def lexer(self) -> Lexer:      # Jinja's is a property too: Ansible's backslash rule (engine.recipe.jinja_lexer)
+        return lexer_for(self)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
@@ -356,22 +362,27 @@ def _single_expression(value: str) -> str | None:
     return None
 
 
+def _render_string(value: str, scope: Scope) -> Any:
+    single = _single_expression(value)
+    # Ansible's Jinja drops one trailing newline before it renders, and puts it back only on a string
+    # result: "{{ port }}\n" is the number 80, "{{ name }}\n" the name and a newline
+    newline = single is None and value.endswith("\n")
+    if newline:
+        single = _single_expression(value[:-1])
+    with backslashes("all" if single is not None else "variables"):
+        if single is None:
+            return _run(value, scope, expression=False)
+        result = _run(single, scope, expression=True)
+    return result + "\n" if newline and isinstance(result, str) else result
+
+
 def render(value: Any, scope: Scope) -> Any:
     """Render strings anywhere inside value; containers are rebuilt, other values returned as is."""
     if isinstance(value, str):
         if not is_template(value) or isinstance(value, UnsafeText):
             return value
         try:
-            single = _single_expression(value)
-            if single is not None:
-                return _run(single, scope, expression=True)
-            # Ansible's Jinja drops one trailing newline before it renders, and puts it back only on a string
-            # result: "{{ port }}\n" is the number 80, "{{ name }}\n" the name and a newline
-            single = _single_expression(value[:-1]) if value.endswith("\n") else None
-            if single is not None:
-                result = _run(single, scope, expression=True)
-                return result + "\n" if isinstance(result, str) else result
-            return _run(value, scope, expression=False)
+            return _render_string(value, scope)
         except Exception as exc:  # every Jinja failure becomes one kind of error
             raise _translate(exc, scope) from None
     if isinstance(value, Mapping):
@@ -382,9 +393,10 @@ def render(value: Any, scope: Scope) -> Any:
 
 
 def render_text(text: str, scope: Scope) -> str:
-    """A whole template file's text, always rendered to a string."""
+    """A whole template file's text, always rendered to a string (Jinja's escapes apply, as in Ansible's)."""
     try:
-        return _run(text, scope, expression=False)
+        with backslashes(""):
+            return _run(text, scope, expression=False)
     except Exception as exc:
         raise _translate(exc, scope) from None
 
@@ -398,7 +410,8 @@ def evaluate(expression: str | bool, scope: Scope) -> Any:
     if single is not None:  # people write when: "{{ x }}" too
         text = single
     try:
-        return _run(text, scope, expression=True)
+        with backslashes(""):      # conditionals keep Jinja's escapes, as Ansible's do
+            return _run(text, scope, expression=True)
     except Exception as exc:
         raise _translate(exc, scope) from None
 
