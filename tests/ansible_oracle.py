@@ -7,6 +7,9 @@ twice in the same directory (the second run shows idempotence). Compared, per ru
 statuses (ok/changed/skipped/failed, loop items one by one), the files left in remote_tmp_dir, and the
 registered results both tools define. Nothing is normalised but the tmp dir's own path and volatile keys.
 
+A whole play of a playbook (the corpus bench's script targets) is an item too: its copies for each tool are
+written beside the playbook, and it runs alone in its batch, with its own options and environment.
+
 Batching keeps it fast: one `ansible-playbook` for all items (a play per item, each with its own inventory
 alias of the same sshd, so one item's failed host does not stop the others), one `recipe run` for all the
 recipes that validate, both at once.
@@ -28,7 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import yaml
 
@@ -41,20 +44,43 @@ CALLBACKS = Path(__file__).resolve().parent / "ansible_callback"
 PLACEHOLDER = "<remote_tmp_dir>"
 REGISTERED = ".registered"          # where the dump tasks write each registered value, inside remote_tmp_dir
 BUILD_ERROR = "(build error)"          # recipe's build stopped outside a task (see recipe_statuses)
+KILLED = "(killed)"                    # the tool outlived the batch's timeout: its run ends with this task
 DUMP_PREFIX = "oracle: registered "  # the dump tasks' names: left out of the status comparison
 # keys of a registered result that differ from run to run, whoever runs the task
 VOLATILE = frozenset({"start", "end", "delta", "invocation", "atime", "mtime", "ctime", "inode", "dev", "version",
-                      "_ansible_no_log", "_ansible_verbose_always", "warnings", "deprecations"})
+                      "_ansible_no_log", "_ansible_verbose_always", "warnings", "deprecations",
+                      "ansible_job_id", "results_file"})     # an async job's id is new every time
 TOOLS = ("ansible", "recipe")
+# a runaway run (handlers notifying each other forever) is read this far: its events, and per item its statuses
+MAX_EVENTS = 100_000
+MAX_STATUSES = 1_000
 
 
 # --- what to run -------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Item:
-    """One thing both tools run: a task file (a case) or a role, as a play body both understand."""
+class Play:
+    """A whole play of a playbook, run as it is with the options its script gives ansible-playbook (the corpus
+    bench's playbook targets). Its wrapped copies go beside the playbook, so relative paths resolve alike."""
 
-    name: str                            # the play's name and inventory alias; slug(name) is the recipe's
+    playbook: Path                                 # in a writable copy of the playbook's folder
+    index: int                                     # which play of the playbook, from 0
+    host: str                                      # its one host: Ansible's inventory alias, recipe's source name
+    host_vars: tuple[tuple[str, str], ...] = ()    # the inventory's variables for that host (recipe: --var)
+    extra_vars: tuple[tuple[str, str], ...] = ()   # -e / --var
+    tags: str = ""                                 # --tags, comma-separated
+    skip_tags: str = ""
+    ansible_env: tuple[tuple[str, str], ...] = ()  # ANSIBLE_* settings the script gives ansible-playbook
+    ansible_options: tuple[str, ...] = ()          # its options recipe has no counterpart for (--force-handlers)
+    env: tuple[tuple[str, str], ...] = ()          # the controller's environment for both tools (OUTPUT_DIR)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing both tools run: a task file (a case), a role, as a play body both understand, or a whole play.
+    In a Play's values PLACEHOLDER stands for the tool's remote_tmp_dir."""
+
+    name: str                            # the play's name and (but a Play's) inventory alias; slug(name): the recipe's
     tasks: tuple[str, ...] = ()          # task files, run with import_tasks
     roles: tuple[str, ...] = ()
     handlers: str = ""                   # a handlers file's text, put under the play's `handlers:` as it is
@@ -63,6 +89,17 @@ class Item:
     roles_path: Path | None = None
     xfail: str | None = None             # a case's expected failure, with its reason
     fails: bool = False                  # the case's play is meant to fail (under Ansible too)
+    play: Play | None = None             # a whole play instead of tasks/roles/handlers
+
+
+def alias(item: Item) -> str:
+    """The item's host: its play's, or its name (an inventory alias per item, so one item's failure stops no other)."""
+    return item.play.host if item.play else item.name
+
+
+def build_name(item: Item) -> str:
+    """recipe's name for the item's one build: `<recipe name>-<source name>`."""
+    return f"{slug(item.name)}-{item.play.host if item.play else 'box'}"
 
 
 def _settings(text: str) -> dict[str, Any]:
@@ -89,13 +126,20 @@ def registered_names(node: Any) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+class _CaseLoader(yaml.SafeLoader):
+    """YAML as a case is written: Ansible's `!unsafe` is a plain string here (only names matter)."""
+
+
+_CaseLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+
+
 def load_case(path: Path) -> Item:
     text = path.read_text()
     settings = _settings(text)
     handlers = path.with_name(path.stem + ".handlers.yml")
     return Item(name=path.stem, tasks=(str(path),), handlers=handlers.read_text() if handlers.exists() else "",
                 gather_facts=bool(settings.get("gather_facts", False)),
-                registered=tuple(registered_names(yaml.safe_load(text))), xfail=settings.get("xfail"),
+                registered=tuple(registered_names(yaml.load(text, _CaseLoader))), xfail=settings.get("xfail"),
                 fails=bool(settings.get("fails", False)))
 
 
@@ -130,11 +174,83 @@ def play_body(item: Item, dumps: bool = False) -> str:
     return "".join(parts)
 
 
+# --- a whole play, wrapped for each tool ------------------------------------------------------------------
+
+# a play's keys that say which hosts, in what order, how many at once and how to reach them: a recipe's
+# `sources:` says that, so its recipe leaves them out (Ansible's play keeps all but `hosts:`, which names
+# the sshd's alias); `name` is recipe's own
+HOST_KEYS = ("hosts", "order", "serial", "strategy", "max_fail_percentage", "throttle", "connection", "port")
+
+
+@dataclass(frozen=True)
+class PlayText:
+    """Where a play's keys are in its playbook's text. The wrapped copies keep each kept line on its line, so
+    recipe's and Ansible's messages cite the playbook's own line numbers."""
+
+    lines: tuple[str, ...]                     # the whole playbook's
+    column: int                                # of the play's keys
+    keys: tuple[tuple[str, int, int], ...]     # each key with its lines [start, end)
+
+
+def play_text(playbook: Path, index: int) -> PlayText:
+    """The index-th play of a playbook written in block style; ValueError says why else."""
+    text = playbook.read_text()
+    root = yaml.compose(text, Loader=yaml.SafeLoader)    # nodes only: any tag (!unsafe, !vault) is fine
+    if not isinstance(root, yaml.SequenceNode) or index >= len(root.value):
+        raise ValueError(f"{playbook.name} has no play {index + 1}")
+    node = root.value[index]
+    if not isinstance(node, yaml.MappingNode) or node.flow_style or not node.value:
+        raise ValueError(f"{playbook.name} play {index + 1} is not a block mapping")
+    starts = [key.start_mark.line for key, _ in node.value]
+    if len(set(starts)) != len(starts) or node.value[0][0].start_mark.column < 2:
+        raise ValueError(f"{playbook.name} play {index + 1}: keys share a line")
+    after = root.value[index + 1].start_mark.line if index + 1 < len(root.value) else len(text.splitlines())
+    ends = starts[1:] + [after]
+    keys = tuple((str(key.value), start, end) for (key, _), start, end in zip(node.value, starts, ends))
+    return PlayText(tuple(text.splitlines()), node.value[0][0].start_mark.column, keys)
+
+
+def _kept(play: PlayText, drop: Iterable[str]) -> list[str | None]:
+    """The playbook's lines, None where a line is not one of the kept keys'."""
+    kept: list[str | None] = [None] * len(play.lines)
+    for key, start, end in play.keys:
+        if key not in drop:
+            kept[start:end] = play.lines[start:end]
+    return kept
+
+
+def wrapped_play(item: Item) -> str:
+    """Ansible's copy of the play: as it is, but `name:` (the events' key) and `hosts:` (the sshd's alias)."""
+    assert item.play is not None
+    play = play_text(item.play.playbook, item.play.index)
+    lines = [line if line is not None else "" for line in _kept(play, ("name", "hosts"))]
+    indent = " " * play.column
+    kept = [start for key, start, _ in play.keys if key not in ("name", "hosts")]
+    lines += [f"{indent}name: {json.dumps(item.name)}", f"{indent}hosts: {json.dumps(alias(item))}"]
+    first = kept[0] if kept else len(lines) - 2
+    lines[first] = indent[:-2] + "- " + lines[first][play.column:]     # the playbook's list entry
+    return "\n".join(lines) + "\n"
+
+
+def wrapped_recipe(item: Item, server: SshServer) -> str:
+    """recipe's copy: the play's keys at the top level (HOST_KEYS left out), then its name and ssh source."""
+    assert item.play is not None
+    play = play_text(item.play.playbook, item.play.index)
+    lines = ["" if line is None else _dedent(line, play.column) for line in _kept(play, ("name", *HOST_KEYS))]
+    return "\n".join(lines) + f"\nname: {slug(item.name)}\n" + ssh_source(server, item.play.host)
+
+
+def _dedent(line: str, column: int) -> str:
+    # the first line holds the list's dash; a comment may sit left of the keys
+    return line[column:] if line[:column].strip() in ("", "-") else line.lstrip()
+
+
 # --- Ansible's side ----------------------------------------------------------------------------------------
 
-def inventory_line(alias: str, server: SshServer) -> str:
+def inventory_line(alias: str, server: SshServer, host_vars: Iterable[tuple[str, str]] = ()) -> str:
+    extra = "".join(f" {name}={json.dumps(value)}" for name, value in host_vars)
     return (f"{alias} ansible_host={server.host} ansible_port={server.port} ansible_user={server.user} "
-            f"ansible_ssh_private_key_file={server.client_key} ansible_python_interpreter=/usr/bin/python3\n")
+            f"ansible_ssh_private_key_file={server.client_key} ansible_python_interpreter=/usr/bin/python3{extra}\n")
 
 
 def write_ansible_config(directory: Path, control_dir: Path, roles_path: Path | None = None,
@@ -156,6 +272,8 @@ def write_ansible_config(directory: Path, control_dir: Path, roles_path: Path | 
 
 
 def ansible_play(item: Item, remote_tmp_dir: Path) -> str:
+    if item.play:
+        return wrapped_play(item)
     head = (f"- name: {item.name}\n  hosts: {item.name}\n  gather_facts: {str(item.gather_facts).lower()}\n"
             f"  vars:\n    remote_tmp_dir: {json.dumps(str(remote_tmp_dir))}\n")
     return head + textwrap.indent(play_body(item), "  ")
@@ -170,13 +288,15 @@ def ansible_environment(config: Path, home: Path | None = None, **extra: str) ->
 
 # --- recipe's side -----------------------------------------------------------------------------------------
 
-def ssh_source(server: SshServer) -> str:
+def ssh_source(server: SshServer, name: str = "box") -> str:
     ssh = {"host": server.host, "port": server.port, "user": server.user,
            "private_key_file": str(server.client_key), "host_key": server.host_public_key}
-    return "sources:\n  box:\n    platform: ssh\n    ssh: " + json.dumps(ssh) + "\n"
+    return f"sources:\n  {name}:\n    platform: ssh\n    ssh: " + json.dumps(ssh) + "\n"
 
 
 def recipe_text(item: Item, server: SshServer, remote_tmp_dir: Path) -> str:
+    if item.play:
+        return wrapped_recipe(item, server)
     return (f"name: {slug(item.name)}\ngather_facts: {str(item.gather_facts).lower()}\n"
             f"vars:\n  remote_tmp_dir: {json.dumps(str(remote_tmp_dir))}\n"
             + ssh_source(server) + play_body(item, dumps=True))
@@ -286,11 +406,14 @@ def fresh_dir(path: Path) -> Path:
 
 # Ansible reports an include as a task of its own; recipe expands includes when it loads the recipe
 INCLUDES = frozenset({"include_tasks", "ansible.builtin.include_tasks", "include_role", "ansible.builtin.include_role"})
+# a play's implicit fact gathering: recipe gathers facts as a build step, before any task, and reports no task
+IMPLICIT = frozenset(("Gathering Facts", action)
+                     for action in ("gather_facts", "ansible.builtin.gather_facts", "setup", "ansible.builtin.setup"))
 
 
 def ansible_statuses(lines: Iterable[dict[str, Any]]) -> dict[str, list[TaskStatus]]:
     """Per play: its tasks' statuses, loop items one by one as recipe reports them (`name (item)`); a loop's
-    summary only when it had no item; includes left out but a failed one."""
+    summary only when it had no item; includes and the implicit fact gathering left out but a failed one."""
     plays: dict[str, list[TaskStatus]] = {}
     for line in lines:
         if line.get("event") == "play":
@@ -302,9 +425,12 @@ def ansible_statuses(lines: Iterable[dict[str, Any]]) -> dict[str, list[TaskStat
             continue
         if line.get("action") in INCLUDES and line["status"] != "failed":
             continue
+        if (line["task"], line.get("action")) in IMPLICIT and line["status"] in ("ok", "changed"):
+            continue
         name = line["task"] + (f" ({line['item']})" if "item" in line else "")
-        plays.setdefault(line["play"], []).append(TaskStatus(name, line["status"], line["handler"],
-                                                             line.get("msg", "")))
+        found = plays.setdefault(line["play"], [])
+        if len(found) < MAX_STATUSES:
+            found.append(TaskStatus(name, line["status"], line["handler"], line.get("msg", "")))
     return plays
 
 
@@ -323,10 +449,10 @@ def ansible_failed_hosts(lines: Iterable[dict[str, Any]]) -> set[str]:
             if line.get("event") == "stats" and (line.get("failures") or line.get("unreachable"))}
 
 
-def recipe_statuses(lines: Iterable[dict[str, Any]], names: Iterable[str]) -> dict[str, list[TaskStatus]]:
-    """Per item (the build `<name>-box`): its task.end events; items whose build never started are absent.
+def recipe_statuses(lines: Iterable[dict[str, Any]], items: Iterable[Item]) -> dict[str, list[TaskStatus]]:
+    """Per item (its build_name): its task.end events; items whose build never started are absent.
     A build's error ends its list as a task named `(build error)`."""
-    builds = {f"{slug(name)}-box": name for name in names}
+    builds = {build_name(item): item.name for item in items}
     found: dict[str, list[TaskStatus]] = {}
     for line in lines:
         item = builds.get(line.get("build") or "")
@@ -335,29 +461,40 @@ def recipe_statuses(lines: Iterable[dict[str, Any]], names: Iterable[str]) -> di
             continue
         if event == "build.start":
             found.setdefault(item, [])
-        elif event == "task.end":
-            found.setdefault(item, []).append(TaskStatus(line["task"], line["status"], bool(line.get("handler")),
-                                                         str(line.get("msg") or "")))
-        elif event == "build.end" and line.get("error") and not _ends_failed(found.get(item, [])):
+        elif event == "task.end" and len(found.setdefault(item, [])) < MAX_STATUSES:
+            found[item].append(TaskStatus(line["task"], line["status"], bool(line.get("handler")),
+                                          str(line.get("msg") or "")))
+        elif event == "build.end" and line.get("error") and not _repeats(found.get(item, []), str(line["error"])):
             found.setdefault(item, []).append(TaskStatus(BUILD_ERROR, "failed", msg=str(line["error"])))
     return found
 
 
-def recipe_failed_builds(lines: Iterable[dict[str, Any]], names: Iterable[str]) -> set[str]:
-    builds = {f"{slug(name)}-box": name for name in names}
+def recipe_failed_builds(lines: Iterable[dict[str, Any]], items: Iterable[Item]) -> set[str]:
+    builds = {build_name(item): item.name for item in items}
     return {builds[line["build"]] for line in lines
             if line.get("event") == "build.end" and line.get("build") in builds and line.get("status") != "succeeded"}
 
 
-def _ends_failed(statuses: list[TaskStatus]) -> bool:
-    """A failed task stops a build: its build error repeats the task's failure."""
-    return bool(statuses) and statuses[-1].status == "failed"
+def _repeats(statuses: list[TaskStatus], error: str) -> bool:
+    """A failed task stops a build: its build error repeats the task's failure, also when an `always:` ran
+    after it (the error names the task)."""
+    if statuses and statuses[-1].status == "failed":
+        return True
+    named = {name for s in statuses if s.status == "failed" for name in (s.name, s.name.rpartition(" (")[0]) if name}
+    return any(f"task '{name}' failed" in error for name in named)       # a loop's task: `name (item)`
 
 
 def read_json_lines(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    found = []
+    with path.open() as stream:
+        for line in stream:
+            if len(found) >= MAX_EVENTS:
+                break
+            if line.strip():
+                found.append(json.loads(line))
+    return found
 
 
 # --- running both ----------------------------------------------------------------------------------------
@@ -423,7 +560,28 @@ class Batch:
 
     def remote_dir(self, tool: str, item: Item) -> Path:
         # the same length for both tools: a path's length shows in results (a symlink's size)
-        return self.work / "remote" / tool[0] / item.name
+        return self.work / "remote" / tool[0] / (slug(item.name) if item.play else item.name)
+
+    def _here(self, pairs: Iterable[tuple[str, str]], tool: str, item: Item) -> dict[str, str]:
+        """A play's option values, PLACEHOLDER as the tool's remote_tmp_dir."""
+        return {name: value.replace(PLACEHOLDER, str(self.remote_dir(tool, item))) for name, value in pairs}
+
+    def _run(self, command: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[int, str]:
+        """A tool's exit status and output; one that outlives the timeout is killed (a handler loop), its
+        output saying so."""
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=self.timeout)
+        except subprocess.TimeoutExpired as exc:
+            output = "".join(part.decode(errors="replace") if isinstance(part, bytes) else part or ""
+                             for part in (exc.stdout, exc.stderr))
+            return -1, output[-3000:] + f"\n{KILLED}: still running after {self.timeout:.0f} s"
+        return result.returncode, result.stdout + result.stderr
+
+    def _killed(self, statuses: dict[str, list[TaskStatus]], failed: set[str], items: Iterable[Item]) -> None:
+        """The items of a run that was killed: failed, their statuses ending with KILLED."""
+        for item in items:
+            statuses.setdefault(item.name, []).append(TaskStatus(KILLED, "failed", msg=f"after {self.timeout:.0f} s"))
+            failed.add(item.name)
 
     def timed(self, phase: str, function, *args):
         started = time.monotonic()
@@ -441,30 +599,51 @@ class Batch:
         directory.mkdir(parents=True, exist_ok=True)
         roles_path = next((i.roles_path for i in items if i.roles_path), None)
         config = write_ansible_config(directory, self.control_dir, roles_path, events=True)
-        (directory / "inventory.ini").write_text("".join(inventory_line(i.name, self.server) for i in items))
+        (directory / "inventory.ini").write_text("".join(
+            inventory_line(alias(i), self.server, i.play.host_vars if i.play else ()) for i in items))
+        options, settings = self._ansible_options(items[0])
+        # a whole play's copy goes beside its playbook, and runs from there as its script runs it
+        folder = items[0].play.playbook.parent if items[0].play else directory
         lines: list[dict[str, Any]] = []
         logs = []
         remaining = list(items)
+        killed: list[Item] = []
         for attempt in range(len(items)):
-            playbook = directory / f"playbook-{attempt}.yml"
+            playbook = folder / (f"_oracle-{slug(items[0].name)}-{name}.yml" if items[0].play
+                                 else f"playbook-{attempt}.yml")
             playbook.write_text("".join(ansible_play(i, self.remote_dir("ansible", i)) for i in remaining))
             events = directory / f"events-{attempt}.jsonl"
-            env = ansible_environment(config, self.home, ORACLE_EVENTS=str(events))
-            command = [str(ANSIBLE_PLAYBOOK), "-i", str(directory / "inventory.ini"), str(playbook)]
-            result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=directory,
-                                    timeout=self.timeout)
-            logs.append(result.stdout + result.stderr)
+            env = ansible_environment(config, self.home, ORACLE_EVENTS=str(events), **settings)
+            command = [str(ANSIBLE_PLAYBOOK), "-i", str(directory / "inventory.ini"), *options, str(playbook)]
+            returncode, output = self._run(command, env, folder)
+            logs.append(output)
             found = read_json_lines(events)
             lines += found
             started = set(ansible_statuses(found))
+            if returncode == -1:
+                killed = remaining
+                break
             remaining = [i for i in remaining if i.name not in started]
             if not started or not remaining:
                 break       # all ran, or none did: the playbook itself is broken and its output says why
         registered = ansible_registered(lines)
-        return ToolRun(ansible_statuses(lines), frozenset(ansible_failed_hosts(lines)),
+        hosts = ansible_failed_hosts(lines)
+        statuses, failed = ansible_statuses(lines), {i.name for i in items if alias(i) in hosts}
+        self._killed(statuses, failed, killed)
+        return ToolRun(statuses, frozenset(failed),
                        {i.name: _with_placeholder(registered.get(i.name, {}), self.remote_dir("ansible", i))
                         for i in items},
                        {i.name: snapshot_files(self.remote_dir("ansible", i)) for i in items}, "\n".join(logs))
+
+    def _ansible_options(self, item: Item) -> tuple[list[str], dict[str, str]]:
+        """A whole play's ansible-playbook options (extra vars, tags) and environment; none for the others."""
+        play = item.play
+        if play is None:
+            return [], {}
+        options = ["-e", json.dumps(self._here(play.extra_vars, "ansible", item))] if play.extra_vars else []
+        options += ["--tags", play.tags] if play.tags else []
+        options += ["--skip-tags", play.skip_tags] if play.skip_tags else []
+        return options + list(play.ansible_options), self._here(play.ansible_env + play.env, "ansible", item)
 
     def run_ansible_twice(self, items: list[Item], shard: int) -> tuple[ToolRun, ToolRun]:
         return (self.timed(f"ansible shard {shard} run 1", self.run_ansible, items, f"ansible-{shard}-1"),
@@ -473,37 +652,49 @@ class Batch:
     # --- recipe ---
 
     def recipe_file(self, item: Item, run: int) -> Path:
-        path = self.work / f"recipe-{run}" / f"{slug(item.name)}.yml"
+        if item.play:       # beside its playbook, as Ansible's copy
+            path = item.play.playbook.parent / f"_oracle-{slug(item.name)}-recipe-{run}.yml"
+        else:
+            path = self.work / f"recipe-{run}" / f"{slug(item.name)}.yml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(recipe_text(item, self.server, self.remote_dir("recipe", item)))
         return path
 
-    def _recipe_env(self) -> dict[str, str]:
-        return {**os.environ, "HOME": str(self.home)} if self.home is not None else dict(os.environ)
+    def _recipe_env(self, items: Sequence[Item] = ()) -> dict[str, str]:
+        env = {**os.environ, "HOME": str(self.home)} if self.home is not None else dict(os.environ)
+        if items and items[0].play:
+            env.update(self._here(items[0].play.env, "recipe", items[0]))
+        return env
+
+    def _recipe_options(self, items: Sequence[Item], run: bool) -> list[str]:
+        """--roles-path; a whole play's --var (its host's inventory variables, its extra vars) and tags."""
+        roles_path = next((i.roles_path for i in items if i.roles_path), None)
+        options = ["--roles-path", str(roles_path)] if roles_path else []
+        play = items[0].play if items else None
+        if play is None:
+            return options
+        for name, value in (*play.host_vars, *self._here(play.extra_vars, "recipe", items[0]).items()):
+            options += ["--var", f"{name}={value}"]
+        options += ["--tags", play.tags] if run and play.tags else []
+        return options + (["--skip-tags", play.skip_tags] if run and play.skip_tags else [])
 
     def validate(self, item: Item) -> str:
         """recipe's own words when it refuses the item's recipe, else ''."""
-        command = [str(RECIPE), "validate", str(self.recipe_file(item, 1))]
-        if item.roles_path:
-            command += ["--roles-path", str(item.roles_path)]
-        result = subprocess.run(command, capture_output=True, text=True, env=self._recipe_env(),
-                                timeout=self.timeout)
-        if result.returncode == 0:
+        command = [str(RECIPE), "validate", str(self.recipe_file(item, 1)), *self._recipe_options([item], False)]
+        returncode, output = self._run(command, self._recipe_env([item]))
+        if returncode == 0:
             return ""
-        return (result.stderr + result.stdout).strip() or f"exit {result.returncode}"
+        return output.strip() or f"exit {returncode}"
 
     def validate_all(self, items: list[Item], pool: ThreadPoolExecutor) -> dict[str, str]:
         """recipe's refusal per item: one `recipe validate` of all the recipes, its problems told apart by
         file; one per item only when a problem names no item's file."""
-        command = [str(RECIPE), "validate", *(str(self.recipe_file(i, 1)) for i in items)]
-        roles_path = next((i.roles_path for i in items if i.roles_path), None)
-        if roles_path:
-            command += ["--roles-path", str(roles_path)]
-        result = subprocess.run(command, capture_output=True, text=True, env=self._recipe_env(),
-                                timeout=self.timeout)
-        if result.returncode == 0:
+        command = [str(RECIPE), "validate", *(str(self.recipe_file(i, 1)) for i in items),
+                   *self._recipe_options(items, False)]
+        returncode, output = self._run(command, self._recipe_env(items))
+        if returncode == 0:
             return {i.name: "" for i in items}
-        told = self._problems_by_item(items, result.stderr + result.stdout)
+        told = self._problems_by_item(items, output)
         if told is not None:
             return told
         return dict(zip([i.name for i in items], pool.map(self.validate, items)))
@@ -530,22 +721,22 @@ class Batch:
             return ToolRun({}, frozenset(), {}, {}, "")
         files = [str(self.recipe_file(i, run)) for i in items]
         events = self.work / f"recipe-{run}" / "events.jsonl"
-        command = [str(RECIPE), "run", *files, "--json", str(events), "--output-dir", str(self.work / f"out-{run}")]
-        roles_path = next((i.roles_path for i in items if i.roles_path), None)
-        if roles_path:
-            command += ["--roles-path", str(roles_path)]
-        result = subprocess.run(command, capture_output=True, text=True, env=self._recipe_env(),
-                                timeout=self.timeout)
+        command = [str(RECIPE), "run", *files, "--json", str(events), "--output-dir", str(self.work / f"out-{run}"),
+                   *self._recipe_options(items, True)]
+        events.parent.mkdir(parents=True, exist_ok=True)
+        returncode, output = self._run(command, self._recipe_env(items))
         lines = read_json_lines(events)
-        names = [i.name for i in items]
-        return ToolRun(recipe_statuses(lines, names), frozenset(recipe_failed_builds(lines, names)),
+        statuses, failed = recipe_statuses(lines, items), recipe_failed_builds(lines, items)
+        self._killed(statuses, failed, items if returncode == -1 else ())
+        return ToolRun(statuses, frozenset(failed),
                        {i.name: snapshot_registered(self.remote_dir("recipe", i)) for i in items},
-                       {i.name: snapshot_files(self.remote_dir("recipe", i)) for i in items},
-                       result.stdout + result.stderr)
+                       {i.name: snapshot_files(self.remote_dir("recipe", i)) for i in items}, output)
 
     # --- both ---
 
     def run(self, items: list[Item]) -> Outcomes:
+        if len(items) > 1 and any(i.play for i in items):
+            raise ValueError("a whole play runs alone: its command line and environment are its own")
         for item in items:
             for tool in TOOLS:
                 fresh_dir(self.remote_dir(tool, item))
