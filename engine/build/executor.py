@@ -27,7 +27,7 @@ from engine.errors import BuildError, Position
 from engine.recipe.foreign import foreign_hint
 from engine.recipe.model import Handler, Task, count_leaves
 from engine.recipe.schema import boolean, problems_from
-from engine.recipe.template import Scope, TemplateFailure, evaluate, render, render_text
+from engine.recipe.template import Scope, TemplateFailure, condition, evaluate, render, render_text
 from engine.registry import TASK_MODULES
 from engine.remote.connection import Become, Connection
 from engine.remote.local import LocalConnection
@@ -40,9 +40,10 @@ class TaskFailed(BuildError):
     """A task failed and nothing rescued it."""
 
     def __init__(self, message: str, hint: str = "", position: Position | None = None, task: str = "",
-                 result: Mapping[str, Any] | None = None):
+                 result: Mapping[str, Any] | None = None, action: str = ""):
         super().__init__(message, hint=hint, position=position)
         self.task = task
+        self.action = action            # the failed task's module, for ansible_failed_task.action
         self.result = dict(result or {})
 
 
@@ -81,7 +82,7 @@ async def run_task(play: Play, task: Task, frame: Frame = Frame()) -> None:
     if task.module is None and not task.include:
         await _run_block(play, task, frame)
         return
-    if not play.tags.selects(task.tags):
+    if not play.in_handlers and not play.tags.selects(task.tags):   # a notified handler runs whatever the tags
         return
     if task.include or task.module == "include_tasks":
         await _run_include(play, task, frame)
@@ -101,8 +102,8 @@ async def _run_block(play: Play, task: Task, frame: Frame) -> None:
         if not task.rescue:
             raise
         failed = {"name": failure.task, **failure.result}
-        play.host_vars.update(failed_task=failed, ansible_failed_task={"name": failure.task},
-                              ansible_failed_result=failure.result)
+        play.host_vars.update(failed_task=failed, ansible_failed_result=failure.result,
+                              ansible_failed_task={"name": failure.task, "action": failure.action})
         await run_tasks(play, task.rescue, inner)
     finally:
         if task.always:
@@ -169,6 +170,11 @@ async def _meta(play: Play, task: Task, frame: Frame) -> None:
     """meta: flush_handlers runs the notified handlers now; end_play ends the run; the rest change nothing in a
     build of one host."""
     action = task.args.get("action") if isinstance(task.args, dict) else str(task.args)
+    scope = _scope(play, task, frame)
+    unmet = _when(task, scope)
+    if isinstance(unmet, Result):      # a meta task with a false `when` is skipped, as Ansible reports it
+        _report(play, task, _label(task, scope, None), unmet, time.monotonic(), scope)
+        return
     if action == "flush_handlers":
         await run_handlers(play, play.handlers)
     elif action in ("end_play", "end_host", "end_batch"):
@@ -201,7 +207,8 @@ def _raise_unless_ignored(play: Play, task: Task, scope: Scope, value: Any, wher
         return
     result = value.as_register() if isinstance(value, Result) else value
     raise TaskFailed(f"task '{label}' failed: {result.get('msg', '')}", position=where,
-                     hint="set ignore_errors: true to carry on regardless", task=label, result=result)
+                     hint="set ignore_errors: true to carry on regardless", task=label, result=result,
+                     action=task.module or "")
 
 
 def _registered(result: Result) -> dict[str, Any]:
@@ -308,15 +315,15 @@ def _failed(failure: Failure) -> Result:
 
 def _when(task: Task, scope: Scope) -> Result | Failure | None:
     """None when every condition holds; a skipped result naming the false one, as Ansible registers it."""
-    for condition in task.when:
+    for written in task.when:
         try:
-            holds = bool(evaluate(condition, scope))
+            holds = condition(written, scope)
         except TemplateFailure as exc:
-            return Failure(f"The conditional check '{condition}' failed. The error was: {exc.message}",
+            return Failure(f"The conditional check '{written}' failed. The error was: {exc.message}",
                            task.position, exc.hint)
         if not holds:
             return Result(skipped=True, msg="Conditional result was False",
-                          data={"skip_reason": "Conditional result was False", "false_condition": condition})
+                          data={"skip_reason": "Conditional result was False", "false_condition": written})
     return None
 
 
@@ -419,7 +426,7 @@ def _apply_conditions(task: Task, scope: Scope, result: Result) -> tuple[Result,
             continue
         try:
             # Ansible ANDs a list of conditions, for failed_when as for when
-            holds = all(bool(evaluate(c, view)) for c in conditions)
+            holds = all(condition(c, view) for c in conditions)
         except TemplateFailure as exc:
             # the module's result stays, failed, with the error where the condition's result would be
             message = f"The conditional check '{conditions[0]}' failed. The error was: {exc.message}"

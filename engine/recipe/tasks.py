@@ -41,6 +41,7 @@ class Inherit:
     diff: Any = None
     ignore_errors: Any = None
     delegate_to: Any = None
+    notify: tuple[Any, ...] = ()     # a block's notify is its tasks' when they name none
     module_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
 
     def around(self, node: Mapping[str, Any]) -> "Inherit":
@@ -52,6 +53,7 @@ class Inherit:
             defaults[name] = {**defaults.get(name, {}), **options}
         return dataclasses.replace(
             self, **own, when=self.when + listify(node.get("when")), tags=self.tags | tag_set(node.get("tags")),
+            notify=listify(node["notify"]) if node.get("notify") else self.notify,
             environment=self.environment + listify(node.get("environment")),
             module_defaults=MappingProxyType(defaults))
 
@@ -110,7 +112,7 @@ def make_task(node: Mapping[str, Any], path: str, origin: Origin, inherit: Inher
         remote_user=seen.remote_user, environment=seen.environment,
         delegate_to="localhost" if node.get("connection") == "local" else seen.delegate_to,
         no_log=bool(seen.no_log) if isinstance(seen.no_log, bool) or seen.no_log is None else seen.no_log,
-        diff=seen.diff, tags=seen.tags, notify=listify(node.get("notify")),
+        diff=seen.diff, tags=seen.tags, notify=seen.notify,
         changed_when=listify(node["changed_when"]) if "changed_when" in node else None,
         failed_when=listify(node["failed_when"]) if "failed_when" in node else None,
         ignore_errors=seen.ignore_errors if seen.ignore_errors is not None else False,

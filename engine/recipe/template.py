@@ -416,6 +416,23 @@ def evaluate(expression: str | bool, scope: Scope) -> Any:
         raise _translate(exc, scope) from None
 
 
+def broken_conditional(value: Any, shown: Any) -> str:
+    """Ansible 2.19 refuses a "truthy" conditional: the message for a result that is not a boolean, else ''."""
+    if isinstance(value, bool):
+        return ""
+    return (f"Conditional result ({bool(value)}) was derived from value of type {type(value).__name__!r} "
+            f"({shown!r}). Conditionals must have a boolean result.")
+
+
+def condition(expression: str | bool, scope: Scope) -> bool:
+    """A `when`/`changed_when`/`failed_when` condition: a boolean, or a TemplateFailure as Ansible 2.19 says."""
+    value = evaluate(expression, scope)
+    problem = broken_conditional(value, expression)
+    if problem:
+        raise TemplateFailure(problem, hint="compare the value (x == 'yes') or convert it (x | bool)")
+    return value
+
+
 GUARDS = ("default", "d")                              # x | default(...)
 GUARD_TESTS = ("defined", "undefined", "none")          # x is defined
 

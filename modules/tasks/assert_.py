@@ -8,7 +8,7 @@ import voluptuous as vol
 
 from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.recipe.schema import HintedInvalid, boolean, expression, one_or_more
-from engine.recipe.template import SandboxRefusal, TemplateFailure
+from engine.recipe.template import SandboxRefusal, TemplateFailure, broken_conditional
 
 
 def message(value: Any) -> str | list[str]:
@@ -20,10 +20,8 @@ def message(value: Any) -> str | list[str]:
 
 def conditional(value: Any, shown: Any) -> Result | None:
     """A failed Result unless value is a boolean: Ansible 2.19 refuses "truthy" conditionals."""
-    if isinstance(value, bool):
-        return None
-    return Result(failed=True, msg=f"Conditional result ({bool(value)}) was derived from value of type "
-                                   f"{type(value).__name__!r} ({shown!r}). Conditionals must have a boolean result.")
+    problem = broken_conditional(value, shown)
+    return Result(failed=True, msg=problem) if problem else None
 
 
 class Assert(TaskModule, name="assert"):

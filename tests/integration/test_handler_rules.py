@@ -1,0 +1,41 @@
+"""Handlers as Ansible runs them, over a real sshd: a notified handler runs whatever --tags selects (Ansible
+runs every notified handler, tagged or not), and a `meta: flush_handlers` whose `when` is false is skipped and
+flushes nothing."""
+from __future__ import annotations
+
+import json
+
+from tests.integration.test_ssh_platform import run, source_block
+
+RECIPE = """\
+name: handlers
+{source}
+tasks:
+  - name: tagged change
+    command: "true"
+    notify: untagged handler
+    tags: [x]
+  - name: flush, but not now
+    meta: flush_handlers
+    when: false
+    tags: [x]
+  - name: before the end of the play
+    command: "true"
+    changed_when: false
+    tags: [x]
+handlers:
+  - name: untagged handler
+    command: "true"
+"""
+
+
+def test_an_untagged_handler_runs_under_tags_and_a_false_flush_is_skipped(sshd, tmp_path):
+    recipe = tmp_path / "handlers.yml"
+    recipe.write_text(RECIPE.format(source=source_block(sshd)))
+    events = tmp_path / "events.jsonl"
+    result = run(recipe, "--tags", "x", "--json", str(events), "--output-dir", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    ends = [json.loads(line) for line in events.read_text().splitlines() if '"task.end"' in line]
+    assert [(e["task"], e["status"]) for e in ends] == [
+        ("tagged change", "changed"), ("flush, but not now", "skipped"), ("before the end of the play", "ok"),
+        ("untagged handler", "changed")]
