@@ -2,7 +2,7 @@
 
 For a corpus folder (like ../shared/ansible-corpus: Ansible's own integration targets under
 test/integration/targets/<name>, Galaxy roles under roles/<name>), per item (a target that is a role, a Galaxy
-role, or one play of a playbook a target's runme.sh runs: `target/playbook.yml#N`, see bench/playbook_targets.py):
+role, or one play of a playbook a target's runme.sh runs: `target/playbook.yml#N`, see bench/lib/playbook_targets.py):
 - does `recipe validate` accept it unchanged (a recipe with `roles: [<item>]` and --roles-path; for a play, the
   play's keys as the recipe's), with recipe's first problem when not;
 - for the items that validate, both tools run it twice on the same throwaway sshd (tests/ansible_oracle.py):
@@ -34,7 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.playbook_targets import Entry, target_items  # noqa: E402
+from bench.lib.playbook_targets import Entry, target_items  # noqa: E402
 from tests.ansible_oracle import KILLED, Batch, Comparison, Item, Outcome, Play, compare, slug  # noqa: E402
 from tests.sshd import SshServer, start_sshd  # noqa: E402
 
@@ -44,9 +44,12 @@ PLAY_TIMEOUT = 180         # seconds for each tool's run of a play
 REPORT_LINES = 200         # of an item's differences, with -v
 WATCHED = (Path("/tmp"), Path("/var/tmp"), Path(pwd.getpwuid(os.getuid()).pw_dir))   # the target user's HOME
 # items read through whose system module or path is harmless here, and why
+# files an item leaves in the target user's HOME, where both tools would meet: removed before each tool's runs
+# (the tools then run one after the other) and at the end
+HOME_LEFTOVERS = {"lineinfile": ("file.txt",)}
 REVIEWED = {
     "lineinfile": "tasks/acls.yml: apt only on Ubuntu; ~/test.txt on the target, removed in its `always`; "
-                  "leaves file.txt in the target user's HOME (reported at the end)",
+                  "leaves file.txt in the target user's HOME (HOME_LEFTOVERS)",
     "handlers/46447.yml": "runs /usr/bin/true and /usr/bin/false",
 }
 # what makes an item unsafe to run against this machine: a module that changes the system, a system path
@@ -187,7 +190,15 @@ def run_entry(entry: Entry, server: SshServer, work: Path, home: Path, verbose: 
         return None
     item = entry.item
     # a play of these targets takes seconds; one that runs on (handlers notifying each other) is killed
-    batch = Batch(server, work / slug(item.name), home=home, timeout=PLAY_TIMEOUT if item.play else 1800, shards=1)
+    leftovers = [Path(pwd.getpwnam(server.user).pw_dir) / name for name in HOME_LEFTOVERS.get(item.name, ())]
+
+    def remove_leftovers() -> None:
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+
+    remove_leftovers()
+    batch = Batch(server, work / slug(item.name), home=home, timeout=PLAY_TIMEOUT if item.play else 1800, shards=1,
+                  between=remove_leftovers if leftovers else None)
     unsafe = system_change(item)
     try:
         if unsafe:
@@ -199,6 +210,7 @@ def run_entry(entry: Entry, server: SshServer, work: Path, home: Path, verbose: 
         outcome = batch.run([item])[item.name]
     finally:
         batch.close()
+        remove_leftovers()
     comparison = compare(outcome)
     print_item(outcome, comparison)
     if entry.notes:

@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.guest import PYTHON, USER, Guest, booted_guest  # noqa: E402
+from bench.lib.guest import PYTHON, USER, Guest, booted_guest  # noqa: E402
 from tests.ansible_oracle import write_ansible_config  # noqa: E402
 
 BIN = Path(sys.executable).parent

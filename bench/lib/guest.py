@@ -15,13 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from modules.platforms.qemu.accel import choose_accelerator  # noqa: E402
-from modules.platforms.qemu.base import BootstrapBase, default_cache_dir, resolve_base  # noqa: E402
-from modules.platforms.qemu.machine import Machine, MachineSpec, free_port  # noqa: E402
-from modules.platforms.qemu.seed import make_seed  # noqa: E402
+from modules.platforms.qemu.accel import choose_accelerator
+from modules.platforms.qemu.base import BootstrapBase, default_cache_dir, resolve_base
+from modules.platforms.qemu.machine import Machine, MachineSpec, free_port
+from modules.platforms.qemu.seed import make_seed
 
 USER = "debian"
 BOOT_TIMEOUT = 1200.0          # a loaded 2-core machine boots a TCG guest in minutes

@@ -1,0 +1,1 @@
+"""What the benches share (a booted guest, the corpus's playbook targets); not benches themselves."""
