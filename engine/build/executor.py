@@ -96,6 +96,21 @@ async def run_task(play: Play, task: Task, frame: Frame = Frame()) -> None:
 
 async def _run_block(play: Play, task: Task, frame: Frame) -> None:
     inner = frame.inside(task)
+    unrescued: TaskFailed | None = None
+    try:
+        await _block_and_rescue(play, task, inner)
+    except TaskFailed as failure:
+        unrescued = failure
+    if task.always:
+        play.errors_cleared = False
+        await run_tasks(play, task.always, inner)
+        if play.errors_cleared:      # meta: clear_host_errors in always: the host carries on, as in Ansible
+            unrescued = None
+    if unrescued is not None:
+        raise unrescued
+
+
+async def _block_and_rescue(play: Play, task: Task, inner: Frame) -> None:
     try:
         await run_tasks(play, task.block, inner)
     except TaskFailed as failure:
@@ -105,9 +120,6 @@ async def _run_block(play: Play, task: Task, frame: Frame) -> None:
         play.host_vars.update(failed_task=failed, ansible_failed_result=failure.result,
                               ansible_failed_task={"name": failure.task, "action": failure.action})
         await run_tasks(play, task.rescue, inner)
-    finally:
-        if task.always:
-            await run_tasks(play, task.always, inner)
 
 
 async def _run_include(play: Play, task: Task, frame: Frame) -> None:
@@ -181,6 +193,8 @@ async def _meta(play: Play, task: Task, frame: Frame) -> None:
         raise EndPlay(action)
     elif action == "clear_facts":
         play.ansible_facts.clear()
+    elif action == "clear_host_errors":
+        play.errors_cleared = True
 
 
 # -- a module task ----------------------------------------------------------------

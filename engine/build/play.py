@@ -81,6 +81,7 @@ class Play:
     omit: str = field(default_factory=lambda: f"__omit_place_holder__{secrets.token_hex(20)}")
     local: Connection | None = None          # the build host, for delegate_to: localhost
     in_handlers: bool = False                # running handlers: their task events say so
+    errors_cleared: bool = False             # meta: clear_host_errors ran (in a block's always)
     pausing: bool = False                    # --debug at a terminal: ask before each task
     total: int = 0                           # the most tasks this play can start (task.start's `total`)
     started: int = 0                         # tasks started so far (task.start's `number`)
