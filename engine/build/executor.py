@@ -595,10 +595,17 @@ async def run_handlers(play: Play, handlers: tuple[Handler, ...]) -> None:
         play.in_handlers = True
         try:
             for handler in handlers:
-                if notified.intersection(handler.names):
+                if notified.intersection(_handler_names(play, handler)):
                     await run_task(play, handler.task)
         finally:
             play.in_handlers = False
+
+
+def _handler_names(play: Play, handler: Handler) -> set[str]:
+    """What notifies a handler: its name, which may be a template of the play's variables, and its listen
+    topics, which Ansible does not render."""
+    name = handler.task.name
+    return (_rendered_names((name,), play.scope(handler.task, [])) if name else set()) | set(handler.listen)
 
 
 async def provision(state: BuildState, tasks: tuple[Task, ...], handlers: tuple[Handler, ...]) -> Play:

@@ -261,7 +261,8 @@ def _task_reference_problems(task: YMap, path: str, known: set[str] | None, sour
     problems = _template_problems(shallow, [], None if never_runs else known, EXPRESSION_KEYS, path)
     notify = task.get("notify")
     for index, target in enumerate(_names(notify)):
-        if isinstance(target, str) and target not in handler_names and not is_template(target):
+        templated = any(is_template(name) for name in handler_names)   # known only when it runs
+        if isinstance(target, str) and target not in handler_names and not is_template(target) and not templated:
             where = task.value_pos.get("notify")
             if isinstance(notify, YSeq):
                 where = notify.item_pos[index]
