@@ -619,5 +619,9 @@ async def provision(state: BuildState, tasks: tuple[Task, ...], handlers: tuple[
         await run_tasks(play, tasks)
     except EndPlay:
         return play
+    except TaskFailed:
+        if state.recipe.force_handlers:    # Ansible's force_handlers: what was notified still runs
+            await run_handlers(play, handlers)
+        raise
     await run_handlers(play, handlers)
     return play

@@ -70,6 +70,7 @@ def compile_recipe(path: Path, options: CompileOptions = CompileOptions(),
         verify=tuple(make_task(t, f"verify[{i}]", Origin(base_dir=loaded.path.parent), _play_inherit(doc))
                      for i, t in enumerate(doc.get("verify") or [])),
         gather_facts=doc.get("gather_facts", True) is not False, notes=tuple(_foreign_module_notes(loaded)),
+        force_handlers=doc.get("force_handlers", False) is True,
     )
 
 
@@ -276,7 +277,7 @@ def _exports(doc: YMap, scope: Scope) -> tuple[list[Export], list[Problem]]:
 
 # -- the model ---------------------------------------------------------------------
 
-PLAY_KEYWORDS = ("become", "become_user", "become_method", "remote_user", "environment", "no_log")
+PLAY_KEYWORDS = ("become", "become_user", "become_method", "remote_user", "environment", "no_log", "tags")
 
 
 def _play_inherit(doc: YMap) -> Inherit:

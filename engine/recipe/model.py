@@ -210,6 +210,7 @@ class Recipe:
     verify: tuple[Task, ...] = ()
     builds: tuple[Build, ...] = ()
     gather_facts: bool = True                 # false: `ansible_facts` starts empty, until setup runs
+    force_handlers: bool = False              # notified handlers run even when a task fails the build
     notes: tuple[Any, ...] = ()               # Problems that do not make it invalid: modules recipe does not run
 
     @property

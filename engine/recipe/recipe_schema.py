@@ -351,6 +351,8 @@ RECIPE_SCHEMA = strict({
     "vars_files": one_or_more(str),
     "gather_facts": boolean,
     "any_errors_fatal": flag,
+    "force_handlers": boolean,
+    "tags": tag_names,
     "collections": one_or_more(str),
     vol.Required("sources"): sources_mapping,
     "roles": each(role_reference),

@@ -1,6 +1,7 @@
-"""Handlers as Ansible runs them, over a real sshd: a notified handler runs whatever --tags selects (Ansible
-runs every notified handler, tagged or not), and a `meta: flush_handlers` whose `when` is false is skipped and
-flushes nothing."""
+"""Handlers and play keywords as Ansible runs them, over a real sshd: a notified handler runs whatever --tags
+selects (Ansible runs every notified handler, tagged or not); a `meta: flush_handlers` whose `when` is false is
+skipped and flushes nothing; a play's `tags` reach every task; `force_handlers` runs what was notified when a
+task fails."""
 from __future__ import annotations
 
 import json
@@ -39,3 +40,31 @@ def test_an_untagged_handler_runs_under_tags_and_a_false_flush_is_skipped(sshd, 
     assert [(e["task"], e["status"]) for e in ends] == [
         ("tagged change", "changed"), ("flush, but not now", "skipped"), ("before the end of the play", "ok"),
         ("untagged handler", "changed")]
+
+
+FORCED = """\
+name: forced
+tags: [outer]            # a play's tags: every task has them
+force_handlers: true     # what was notified runs even though a task fails the build
+{source}
+tasks:
+  - name: a change
+    command: "true"
+    notify: the handler
+  - name: a failure
+    fail: {{msg: on purpose}}
+handlers:
+  - name: the handler
+    command: "true"
+"""
+
+
+def test_play_tags_and_force_handlers(sshd, tmp_path):
+    recipe = tmp_path / "forced.yml"
+    recipe.write_text(FORCED.format(source=source_block(sshd)))
+    events = tmp_path / "events.jsonl"
+    result = run(recipe, "--tags", "outer", "--json", str(events), "--output-dir", str(tmp_path / "out"))
+    assert result.returncode != 0
+    ends = [json.loads(line) for line in events.read_text().splitlines() if '"task.end"' in line]
+    assert [(e["task"], e["status"]) for e in ends] == [
+        ("a change", "changed"), ("a failure", "failed"), ("the handler", "changed")]
