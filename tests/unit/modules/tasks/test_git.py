@@ -228,11 +228,18 @@ def test_separate_git_dir(h, tmp_path, origin):
     assert h.run("git", {"repo": str(origin), "dest": str(dest), "separate_git_dir": str(gitdir)}).status == "ok"
 
 
-def test_verify_commit_with_gpg(h, tmp_path, origin, monkeypatch):
-    assert shutil.which("gpg"), "gpg is needed on this machine for verify_commit's test"
+@pytest.fixture
+def gnupg(tmp_path: Path, monkeypatch) -> Path:
+    """A GNUPGHOME of its own, its agent stopped afterwards."""
+    assert shutil.which("gpg") and shutil.which("gpgconf"), "gpg is needed on this machine for verify_commit's test"
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
     monkeypatch.setenv("GNUPGHOME", str(home))
+    yield home
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True)
+
+
+def test_verify_commit_with_gpg(h, tmp_path, origin, gnupg):
     subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "T <t@example.com>", "ed25519", "sign",
                     "never"], check=True, capture_output=True)
     fingerprint = subprocess.run(["gpg", "--list-keys", "--with-colons"], capture_output=True, text=True,
