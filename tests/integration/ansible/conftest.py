@@ -19,7 +19,8 @@ def cases() -> list[Item]:
 @pytest.fixture(scope="session")
 def differential(sshd, tmp_path_factory) -> dict[str, Outcome]:
     """Each case's outcome with both tools, by case name."""
-    batch = Batch(sshd, tmp_path_factory.mktemp("differential"))
+    # Ansible's side is most of the time, mostly waiting on SSH: three shards side by side
+    batch = Batch(sshd, tmp_path_factory.mktemp("differential"), shards=3)
     try:
         yield batch.run(cases())
     finally:

@@ -14,6 +14,9 @@ import pytest
 from tests.ansible_oracle import compare
 from tests.integration.ansible.conftest import cases
 
+# the first test waits for the whole batch (every case, both tools, twice): minutes on a loaded 2-core machine
+pytestmark = pytest.mark.timeout(1800)
+
 
 def _param(case):
     marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
