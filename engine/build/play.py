@@ -117,6 +117,9 @@ class Play:
             "ansible_run_tags": sorted(self.tags.only), "ansible_skip_tags": sorted(self.tags.skip),
             "ansible_managed": "Ansible managed",     # Ansible 2.19's default, what templates put in headers
         }
+        endpoint = self.state.endpoint
+        if endpoint is not None:     # the build's connection, as an inventory would give Ansible's
+            names.update(ansible_host=endpoint.host, ansible_port=endpoint.port, ansible_user=endpoint.user)
         if task.origin.role_dir is not None:
             names.update(role_path=str(task.origin.role_dir), role_name=task.origin.role,
                          ansible_role_name=task.origin.role)

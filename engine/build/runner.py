@@ -19,6 +19,7 @@ from engine.errors import BuildError
 from engine.leftovers.claims import Claim
 from engine.recipe.model import Build, Recipe
 from engine.remote.connection import Connection
+from engine.remote.ssh import Endpoint
 
 
 class OnError(str, Enum):
@@ -49,6 +50,7 @@ class BuildState:
     events: Emitter
     work_dir: Path | None = None
     connection: Connection | None = None
+    endpoint: Endpoint | None = None         # where connection goes: Ansible's ansible_host, ansible_port, ansible_user
     facts: dict[str, Any] = field(default_factory=dict)
     ansible_facts: dict[str, Any] = field(default_factory=dict)   # the same facts, as Ansible names them
     disk: Path | None = None                 # the machine's disk, on image platforms

@@ -67,7 +67,7 @@ class Connect:
         session = SshSession(endpoint, warn=lambda msg: state.events.emit("warning", msg=msg))
         cleanup.push(f"ssh connection to {endpoint}", session.close)
         await self.wait_connected(session, state)
-        state.connection = session
+        state.connection, state.endpoint = session, endpoint
         state.events.emit("connected", endpoint=str(endpoint), host_key_verified=session.host_key_verified)
 
 
