@@ -6,6 +6,8 @@ Python parses; every decision is made here, on the controller.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import difflib
 import posixpath
 import re
@@ -98,6 +100,18 @@ ATTRIBUTES = {
     vol.Optional("attributes", default=None): maybe(flags),
     vol.Optional("unsafe_writes", default=False): boolean,
 }
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileAttributes:
+    """The Params fields for ATTRIBUTES, which a file module's Params inherits (keyword-only, so they may
+    follow its own required fields)."""
+
+    mode: str | None = None
+    owner: str | None = None
+    group: str | None = None
+    attributes: str | None = None
+    unsafe_writes: bool = False
 
 
 def q(path: str) -> str:

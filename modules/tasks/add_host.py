@@ -60,7 +60,9 @@ class AddHost(TaskModule, name="add_host"):
         for group in _group_list(next((params[key] for key in GROUP_KEYS if key in params), [])):
             if group not in groups:
                 groups.append(group)
-        host_vars = {key: value for key, value in params.items() if key not in ("name", "hostname", "groupname", "groups")}
+        # Ansible keeps `host` and `group` as variables of the host: only these four are its own
+        host_vars = {key: value for key, value in params.items()
+                     if key not in ("name", "hostname", "groupname", "groups")}
         changed = ctx.inventory.would_change(name, groups, host_vars) if ctx.inventory is not None else True
         # the executor adds the host to the play's inventory from add_host, as Ansible's strategy does
         return Result(changed=changed, data={"add_host": {"host_name": name, "groups": groups, "host_vars": host_vars}})

@@ -10,7 +10,7 @@ from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.recipe.schema import boolean
 from modules.tasks._attrs import Attrs
 from modules.tasks._content import EditOptions, edit_text, split_lines, validate_problem
-from modules.tasks._remote import ATTRIBUTES, maybe, pattern, text
+from modules.tasks._remote import ATTRIBUTES, FileAttributes, maybe, pattern, text
 
 MARKER = "# {mark} ANSIBLE MANAGED BLOCK"   # Ansible's default, so the blocks it wrote are found and updated
 
@@ -88,7 +88,7 @@ class BlockInFile(TaskModule, name="blockinfile"):
     }
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(FileAttributes):
         path: str
         block: str = ""
         marker: str = MARKER
@@ -102,11 +102,6 @@ class BlockInFile(TaskModule, name="blockinfile"):
         validate: str | None = None
         append_newline: bool = False
         prepend_newline: bool = False
-        mode: str | None = None
-        owner: str | None = None
-        group: str | None = None
-        attributes: str | None = None
-        unsafe_writes: bool = False
 
         def __post_init__(self) -> None:
             if self.insertafter is not None and self.insertbefore is not None:

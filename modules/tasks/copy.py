@@ -12,7 +12,7 @@ from engine.errors import BuildError
 from engine.recipe.schema import boolean
 from modules.tasks._attrs import Attrs
 from modules.tasks._content import WriteOptions, put_content, put_remote, source_mode, validate_problem
-from modules.tasks._remote import ATTRIBUTES, maybe, mode_or_preserve, text
+from modules.tasks._remote import ATTRIBUTES, FileAttributes, maybe, mode_or_preserve, text
 
 
 class Copy(TaskModule, name="copy"):
@@ -38,15 +38,10 @@ class Copy(TaskModule, name="copy"):
     }
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(FileAttributes):
         dest: str
         src: str | None = None
         content: str | None = None
-        mode: str | None = None
-        owner: str | None = None
-        group: str | None = None
-        attributes: str | None = None
-        unsafe_writes: bool = False
         backup: bool = False
         force: bool = True
         validate: str | None = None

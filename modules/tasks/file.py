@@ -12,7 +12,8 @@ from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.recipe.schema import boolean
 from modules.tasks._attrs import Attrs, Stat
 from modules.tasks._content import stat_data, with_flags
-from modules.tasks._remote import ATTRIBUTES, UMASK_SH, failure, first, maybe, q, quiet, stat_sh, tagged, text
+from modules.tasks._remote import (ATTRIBUTES, UMASK_SH, FileAttributes, failure, first, maybe, q, quiet, stat_sh,
+                                   tagged, text)
 
 STATES = ("file", "directory", "absent", "link", "touch", "hard")
 TIME_FORMAT = "%Y%m%d%H%M.%S"       # Ansible's default access_time_format, which is touch -t's too
@@ -72,15 +73,10 @@ class File(TaskModule, name="file"):
     }
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(FileAttributes):
         path: str
         state: str | None = None   # as in Ansible: unset means "whatever is there, with these attributes"
         src: str | None = None
-        mode: str | None = None
-        owner: str | None = None
-        group: str | None = None
-        attributes: str | None = None
-        unsafe_writes: bool = False
         recurse: bool = False
         force: bool = False
         follow: bool = True

@@ -20,8 +20,8 @@ from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.recipe.schema import boolean
 from modules.tasks._attrs import Attrs, Stat, new_mode
 from modules.tasks._content import with_flags
-from modules.tasks._remote import (ATTRIBUTES, UMASK_SH, failure, first, maybe, place_commands, q, quiet, seconds,
-                                   stat_sh, tagged, tail, text)
+from modules.tasks._remote import (ATTRIBUTES, FileAttributes, UMASK_SH, failure, first, maybe, place_commands, q,
+                                   quiet, seconds, stat_sh, tagged, tail, text)
 
 DIGESTS = {"md5": 32, "sha1": 40, "sha224": 56, "sha256": 64, "sha384": 96, "sha512": 128}
 URL = re.compile(r"^(https?|ftp)://[^\s]+$")
@@ -111,15 +111,10 @@ class GetUrl(TaskModule, name="get_url"):
     }
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(FileAttributes):
         url: str
         dest: str
         checksum: str | None = None
-        mode: str | None = None
-        owner: str | None = None
-        group: str | None = None
-        attributes: str | None = None
-        unsafe_writes: bool = False
         force: bool = False
         timeout: float = 10
         headers: dict[str, str] = field(default_factory=dict, repr=False)

@@ -10,7 +10,7 @@ from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.recipe.schema import boolean
 from modules.tasks._attrs import Attrs
 from modules.tasks._content import EditOptions, edit_text, split_lines, validate_problem
-from modules.tasks._remote import ATTRIBUTES, maybe, pattern, text
+from modules.tasks._remote import ATTRIBUTES, FileAttributes, maybe, pattern, text
 
 
 def present(lines: list[str], p: "LineInFile.Params") -> str:
@@ -93,7 +93,7 @@ class LineInFile(TaskModule, name="lineinfile"):
     }
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(FileAttributes):
         path: str
         line: str | None = None
         regexp: str | None = None
@@ -106,11 +106,6 @@ class LineInFile(TaskModule, name="lineinfile"):
         firstmatch: bool = False
         backup: bool = False
         validate: str | None = None
-        mode: str | None = None
-        owner: str | None = None
-        group: str | None = None
-        attributes: str | None = None
-        unsafe_writes: bool = False
 
         def __post_init__(self) -> None:
             if validate_problem(self.validate):

@@ -16,7 +16,7 @@ from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.recipe.schema import boolean
 from modules.tasks._attrs import Attrs
 from modules.tasks._content import EditOptions, edit_text, validate_problem
-from modules.tasks._remote import ATTRIBUTES, maybe, pattern, text
+from modules.tasks._remote import ATTRIBUTES, FileAttributes, maybe, pattern, text
 
 
 def encoding(value: object) -> str:
@@ -68,7 +68,7 @@ class Replace(TaskModule, name="replace"):
     }
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(FileAttributes):
         path: str
         regexp: str
         replace: str = ""
@@ -77,11 +77,6 @@ class Replace(TaskModule, name="replace"):
         backup: bool = False
         validate: str | None = None
         encoding: str = "utf-8"
-        mode: str | None = None
-        owner: str | None = None
-        group: str | None = None
-        attributes: str | None = None
-        unsafe_writes: bool = False
 
         def __post_init__(self) -> None:
             if validate_problem(self.validate):

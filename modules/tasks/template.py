@@ -12,7 +12,7 @@ from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.recipe.schema import boolean
 from modules.tasks._attrs import Attrs
 from modules.tasks._content import WriteOptions, put_content, source_mode, validate_problem
-from modules.tasks._remote import ATTRIBUTES, maybe, mode_or_preserve, text
+from modules.tasks._remote import ATTRIBUTES, FileAttributes, maybe, mode_or_preserve, text
 
 NEWLINES = {"\\n": "\n", "\\r": "\r", "\\r\\n": "\r\n"}
 HEADER = re.compile(r"^#jinja2:(?P<settings>[^\n]*)\n")   # Ansible's per-template override line
@@ -89,14 +89,9 @@ class Template(TaskModule, name="template"):
     }
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(FileAttributes):
         src: str
         dest: str
-        mode: str | None = None
-        owner: str | None = None
-        group: str | None = None
-        attributes: str | None = None
-        unsafe_writes: bool = False
         backup: bool = False
         force: bool = True
         validate: str | None = None

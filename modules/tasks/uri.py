@@ -34,8 +34,8 @@ from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.recipe.schema import boolean, integer, one_or_more, string
 from modules.tasks._attrs import Attrs, Stat, new_mode
 from modules.tasks._content import stat_data, with_flags
-from modules.tasks._remote import (ATTRIBUTES, CONTENT, INLINE_LIMIT, UMASK_SH, failure, first, maybe, place_commands,
-                                   q, quiet, stage, stat_sh, tagged, text, unstage)
+from modules.tasks._remote import (ATTRIBUTES, FileAttributes, CONTENT, INLINE_LIMIT, UMASK_SH, failure, first, maybe,
+                                   place_commands, q, quiet, stage, stat_sh, tagged, text, unstage)
 from modules.tasks.get_url import headers as header_map
 
 REDIRECTS = ("all", "no", "none", "safe", "urllib2", "yes")
@@ -302,7 +302,7 @@ class Uri(TaskModule, name="uri"):
     }
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(FileAttributes):
         url: str = field(repr=False)               # it may hold user:password@
         method: str = "GET"
         body: Any = field(default=None, repr=False)
@@ -333,11 +333,6 @@ class Uri(TaskModule, name="uri"):
         unredirected_headers: list[str] = field(default_factory=list)
         decompress: bool = True
         use_gssapi: bool = False
-        mode: str | None = None
-        owner: str | None = None
-        group: str | None = None
-        attributes: str | None = None
-        unsafe_writes: bool = False
 
         def __post_init__(self) -> None:
             if self.body is not None and self.src is not None:
