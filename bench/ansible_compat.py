@@ -9,8 +9,12 @@ role, or one play of a playbook a target's runme.sh runs: `target/playbook.yml#N
   the tasks whose status matches out of Ansible's, and the files that differ in remote_tmp_dir;
 - anything either tool left outside remote_tmp_dir (in /tmp, /var/tmp, the target user's HOME or the fresh HOME
   the tools run with).
-The sshd is this machine itself, as root: an item whose files name a system module (apt, user, service...)
-or a system path (/etc/...) is only validated here, never run (the roles run in a guest build instead).
+The sshd is this machine itself, as root; an item whose files name a system module (apt, user, service...)
+or a system path (/etc/...) runs instead in a throwaway Debian root (bench/lib/debian_root.py), made afresh
+for each tool; Galaxy roles, which start services, are only validated here (they run in a guest build:
+bench/corpus_roles.yml).
+The targets run from a copy in the work folder (some write into their own files/), with stand-ins for the
+helpers of Ansible's test suite the corpus lacks (bench/stand_ins: setup_nobody).
 Integration targets make their own remote_tmp_dir (setup_remote_tmp_dir: a tempfile in /tmp, removed by a
 handler at the end), so most of their files are compared by their own asserts, not here.
 A play that cannot be wrapped is "not comparable", and counts as an item that does not validate.
@@ -21,9 +25,11 @@ At the end: totals and the share of matching tasks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pwd
 import re
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -34,12 +40,14 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.lib.debian_root import DebianRoot, debian_root  # noqa: E402
 from bench.lib.playbook_targets import Entry, target_items  # noqa: E402
 from tests.ansible_oracle import KILLED, Batch, Comparison, Item, Outcome, Play, compare, slug  # noqa: E402
 from tests.sshd import SshServer, start_sshd  # noqa: E402
 
 # Ansible's helpers for its own targets: dependencies of the others, not items themselves
 HELPERS = ("prepare_tests", "setup_remote_tmp_dir")
+STAND_INS = ("setup_nobody",)      # helpers the corpus lacks: bench/stand_ins
 PLAY_TIMEOUT = 180         # seconds for each tool's run of a play
 REPORT_LINES = 200         # of an item's differences, with -v
 WATCHED = (Path("/tmp"), Path("/var/tmp"), Path(pwd.getpwuid(os.getuid()).pw_dir))   # the target user's HOME
@@ -58,20 +66,39 @@ SYSTEM_MODULE = re.compile(r"^\s*-?\s*(ansible\.builtin\.|ansible\.posix\.|commu
                            r"systemd|systemd_service|sysctl|mount|hostname|reboot|cron|authorized_key|pamd|"
                            r"pam_limits|modprobe|timezone|locale_gen|debconf|seboolean|selinux)\s*:", re.MULTILINE)
 SYSTEM_PATH = re.compile(r"""["'\s=](/etc|/usr|/var/(?!tmp)|/boot|/lib|/opt|/srv|/root)/""")
+# what an item needs a booted system for (the Debian root has no init): it only validates here
+SERVICE_MODULE = re.compile(r"^\s*-?\s*(ansible\.builtin\.)?(service|systemd|systemd_service)\s*:", re.MULTILINE)
 
 
-def corpus_items(corpus: Path) -> list[Item]:
-    """Each integration target with a tasks/ folder (a role, as ansible-test runs it) and each Galaxy role."""
+def corpus_items(corpus: Path, work: Path) -> list[Item]:
+    """Each integration target with a tasks/ folder (a role, as ansible-test runs it), from a copy in `work`
+    with the stand-ins beside them, and each Galaxy role."""
     items = []
-    targets = corpus / "test/integration/targets"
+    targets = copy_targets(corpus / "test/integration/targets", work / "targets")
     for target in sorted(targets.iterdir()) if targets.is_dir() else []:
-        if target.name not in HELPERS and (target / "tasks/main.yml").is_file():
-            items.append(Item(name=target.name, roles=(target.name,), roles_path=targets))
+        if target.name not in HELPERS + STAND_INS and (target / "tasks/main.yml").is_file():
+            # gathering facts, as ansible-test's play for a POSIX target does; in diff mode, which some targets'
+            # asserts need (file's modification_time.yml reads .diff of a task without `diff: yes`)
+            items.append(Item(name=target.name, roles=(target.name,), roles_path=targets, gather_facts=True,
+                              diff=True))
     roles = corpus / "roles"
     for role in sorted(roles.iterdir()) if roles.is_dir() else []:
         if (role / "tasks/main.yml").is_file():
             items.append(Item(name=role.name, roles=(role.name,), roles_path=roles, gather_facts=True))
     return items
+
+
+def copy_targets(targets: Path, copy: Path) -> Path:
+    """The role targets and helpers, and the stand-ins for helpers the corpus lacks."""
+    if not targets.is_dir():
+        return copy
+    for target in targets.iterdir():
+        if (target / "tasks/main.yml").is_file():
+            shutil.copytree(target, copy / target.name, symlinks=True)
+    for stand_in in STAND_INS:
+        if not (copy / stand_in).exists():
+            shutil.copytree(ROOT / "bench/stand_ins" / stand_in, copy / stand_in)
+    return copy
 
 
 def script_targets(corpus: Path) -> list[Path]:
@@ -81,7 +108,7 @@ def script_targets(corpus: Path) -> list[Path]:
                   and t.is_dir()) if targets.is_dir() else []
 
 
-def system_change(item: Item) -> str:
+def system_change(item: Item, patterns: tuple[re.Pattern, ...] = (SYSTEM_MODULE, SYSTEM_PATH)) -> str:
     """Why running the item here would change this machine ('' when nothing says so): the first system module
     or path in its role, or in the roles its meta/main.yml depends on; for a play, in its playbook or in the
     files and roles of its folder the playbook names."""
@@ -95,7 +122,7 @@ def system_change(item: Item) -> str:
         paths = [path for role in _with_dependencies(item) for path in sorted((folder / role).rglob("*.yml"))]
     for path in paths:
         text = path.read_text(errors="replace")
-        for pattern in (SYSTEM_MODULE, SYSTEM_PATH):
+        for pattern in patterns:
             match = pattern.search(text)
             if match:
                 line = text.count("\n", 0, match.start()) + 1
@@ -166,6 +193,10 @@ def print_item(outcome: Outcome, comparison: Comparison) -> None:
           f"file differences: {comparison.file_problems}")
     if refusal:
         print(f"{'':<28} but ansible-playbook refuses it: {refusal}")
+    elif outcome.ansible and outcome.recipe and outcome.ansible[0].failed and outcome.recipe[0].failed:
+        failed = [s for s in outcome.ansible[0].statuses if s.status == "failed"]
+        where = f" at {failed[-1].name!r}: {failed[-1].msg[:200]}" if failed else ""
+        print(f"{'':<28} the play fails under both tools{where}")
     elif outcome.ansible and outcome.recipe and outcome.ansible[0].failed != outcome.recipe[0].failed:
         # the per-task figures count Ansible's tasks: a recipe that fails later, or runs on, shows here
         how = {True: "fails", False: "succeeds"}
@@ -182,35 +213,39 @@ class Totals:
     left: set[str] = field(default_factory=set)     # new outside remote_tmp_dir
 
 
-def run_entry(entry: Entry, server: SshServer, work: Path, home: Path, verbose: bool
+@dataclass
+class Targets:
+    """Where items run: this machine's sshd, or a Debian root (started when an item first needs it)."""
+
+    server: SshServer
+    work: Path
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    root: DebianRoot | None = None
+
+    def debian_root(self) -> DebianRoot:
+        if self.root is None:
+            self.root = self.stack.enter_context(debian_root(self.work))
+        else:
+            self.root.reset()
+        return self.root
+
+
+def run_entry(entry: Entry, targets: Targets, work: Path, home: Path, verbose: bool
               ) -> tuple[Outcome, Comparison] | None:
     """One item with both tools, printed as it ends; None when it is not comparable or not run here."""
     if entry.item is None:
         print(f"{entry.name:<28} not comparable: {entry.not_comparable}")
         return None
     item = entry.item
-    # a play of these targets takes seconds; one that runs on (handlers notifying each other) is killed
-    leftovers = [Path(pwd.getpwnam(server.user).pw_dir) / name for name in HOME_LEFTOVERS.get(item.name, ())]
-
-    def remove_leftovers() -> None:
-        for path in leftovers:
-            path.unlink(missing_ok=True)
-
-    remove_leftovers()
-    batch = Batch(server, work / slug(item.name), home=home, timeout=PLAY_TIMEOUT if item.play else 1800, shards=1,
-                  between=remove_leftovers if leftovers else None)
-    unsafe = system_change(item)
-    try:
-        if unsafe:
-            problem = batch.validate(item)
-            print(f"{item.name:<28} validates: {'no ' if problem else 'yes'}  "
-                  f"{first_problem(problem) if problem else ''}")
-            print(f"{'':<28} not run here: it changes this machine ({unsafe})")
-            return None
-        outcome = batch.run([item])[item.name]
-    finally:
-        batch.close()
-        remove_leftovers()
+    unsafe, service = system_change(item), system_change(item, (SERVICE_MODULE,))
+    if unsafe and not service:
+        root = targets.debian_root()     # a fresh one; and another for recipe's runs, after Ansible's
+        outcome = run_batch(item, Batch(root.server, work / slug(item.name), home=home, timeout=1800, shards=1,
+                                        between=root.reset))
+    else:
+        outcome = run_here(item, targets.server, work, home, service)
+    if outcome is None:
+        return None
     comparison = compare(outcome)
     print_item(outcome, comparison)
     if entry.notes:
@@ -222,19 +257,52 @@ def run_entry(entry: Entry, server: SshServer, work: Path, home: Path, verbose: 
     return outcome, comparison
 
 
+def run_here(item: Item, server: SshServer, work: Path, home: Path, service: str) -> Outcome | None:
+    """The item against this machine's sshd; an item that starts services is only validated."""
+    # a play of these targets takes seconds; one that runs on (handlers notifying each other) is killed
+    leftovers = [Path(pwd.getpwnam(server.user).pw_dir) / name for name in HOME_LEFTOVERS.get(item.name, ())]
+
+    def remove_leftovers() -> None:
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+
+    remove_leftovers()
+    batch = Batch(server, work / slug(item.name), home=home, timeout=PLAY_TIMEOUT if item.play else 1800, shards=1,
+                  between=remove_leftovers if leftovers else None)
+    try:
+        if service:
+            problem = batch.validate(item)
+            print(f"{item.name:<28} validates: {'no ' if problem else 'yes'}  "
+                  f"{first_problem(problem) if problem else ''}")
+            print(f"{'':<28} not run here: it starts services ({service})")
+            return None
+        return batch.run([item])[item.name]
+    finally:
+        batch.close()
+        remove_leftovers()
+
+
+def run_batch(item: Item, batch: Batch) -> Outcome:
+    try:
+        return batch.run([item])[item.name]
+    finally:
+        batch.close()
+
+
 def run_corpus(entries: list[Entry], work: Path, home: Path, verbose: bool) -> Totals:
     watched = (*WATCHED, home)
     before = listing(watched)
-    server = start_sshd(work / "sshd")
+    targets = Targets(start_sshd(work / "sshd"), work)
     totals = Totals()
     try:
         for entry in entries:    # one at a time, each printed as it ends
-            result = run_entry(entry, server, work, home, verbose)
+            result = run_entry(entry, targets, work, home, verbose)
             if result is not None:
                 totals.results.append(result)
             totals.not_comparable += entry.item is None
     finally:
-        server.stop()
+        targets.server.stop()
+        targets.stack.close()
     ours = {str(work)}
     totals.left = {path for path in listing(watched) - before if path not in ours}
     return totals
@@ -262,11 +330,11 @@ def main() -> None:
     args = parser.parse_args()
     corpus = args.corpus.resolve()
     wanted = set(filter(None, args.only.split(",")))
-    roles = [Entry(i.name, i) for i in corpus_items(corpus) if not wanted or i.name in wanted]
     with tempfile.TemporaryDirectory(prefix="ansible-compat-") as tmp:
         work = Path(tmp)
         home = work / "home"
         home.mkdir()
+        roles = [Entry(i.name, i) for i in corpus_items(corpus, work) if not wanted or i.name in wanted]
         totals = run_corpus(roles + play_entries(corpus, work, home, wanted), work, home, args.verbose)
     print_totals(totals)
 

@@ -85,6 +85,7 @@ class Item:
     roles: tuple[str, ...] = ()
     handlers: str = ""                   # a handlers file's text, put under the play's `handlers:` as it is
     gather_facts: bool = False
+    diff: bool = False                   # both tools run it with --diff
     registered: tuple[str, ...] = ()     # register: names to dump after the tasks
     roles_path: Path | None = None
     xfail: str | None = None             # a case's expected failure, with its reason
@@ -275,8 +276,14 @@ def ansible_play(item: Item, remote_tmp_dir: Path) -> str:
     if item.play:
         return wrapped_play(item)
     head = (f"- name: {item.name}\n  hosts: {item.name}\n  gather_facts: {str(item.gather_facts).lower()}\n"
-            f"  vars:\n    remote_tmp_dir: {json.dumps(str(remote_tmp_dir))}\n")
+            + textwrap.indent(play_vars(remote_tmp_dir), "  "))
     return head + textwrap.indent(play_body(item), "  ")
+
+
+def play_vars(remote_tmp_dir: Path) -> str:
+    """remote_tmp_dir, and output_dir as ansible-test sets it for its targets (the same folder here)."""
+    return (f"vars:\n  remote_tmp_dir: {json.dumps(str(remote_tmp_dir))}\n"
+            f"  output_dir: {json.dumps(str(remote_tmp_dir))}\n")
 
 
 def ansible_environment(config: Path, home: Path | None = None, **extra: str) -> dict[str, str]:
@@ -297,8 +304,7 @@ def ssh_source(server: SshServer, name: str = "box") -> str:
 def recipe_text(item: Item, server: SshServer, remote_tmp_dir: Path) -> str:
     if item.play:
         return wrapped_recipe(item, server)
-    return (f"name: {slug(item.name)}\ngather_facts: {str(item.gather_facts).lower()}\n"
-            f"vars:\n  remote_tmp_dir: {json.dumps(str(remote_tmp_dir))}\n"
+    return (f"name: {slug(item.name)}\ngather_facts: {str(item.gather_facts).lower()}\n" + play_vars(remote_tmp_dir)
             + ssh_source(server) + play_body(item, dumps=True))
 
 
@@ -642,7 +648,7 @@ class Batch:
         """A whole play's ansible-playbook options (extra vars, tags) and environment; none for the others."""
         play = item.play
         if play is None:
-            return [], {}
+            return ["--diff"] if item.diff else [], {}
         options = ["-e", json.dumps(self._here(play.extra_vars, "ansible", item))] if play.extra_vars else []
         options += ["--tags", play.tags] if play.tags else []
         options += ["--skip-tags", play.skip_tags] if play.skip_tags else []
@@ -673,6 +679,7 @@ class Batch:
         """--roles-path; a whole play's --var (its host's inventory variables, its extra vars) and tags."""
         roles_path = next((i.roles_path for i in items if i.roles_path), None)
         options = ["--roles-path", str(roles_path)] if roles_path else []
+        options += ["--diff"] if run and items and items[0].diff else []
         play = items[0].play if items else None
         if play is None:
             return options

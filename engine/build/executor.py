@@ -21,7 +21,7 @@ from engine.build.dynamic_include import load_include
 from engine.build.loops import item_result, item_vars, loop_items, loop_names, loop_result
 from engine.build.play import Play, TagFilter
 from engine.build.runner import BuildState, OnError
-from engine.build.taskmodule import Result, TaskContext
+from engine.build.taskmodule import Result, TaskContext, TaskModule
 from engine.console import prompt
 from engine.errors import BuildError, Position
 from engine.recipe.foreign import foreign_hint
@@ -483,7 +483,8 @@ async def _execute(play: Play, task: Task, scope: Scope) -> tuple[Result, Positi
         params = module_class.params(rendered)
     except vol.Invalid as exc:
         problem = problems_from(exc, task.args, prefix=())[0]   # the module's own words, as Ansible registers them
-        return Result(failed=True, msg=problem.message), problem.position or where
+        return Result(failed=True, msg=_missing_words(module_class, exc) or problem.message), \
+            problem.position or where
     try:
         ctx = _context(play, task, scope)
         result = await module_class().run(params, ctx)
@@ -496,6 +497,14 @@ async def _execute(play: Play, task: Task, scope: Scope) -> tuple[Result, Positi
         return Result(failed=True, msg=exc.message), exc.position or where
     except BuildError as exc:   # e.g. the connection dropped: the task failed, so retries and ignore_errors apply
         return Result(failed=True, msg=str(exc)), where
+
+
+def _missing_words(module_class: type[TaskModule], exc: vol.Invalid) -> str:
+    """Ansible's message when required options are left out ('' when something else is wrong): a task that
+    leaves them out on purpose, under ignore_errors, asserts on it."""
+    errors = exc.errors if isinstance(exc, vol.MultipleInvalid) else [exc]
+    missing = [str(e.path[-1]) for e in errors if isinstance(e, vol.RequiredFieldInvalid) and len(e.path) == 1]
+    return module_class.missing_words.format(", ".join(sorted(missing))) if missing else ""
 
 
 def _flag(value: Any, scope: Scope, default: Any) -> Any:
@@ -564,7 +573,7 @@ def _context(play: Play, task: Task, scope: Scope) -> TaskContext:
         state.events.emit("task.output", task=task.label, stream=stream, line=line)
 
     return TaskContext(connection=_connection(play, task, scope), check=bool(check), become=_become(play, task, scope),
-                       find_file=find_file, render_text=lambda text: render_text(text, scope),
+                       find_file=find_file, render_text=lambda text, **options: render_text(text, scope, options),
                        evaluate=lambda expression: evaluate(expression, scope),
                        facts=play.ansible_facts, environment=_environment(task, scope), async_job=play.jobs.status,
                        inventory=play.inventory,

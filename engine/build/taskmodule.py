@@ -70,7 +70,7 @@ class TaskContext:
     check: bool
     become: Become | None
     find_file: Callable[[str, str], Path]            # (src, "files"|"templates") -> local path
-    render_text: Callable[[str], str]               # render a template file's text in the task's scope
+    render_text: Callable[..., str]     # render a template file's text in the task's scope (Jinja options=...)
     evaluate: Callable[[Any], Any] = lambda expression: expression   # a bare expression (assert's that:)
     facts: Mapping[str, Any] = field(default_factory=dict)           # what was gathered about the target
     environment: Mapping[str, str] = field(default_factory=dict)     # the task's `environment:`
@@ -107,6 +107,8 @@ class TaskModule:
     Params: ClassVar[type] = dict
     local_files: ClassVar[dict[str, str]] = {}   # option -> "files"|"templates": checked to exist by validate
     raw_options: ClassVar[tuple[str, ...]] = ()  # options the engine hands over unrendered (assert's `that`)
+    # a run's words for required options left out: AnsibleModule's, which content asserts on (copy has its own)
+    missing_words: ClassVar[str] = "missing required arguments: {}"
 
     def __init_subclass__(cls, name: str | None = None, **kwargs: Any):
         super().__init_subclass__(**kwargs)
@@ -140,6 +142,12 @@ class TaskModule:
         if parsed.free_form:
             return args
         return parsed.options
+
+    @classmethod
+    def notes(cls, args: Any) -> list[str]:
+        """What validate can tell of these arguments without refusing them: a task that will fail as it does
+        in Ansible (the arguments as written, normalized)."""
+        return []
 
     @classmethod
     def static_schema(cls) -> Any:

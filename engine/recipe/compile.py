@@ -19,11 +19,12 @@ from engine.errors import Position, Problem, RecipeError
 from engine.recipe.foreign import foreign_hint, foreign_lookup_hint, is_foreign_module
 from engine.recipe.loader import TASK_LIST_KEYS, LoadedRecipe, LoadedRole, load_recipe, role_block, walk_task_nodes
 from engine.recipe.model import Build, BuildInfo, Export, Handler, Origin, Recipe, Source, SshSettings, Task, Variables
-from engine.recipe.recipe_schema import INCLUDE_MARK, RECIPE_SCHEMA, ROLE_MARK, ssh_schema, task_validator
+from engine.recipe.recipe_schema import (INCLUDE_MARK, RECIPE_SCHEMA, ROLE_MARK, module_arguments, module_errors,
+                                         ssh_schema, task_validator)
 from engine.recipe.tasks import Inherit, listify, make_task
 from engine.recipe.references import check_references
 from engine.recipe.role_specs import check_role_arguments
-from engine.recipe.schema import each, format_path, plugin_failure, strict, validate
+from engine.recipe.schema import each, format_path, plugin_failure, problems_from, strict, validate
 from engine.recipe.lookups import is_known_lookup
 from engine.recipe.template import Scope, TemplateFailure, lookups_called, render
 from engine.recipe.variables import cli_vars, env_vars, file_vars, recipe_vars_files
@@ -69,21 +70,37 @@ def compile_recipe(path: Path, options: CompileOptions = CompileOptions(),
         tasks=_all_tasks(loaded), handlers=_all_handlers(loaded), builds=tuple(builds),
         verify=tuple(make_task(t, f"verify[{i}]", Origin(base_dir=loaded.path.parent), _play_inherit(doc))
                      for i, t in enumerate(doc.get("verify") or [])),
-        gather_facts=doc.get("gather_facts", True) is not False, notes=tuple(_foreign_module_notes(loaded)),
+        gather_facts=doc.get("gather_facts", True) is not False, notes=tuple(_notes(loaded)),
         force_handlers=doc.get("force_handlers", False) is True,
     )
 
 
-def _foreign_module_notes(loaded: LoadedRecipe) -> list[Problem]:
-    """Modules and lookups recipe does not have, in tasks that may never run (another system's branch)."""
+def _notes(loaded: LoadedRecipe) -> list[Problem]:
+    """What will fail if it runs without making the recipe invalid: modules and lookups recipe does not have, in
+    tasks that may never run (another system's branch); what a module says will fail."""
     notes = []
     for path, task, position in walk_task_nodes(loaded):
         for key in task:
             if is_foreign_module(key):
                 notes.append(Problem(position, f"{key}: {foreign_hint(key)}", path=path))
+            elif key in TASK_MODULES:
+                notes += _module_notes(path, task, key)
         shallow = {key: value for key, value in task.items() if key not in TASK_LIST_KEYS}
         for name in sorted(n for n in lookups_called(shallow) if not is_known_lookup(n)):
             notes.append(Problem(position, foreign_lookup_hint(name), path=path))
+    return notes
+
+
+def _module_notes(path: str, task: YMap, module: str) -> list[Problem]:
+    """The module's own notes, and its misuse under ignore_errors (on purpose: Ansible's tests check the error)."""
+    args = module_arguments(task, module)
+    notes = [Problem(task.value_pos.get(module, task.pos), note, path=f"{path}.{module}")
+             for note in TASK_MODULES.get(module).notes(args)]
+    errors = module_errors(module, args) if task.get("ignore_errors") is True else []
+    if errors:
+        notes += [Problem(p.position, f"this task will fail: {p.message}; ignore_errors lets the build go on",
+                          path=f"{path}.{p.path}", hint=p.hint)
+                  for p in problems_from(vol.MultipleInvalid(errors), task)]
     return notes
 
 

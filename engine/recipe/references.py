@@ -7,12 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
+import voluptuous as vol
+
 from engine.errors import Position, Problem, RecipeError
 from engine.recipe.kv import parse_kv
 from engine.recipe.loader import LoadedRecipe, names_a
 from engine.recipe.model import Origin, Variables
 from engine.recipe.recipe_schema import ROLE_MARK
-from engine.recipe.schema import did_you_mean, format_path
+from engine.recipe.schema import boolean, did_you_mean, format_path
 from engine.recipe.template import GLOBAL_NAMES, guarded_names, is_template, names_used, unsafe_access
 from engine.recipe.yamlpos import YMap, YSeq, load_yaml_file
 from engine.registry import TASK_MODULES
@@ -220,7 +222,8 @@ def check_references(loaded: LoadedRecipe, variables: Variables, secret_names: f
         for task, task_path, task_origin in _walk_tasks(tasks, list_path, origin, roles):
             seen = None if known is None or id(task) in handled else known | guards.get(id(task), set())
             problems += _task_reference_problems(task, task_path, seen, sources, handler_names)
-            problems += _local_file_problems(task, task_path, task_origin or origin)
+            if id(task) not in handled:    # a missing file fails the task when it runs, as in Ansible
+                problems += _local_file_problems(task, task_path, task_origin or origin)
     for layer_name, layer in (("vars", doc.get("vars")),):
         if isinstance(layer, YMap):
             problems += _template_problems(layer, [layer_name], known, expression_keys=())
@@ -280,8 +283,8 @@ def _local_file_problems(task: YMap, path: str, origin: Origin) -> list[Problem]
     """Files a task names on this machine (copy src, template src) must exist before anything runs."""
     module = next((k for k in task if k in TASK_MODULES), None)
     args = task.get(module) if module else None
-    if not isinstance(args, YMap) or TASK_MODULES.get(module) is None:
-        return []
+    if not isinstance(args, YMap) or TASK_MODULES.get(module) is None or _is_true(args.get("remote_src")):
+        return []     # remote_src: src is a path on the target
     problems = []
     for option, kind in TASK_MODULES.get(module).local_files.items():
         name = args.get(option)
@@ -294,6 +297,13 @@ def _local_file_problems(task: YMap, path: str, origin: Origin) -> list[Problem]
             problems.append(Problem(args.value_pos.get(option), f"{kind[:-1]} {name!r} not found",
                                     path=f"{path}.{module}.{option}", hint=f"looked in {searched}"))
     return problems
+
+
+def _is_true(value: Any) -> bool:
+    try:
+        return boolean(value) is True
+    except vol.Invalid:
+        return False
 
 
 def _template_problems(node: YMap, base: list, known: set[str] | None, expression_keys: tuple[str, ...],

@@ -289,15 +289,23 @@ class Scope(Mapping):
         return sum(1 for _ in self)
 
 
-def _run(template_source: str, scope: Scope, expression: bool) -> Any:
+@functools.lru_cache(maxsize=16)
+def _environment(options: tuple[tuple[str, Any], ...]) -> ImmutableSandboxedEnvironment:
+    """ENV with a template file's own syntax settings (the template module's trim_blocks, delimiters...)."""
+    return ENV.overlay(**dict(options)) if options else ENV
+
+
+def _run(template_source: str, scope: Scope, expression: bool,
+         env: ImmutableSandboxedEnvironment | None = None) -> Any:
+    env = env or ENV
     if expression:
         problem = syntax_problem(template_source, expression=True)
         if problem:  # parse alone first: the wrapper below would garble the message
             raise TemplateFailure(f"template syntax error: {problem}",
                                   hint="check the braces and quotes of the expression")
-        template = ENV.from_string("{% set __value__ = (" + template_source + ") %}")
+        template = env.from_string("{% set __value__ = (" + template_source + ") %}")
     else:
-        template = ENV.from_string(template_source)
+        template = env.from_string(template_source)
     context = template.new_context(_WithGlobals(scope), shared=True)
     if expression:
         for _ in template.root_render_func(context):
@@ -392,11 +400,12 @@ def render(value: Any, scope: Scope) -> Any:
     return value
 
 
-def render_text(text: str, scope: Scope) -> str:
-    """A whole template file's text, always rendered to a string (Jinja's escapes apply, as in Ansible's)."""
+def render_text(text: str, scope: Scope, options: Mapping[str, Any] | None = None) -> str:
+    """A whole template file's text, always rendered to a string (Jinja's escapes apply, as in Ansible's);
+    options: Jinja's syntax settings (trim_blocks, block_start_string...) where the template sets its own."""
     try:
         with backslashes(""):
-            return _run(text, scope, expression=False)
+            return _run(text, scope, expression=False, env=_environment(tuple(sorted((options or {}).items()))))
     except Exception as exc:
         raise _translate(exc, scope) from None
 

@@ -24,12 +24,21 @@ def conditional(value: Any, shown: Any) -> Result | None:
     return Result(failed=True, msg=problem) if problem else None
 
 
+# Ansible 2.19's words for an empty entry of that: (a stray `-`), which fails the task when it runs
+EMPTY = "Task failed: Empty conditional expressions are not allowed."
+
+
+def assertion(value: Any) -> Any:
+    """An entry of that:, or an empty one: Ansible loads it, and the task fails when it runs."""
+    return None if value is None else expression(value)
+
+
 class Assert(TaskModule, name="assert"):
     description = "Fail unless every expression of that: holds"
     raw_options: ClassVar[tuple[str, ...]] = ("that",)   # bare expressions: the engine must not render them
     aliases = {"msg": "fail_msg"}
     schema = {
-        vol.Required("that"): one_or_more(expression),
+        vol.Required("that"): one_or_more(assertion),
         vol.Optional("fail_msg", default="Assertion failed"): message,
         vol.Optional("success_msg", default="All assertions passed"): message,
         vol.Optional("quiet", default=False): boolean,
@@ -37,13 +46,21 @@ class Assert(TaskModule, name="assert"):
 
     @dataclass(frozen=True)
     class Params:
-        that: list[str | bool]
+        that: list[str | bool | None]
         fail_msg: str | list[str] = "Assertion failed"
         success_msg: str | list[str] = "All assertions passed"
         quiet: bool = False
 
+    @classmethod
+    def notes(cls, args: Any) -> list[str]:
+        that = args.get("that") if isinstance(args, dict) else None
+        return [f"an empty entry of that: fails the task when it runs ({EMPTY})"] \
+            if isinstance(that, list) and None in that else []
+
     async def run(self, params: Params, ctx: TaskContext) -> Result:
         for that in params.that:
+            if that is None:
+                return Result(failed=True, msg=EMPTY)
             try:
                 value = ctx.evaluate(that)
             except SandboxRefusal:

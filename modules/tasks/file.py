@@ -70,6 +70,8 @@ class File(TaskModule, name="file"):
         vol.Optional("access_time_format", default=TIME_FORMAT): text,
         vol.Optional("modification_time", default=None): maybe(text),
         vol.Optional("modification_time_format", default=TIME_FORMAT): text,
+        # internal to Ansible (its action plugins ask it in diff mode), but task files pass it too
+        vol.Optional("_diff_peek", default=None): maybe(boolean),
     }
 
     @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class File(TaskModule, name="file"):
         access_time_format: str = TIME_FORMAT
         modification_time: str | None = None
         modification_time_format: str = TIME_FORMAT
+        _diff_peek: bool | None = None
 
         def __post_init__(self) -> None:
             for name in ("access_time", "modification_time"):
@@ -98,9 +101,19 @@ class File(TaskModule, name="file"):
                 raise vol.Invalid("recurse only applies to directories", path=["recurse"])
 
     async def run(self, p: Params, ctx: TaskContext) -> Result:
+        if p._diff_peek is not None:
+            return await self.peek(p, ctx)
         result = await self.ensure(p, ctx)
         path = result.data.get("path", result.data.get("dest", p.path))
         return await with_flags(ctx, result, path, p.attributes if p.state != "absent" else None)
+
+    @staticmethod
+    async def peek(p: Params, ctx: TaskContext) -> Result:
+        """_diff_peek: only whether the file looks binary (a NUL in its first 8 KiB), changing nothing."""
+        res = await quiet(ctx, f"head -c 8192 {q(p.path)} 2>/dev/null | tr -dc '\\000' | wc -c\n")
+        if not res.ok:
+            return failure(f"could not read {p.path}", res)
+        return Result(data={"path": p.path, "appears_binary": res.stdout.strip() not in ("", "0")})
 
     async def ensure(self, p: Params, ctx: TaskContext) -> Result:
         path, qp = p.path, q(p.path)

@@ -15,6 +15,9 @@ from modules.tasks._content import WriteOptions, put_content, source_mode, valid
 from modules.tasks._remote import ATTRIBUTES, FileAttributes, maybe, mode_or_preserve, text
 
 NEWLINES = {"\\n": "\n", "\\r": "\r", "\\r\\n": "\r\n"}
+# Jinja's delimiters, which a template may set to its own (Ansible's options, Jinja's names)
+DELIMITERS = ("block_start_string", "block_end_string", "variable_start_string", "variable_end_string",
+              "comment_start_string", "comment_end_string")
 HEADER = re.compile(r"^#jinja2:(?P<settings>[^\n]*)\n")   # Ansible's per-template override line
 
 
@@ -25,27 +28,6 @@ def encoding(value: Any) -> str:
     except LookupError:
         raise vol.Invalid(f"{value!r} is not an encoding Python knows (utf-8, latin-1, ...)") from None
     return value
-
-
-def whitespace_control(source: str, trim_blocks: bool, lstrip_blocks: bool) -> str:
-    """The template text as Jinja's trim_blocks/lstrip_blocks would read it.
-
-    The renderer is shared with the rest of the recipe, where Jinja's defaults hold; Ansible's template
-    module trims blocks by default. Removing the newline after a block or comment tag, and the spaces
-    before one, in the text is what those settings do in Jinja's lexer.
-    """
-    if lstrip_blocks:
-        source = re.sub(r"^[ \t]+(?=\{[%#](?![+]))", "", source, flags=re.M)
-    if trim_blocks:
-        source = re.sub(r"(?<![+])([%#]\})\n", r"\1", source)
-    return source
-
-
-def jinja_source(source: str, trim_blocks: bool, lstrip_blocks: bool) -> str:
-    """What Ansible's Jinja environment would lex: its whitespace control, and (keep_trailing_newline off)
-    without the one final newline."""
-    source = whitespace_control(source, trim_blocks, lstrip_blocks)
-    return source[:-1] if source.endswith("\n") else source
 
 
 def keep_trailing_newlines(source: str, rendered: str) -> str:
@@ -86,6 +68,7 @@ class Template(TaskModule, name="template"):
         vol.Optional("trim_blocks", default=True): boolean,
         vol.Optional("lstrip_blocks", default=False): boolean,
         vol.Optional("output_encoding", default="utf-8"): encoding,
+        **{vol.Optional(name, default=None): maybe(vol.All(text, vol.Length(min=1))) for name in DELIMITERS},
     }
 
     @dataclass(frozen=True)
@@ -100,6 +83,12 @@ class Template(TaskModule, name="template"):
         trim_blocks: bool = True
         lstrip_blocks: bool = False
         output_encoding: str = "utf-8"
+        block_start_string: str | None = None
+        block_end_string: str | None = None
+        variable_start_string: str | None = None
+        variable_end_string: str | None = None
+        comment_start_string: str | None = None
+        comment_end_string: str | None = None
 
         def __post_init__(self) -> None:
             if validate_problem(self.validate):
@@ -108,7 +97,10 @@ class Template(TaskModule, name="template"):
     async def run(self, p: Params, ctx: TaskContext) -> Result:
         local = ctx.find_file(p.src, "templates")
         source, trim, lstrip = header_settings(local.read_text(), p.trim_blocks, p.lstrip_blocks)
-        rendered = keep_trailing_newlines(source, ctx.render_text(jinja_source(source, trim, lstrip)))
+        # Ansible's template environment: its whitespace control, keep_trailing_newline off, the delimiters set
+        options = {name: getattr(p, name) for name in DELIMITERS if getattr(p, name) is not None}
+        text = ctx.render_text(source, trim_blocks=trim, lstrip_blocks=lstrip, keep_trailing_newline=False, **options)
+        rendered = keep_trailing_newlines(source, text)
         if p.newline_sequence != "\\n":
             rendered = re.sub(r"\r\n|\r|\n", NEWLINES[p.newline_sequence], rendered)
         data = rendered.encode(p.output_encoding)

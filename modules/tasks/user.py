@@ -82,6 +82,7 @@ class User(NamedFreeForm, TaskModule, name="user"):
         vol.Optional("update_password", default="always"): vol.In(("always", "on_create")),
         vol.Optional("comment", default=None): maybe(text),
         vol.Optional("remove", default=False): boolean,
+        vol.Optional("force", default=False): boolean,      # state=absent: userdel -f (even when logged in)
     }
 
     @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class User(NamedFreeForm, TaskModule, name="user"):
         update_password: str = "always"
         comment: str | None = None
         remove: bool = False
+        force: bool = False
 
         def __post_init__(self) -> None:
             for name in ("shell", "home", "comment"):
@@ -156,7 +158,7 @@ def plan_user(p: User.Params, account: Account | None, tools: set[str]) -> tuple
         if account is None:
             return [], [], None
         if "userdel" in tools:
-            return [f"userdel {'-r ' if p.remove else ''}{n}"], ["removed"], None
+            return [f"userdel {'-r ' if p.remove else ''}{'-f ' if p.force else ''}{n}"], ["removed"], None
         if "deluser" in tools:
             return [f"deluser {'--remove-home ' if p.remove else ''}{n}"], ["removed"], None
         raise ValueError("neither userdel nor deluser is on the target")

@@ -117,6 +117,32 @@ def test_a_lookup_recipe_lacks_is_a_note_naming_its_task(tmp_path):
         ("tasks[1]", "recipe does not have the lookup 'community.general.random_string'")]
 
 
+def test_a_task_failing_on_purpose_validates_with_a_note_and_the_same_mistake_elsewhere_is_an_error(tmp_path):
+    # Ansible's own tests misuse a module under ignore_errors (or in a block with a rescue) to check its error
+    recipe = valid(tmp_path, """\
+        tasks:
+          - file: {state: touch}
+            ignore_errors: true
+          - assert: {that: ["1 == 1", null]}
+          - block:
+              - copy: {src: not_there.txt, dest: /tmp/x}
+            rescue:
+              - debug: {msg: handled}
+          - copy: {src: $HOME/.ssh/authorized_keys, dest: /tmp/keys, remote_src: true}
+        """)
+    assert [(n.path, n.message) for n in recipe.notes] == [
+        ("tasks[0].file.path", "this task will fail: required key 'path' is missing; ignore_errors lets the build "
+                               "go on"),
+        ("tasks[1].assert", "an empty entry of that: fails the task when it runs (Task failed: Empty conditional "
+                            "expressions are not allowed.)")]
+    assert problems(tmp_path, """\
+        tasks:
+          - file: {state: touch}
+          - copy: {src: not_there.txt, dest: /tmp/x}
+        """) == ["required key 'path' is missing (hint: add it)",
+                 f"file 'not_there.txt' not found (hint: looked in {tmp_path}/files, {tmp_path})"]
+
+
 # -- idioms that validate ---------------------------------------------------------------------
 
 IDIOMS = {

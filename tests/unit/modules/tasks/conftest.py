@@ -96,8 +96,8 @@ class Harness:
                 raise BuildError(f"{kind[:-1]} {src!r} not found", hint=f"looked in {self.root / kind}")
             return path
 
-        def render_text(text: str) -> str:
-            env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+        def render_text(text: str, **options: Any) -> str:
+            env = jinja2.Environment(undefined=jinja2.StrictUndefined, **{"keep_trailing_newline": True, **options})
             try:
                 return env.from_string(text).render(self.variables)
             except jinja2.TemplateError as exc:   # the engine's render_text raises TemplateFailure
