@@ -60,7 +60,7 @@ COLLECTORS = (
     Collector("lsb", _only(system.lsb_facts)),
     Collector("cmdline", _only(system.cmdline_facts)),
     Collector("dns", _only(system.dns_facts)),
-    Collector("python", _nothing),
+    Collector("python", _only(system.python_facts)),
     Collector("loadavg", _only(system.loadavg_facts)),
     Collector("iscsi", _only(system.iscsi_facts)),
     Collector("nvme", _only(system.nvme_facts)),

@@ -100,10 +100,27 @@ def platform_facts(probe: Probe) -> dict[str, Any]:
         userspace = {"64": "x86_64", "32": "i386"}.get(bits)
         if userspace:
             facts["userspace_architecture"] = userspace
+    python = python_facts(probe).get("python")
+    if python:    # platform.python_version() of the module's Python, in Ansible
+        facts["python_version"] = ".".join(str(part) for part in python["version_info"][:3])
     machine_id = probe.text("dbus_machine_id") or probe.text("etc_machine_id")
     if machine_id:
         facts["machine_id"] = machine_id.splitlines()[0]
     return facts
+
+
+def python_facts(probe: Probe) -> dict[str, Any]:
+    """The python collector's, of the target's Python where it has one (the one Ansible's interpreter discovery
+    picks first): recipe runs none, but content reads ansible_python.executable. None: no fact, as no module."""
+    lines = probe.lines("python")
+    parts = lines[1].split() if len(lines) >= 4 else []
+    if len(parts) != 5 or not all(part.isdigit() for part in (*parts[:3], parts[4])):
+        return {}
+    major, minor, micro, level, serial = int(parts[0]), int(parts[1]), int(parts[2]), parts[3], int(parts[4])
+    return {"python": {"version": {"major": major, "minor": minor, "micro": micro, "releaselevel": level,
+                                   "serial": serial},
+                       "version_info": [major, minor, micro, level, serial], "executable": lines[0],
+                       "has_sslcontext": lines[3] == "True", "type": lines[2]}}
 
 
 def host_facts(node: str, fqdn_lines: list[str]) -> dict[str, Any]:

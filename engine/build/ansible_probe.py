@@ -91,6 +91,17 @@ s sbin_init; [ -L /sbin/init ] && readlink /sbin/init
 s proc1_container; tr '\0' '\n' 2>/dev/null </proc/1/environ | grep 'container='
 s exists; for p in """ + " ".join((*EXISTS_PATHS, *DIST_FILES)) + r"""; do [ -e "$p" ] && echo "$p"; done
 s bins; for b in systemctl initctl ip getent findmnt lsblk; do has "$b" && echo "$b"; done
+s python
+for p in /usr/bin/python3 /usr/libexec/platform-python /usr/bin/python; do
+  [ -x "$p" ] || continue
+  "$p" -c 'import sys
+print(sys.executable); print(*sys.version_info); print(sys.implementation.name)
+try:
+    import ssl; print(hasattr(ssl, "SSLContext"))
+except ImportError:
+    print(False)' 2>/dev/null
+  break
+done
 u=${LOGNAME:-${USER:-${LNAME:-${USERNAME:-}}}}
 [ -n "$u" ] || u=$(id -un 2>/dev/null)
 s login; echo "$u"

@@ -168,6 +168,16 @@ def test_service_mgr_pkg_mgr_selinux_apparmor_and_virtualization():
     assert facts["form_factor"] == "Other" and facts["bios_vendor"] == "NA"
 
 
+def test_python_facts_describe_the_targets_python_and_are_left_out_without_one():
+    facts = ansible_facts(probe(python="/usr/bin/python3\n3 11 2 final 0\ncpython\nTrue"), ["!all", "python"])
+    assert facts["python"] == {"version": {"major": 3, "minor": 11, "micro": 2, "releaselevel": "final", "serial": 0},
+                               "version_info": [3, 11, 2, "final", 0], "executable": "/usr/bin/python3",
+                               "has_sslcontext": True, "type": "cpython"}
+    assert facts["python_version"] == "3.11.2"
+    bare = ansible_facts(probe(python=""), ["!all", "python"])
+    assert "python" not in bare and "python_version" not in bare
+
+
 def test_gather_subset_and_filter_keep_ansibles_meaning():
     facts = probe({"/etc/os-release": DEBIAN_OS_RELEASE}, bins="ip")
     minimal = ansible_facts(facts, ["!all"])
