@@ -80,7 +80,7 @@ def corpus_items(corpus: Path, work: Path) -> list[Item]:
             # gathering facts, as ansible-test's play for a POSIX target does; in diff mode, which some targets'
             # asserts need (file's modification_time.yml reads .diff of a task without `diff: yes`)
             items.append(Item(name=target.name, roles=(target.name,), roles_path=targets, gather_facts=True,
-                              diff=True))
+                              ansible_test=True))
     roles = corpus / "roles"
     for role in sorted(roles.iterdir()) if roles.is_dir() else []:
         if (role / "tasks/main.yml").is_file():

@@ -50,6 +50,7 @@ DUMP_PREFIX = "oracle: registered "  # the dump tasks' names: left out of the st
 VOLATILE = frozenset({"start", "end", "delta", "invocation", "atime", "mtime", "ctime", "inode", "dev", "version",
                       "_ansible_no_log", "_ansible_verbose_always", "warnings", "deprecations",
                       "ansible_job_id", "results_file"})     # an async job's id is new every time
+UPLOAD = "/.ansible/tmp/"       # in the path of what Ansible uploads to the target's HOME
 TOOLS = ("ansible", "recipe")
 # a runaway run (handlers notifying each other forever) is read this far: its events, and per item its statuses
 MAX_EVENTS = 100_000
@@ -85,7 +86,9 @@ class Item:
     roles: tuple[str, ...] = ()
     handlers: str = ""                   # a handlers file's text, put under the play's `handlers:` as it is
     gather_facts: bool = False
-    diff: bool = False                   # both tools run it with --diff
+    # run as ansible-test runs its targets: with --diff, and OUTPUT_DIR (the tool's remote_tmp_dir) in the
+    # controller's environment (the corpus bench's targets)
+    ansible_test: bool = False
     registered: tuple[str, ...] = ()     # register: names to dump after the tasks
     roles_path: Path | None = None
     xfail: str | None = None             # a case's expected failure, with its reason
@@ -648,7 +651,8 @@ class Batch:
         """A whole play's ansible-playbook options (extra vars, tags) and environment; none for the others."""
         play = item.play
         if play is None:
-            return ["--diff"] if item.diff else [], {}
+            return (["--diff"], {"OUTPUT_DIR": str(self.remote_dir("ansible", item))}) if item.ansible_test \
+                else ([], {})
         options = ["-e", json.dumps(self._here(play.extra_vars, "ansible", item))] if play.extra_vars else []
         options += ["--tags", play.tags] if play.tags else []
         options += ["--skip-tags", play.skip_tags] if play.skip_tags else []
@@ -673,13 +677,15 @@ class Batch:
         env = {**os.environ, "HOME": str(self.home)} if self.home is not None else dict(os.environ)
         if items and items[0].play:
             env.update(self._here(items[0].play.env, "recipe", items[0]))
+        if items and items[0].ansible_test:
+            env["OUTPUT_DIR"] = str(self.remote_dir("recipe", items[0]))
         return env
 
     def _recipe_options(self, items: Sequence[Item], run: bool) -> list[str]:
         """--roles-path; a whole play's --var (its host's inventory variables, its extra vars) and tags."""
         roles_path = next((i.roles_path for i in items if i.roles_path), None)
         options = ["--roles-path", str(roles_path)] if roles_path else []
-        options += ["--diff"] if run and items and items[0].diff else []
+        options += ["--diff"] if run and items and items[0].ansible_test else []
         play = items[0].play if items else None
         if play is None:
             return options
@@ -790,6 +796,8 @@ def comparable(ansible: Any, recipe: Any, path: str = "") -> list[str]:
     if isinstance(ansible, dict) and isinstance(recipe, dict):
         problems = []
         for key in sorted(set(ansible) & set(recipe) - VOLATILE):
+            if key == "src" and isinstance(ansible[key], str) and UPLOAD in ansible[key]:
+                continue     # the temporary copy each tool wrote (copy, template): never the same path
             problems += comparable(ansible[key], recipe[key], f"{path}.{key}" if path else key)
         return problems
     if isinstance(ansible, list) and isinstance(recipe, list) and len(ansible) == len(recipe):

@@ -17,7 +17,7 @@ from _string import formatter_field_name_split
 from collections.abc import Callable, Mapping
 from typing import Any, Iterable, Iterator
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.lexer import Lexer
 from jinja2.filters import FILTERS as DEFAULT_FILTERS
@@ -291,8 +291,13 @@ class Scope(Mapping):
 
 @functools.lru_cache(maxsize=16)
 def _environment(options: tuple[tuple[str, Any], ...]) -> ImmutableSandboxedEnvironment:
-    """ENV with a template file's own syntax settings (the template module's trim_blocks, delimiters...)."""
-    return ENV.overlay(**dict(options)) if options else ENV
+    """ENV with a template file's own syntax settings (the template module's trim_blocks, delimiters...), and
+    `searchpath`: the folders its {% import %} and {% include %} find templates in."""
+    settings = dict(options)
+    searchpath = settings.pop("searchpath", ())
+    if searchpath:
+        settings["loader"] = FileSystemLoader(list(searchpath))
+    return ENV.overlay(**settings) if settings else ENV
 
 
 def _run(template_source: str, scope: Scope, expression: bool,

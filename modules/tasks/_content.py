@@ -161,7 +161,7 @@ async def put_content(ctx: TaskContext, data: bytes, dest: str, attrs: Attrs, *,
     if rewrite:
         problem, out = await _write(ctx, data, path, attrs, umask, st if regular else None, options, mkdir)
         after = Stat.parse(first(out, "after"))
-        data_out.update({"backup_file": first(out, "backup")} if "backup" in out else {})
+        data_out.update({"backup_file": first(out, "backup")} if "backup" in out else {}, src=first(out, "src"))
     else:
         problem, after = await _set_attrs(ctx, path, attrs)
     if not problem:

@@ -238,6 +238,7 @@ def install_script(upload: str, dest: str, mode: int, attrs: Attrs, existing: St
     steps += ["umask 077", f"cat {q(upload) if upload else ''} > {tmp}"]   # unreadable to others until chmod
     steps += place_commands(tmp, dest, mode, attrs, existing, validate_command(validate, name) if validate else "")
     steps.append("{ " + stat_sh(q(dest), "after").rstrip("\n") + "; }")
+    steps.append(f"printf 'src %s\\n' {tmp}")     # the copy written (gone now): Ansible registers its upload's
     cleanup = f"rm -f {q(upload) if upload and not keep_source else ''} {tmp} 2>/dev/null"
     return "{ " + " && ".join(steps) + f"; }}; rc=$?; {cleanup}; exit $rc"
 

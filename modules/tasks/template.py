@@ -4,6 +4,7 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import voluptuous as vol
@@ -35,6 +36,16 @@ def keep_trailing_newlines(source: str, rendered: str) -> str:
     want = len(source) - len(source.rstrip("\n"))
     have = len(rendered) - len(rendered.rstrip("\n"))
     return rendered + "\n" * (want - have) if have < want else rendered
+
+
+def search_path(local: Path) -> tuple[str, ...]:
+    """Where the template's {% import %}/{% include %} look, as Ansible's template action's search path has
+    them: the template's own folder, then the templates/ folder it is in and that folder's parent (the role)."""
+    found = [local.parent]
+    templates = next((folder for folder in local.parents if folder.name == "templates"), None)
+    if templates is not None:
+        found += [templates, templates.parent]
+    return tuple(dict.fromkeys(str(folder) for folder in found))
 
 
 def header_settings(source: str, trim_blocks: bool, lstrip_blocks: bool) -> tuple[str, bool, bool]:
@@ -99,6 +110,7 @@ class Template(TaskModule, name="template"):
         source, trim, lstrip = header_settings(local.read_text(), p.trim_blocks, p.lstrip_blocks)
         # Ansible's template environment: its whitespace control, keep_trailing_newline off, the delimiters set
         options = {name: getattr(p, name) for name in DELIMITERS if getattr(p, name) is not None}
+        options["searchpath"] = search_path(local)
         text = ctx.render_text(source, trim_blocks=trim, lstrip_blocks=lstrip, keep_trailing_newline=False, **options)
         rendered = keep_trailing_newlines(source, text)
         if p.newline_sequence != "\\n":
@@ -109,6 +121,5 @@ class Template(TaskModule, name="template"):
         attrs = Attrs(source_mode(local) if p.mode == "preserve" else p.mode, p.owner, p.group)
         options = WriteOptions(force=p.force, backup=p.backup, validate=p.validate, follow=p.follow,
                                flags=p.attributes)
-        result = await put_content(ctx, data, p.dest, attrs, basename=basename, options=options)
-        # Ansible's `src` is the temporary copy it uploaded; recipe uploads none, so it registers no src
-        return result
+        # a written file's `src` is the temporary copy put beside it, as Ansible's is the one it uploaded
+        return await put_content(ctx, data, p.dest, attrs, basename=basename, options=options)

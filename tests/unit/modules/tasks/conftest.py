@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import pytest
 
 from engine.build.taskmodule import Result, TaskContext
 from engine.errors import BuildError
-from engine.recipe.template import Scope, TemplateFailure, evaluate
+from engine.recipe.template import Scope, evaluate
+from engine.recipe.template import render_text as render_engine_text
 from engine.registry import TASK_MODULES, load_plugins
 from engine.remote.connection import Become, CommandResult
 
@@ -96,12 +96,8 @@ class Harness:
                 raise BuildError(f"{kind[:-1]} {src!r} not found", hint=f"looked in {self.root / kind}")
             return path
 
-        def render_text(text: str, **options: Any) -> str:
-            env = jinja2.Environment(undefined=jinja2.StrictUndefined, **{"keep_trailing_newline": True, **options})
-            try:
-                return env.from_string(text).render(self.variables)
-            except jinja2.TemplateError as exc:   # the engine's render_text raises TemplateFailure
-                raise TemplateFailure(str(exc)) from None
+        def render_text(text: str, **options: Any) -> str:     # the engine's, as a task gets it
+            return render_engine_text(text, Scope([self.variables]), options)
 
         def evaluate_expression(expression: Any) -> Any:   # the engine's own evaluation, as `when:` gets it
             return evaluate(expression, Scope([self.variables], fixed={"facts": self.facts}))
