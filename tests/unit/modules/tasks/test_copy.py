@@ -1,13 +1,17 @@
+import asyncio
 import hashlib
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import voluptuous as vol
 
 from engine.errors import BuildError
-from tests.unit.modules.tasks.conftest import leftovers, mode_of
+from engine.registry import TASK_MODULES
+from modules.tasks._copytree import walk
+from tests.unit.modules.tasks.conftest import ansible_module, leftovers, mode_of
 
 
 def test_copy_content_writes_the_file(h, target):
@@ -202,7 +206,7 @@ def test_copy_mode_preserve_takes_the_source_mode(h, target):
     src = h.file("files", "run.sh", "#!/bin/sh\n")
     os.chmod(src, 0o750)
     result = h.run("copy", {"src": "run.sh", "dest": str(target / "run.sh"), "mode": "preserve"})
-    assert result.changed and mode_of(target / "run.sh") == 0o750 and "src" not in result.data
+    assert result.changed and mode_of(target / "run.sh") == 0o750 and ".run.sh.recipe-" in result.data["src"]
     with pytest.raises(vol.Invalid):
         h.params("copy", {"content": "x", "dest": str(target / "f"), "mode": "preserve"})
 
@@ -236,9 +240,8 @@ def test_copy_attributes_are_set_with_chattr(h, target):
 
 
 def test_copy_refuses_options_it_cannot_honour(h, target):
-    for option in ({"setype": "etc_t"}, {"decrypt": False}):
-        with pytest.raises(vol.Invalid, match="unknown option"):
-            h.params("copy", {"content": "x", "dest": str(target / "f"), **option})
+    with pytest.raises(vol.Invalid, match="unknown option"):
+        h.params("copy", {"content": "x", "dest": str(target / "f"), "setype": "etc_t"})
     assert h.params("copy", {"content": "x", "dest": str(target / "f"), "unsafe_writes": "yes"}).unsafe_writes
 
 
@@ -262,8 +265,9 @@ def test_template_newline_sequence_encoding_and_header(h, target):
     assert (target / "hdr").read_text() == "\nx\n"
     with pytest.raises(vol.Invalid):
         h.params("template", {"src": "w.j2", "dest": str(target / "w"), "output_encoding": "klingon"})
-    with pytest.raises(vol.Invalid, match="unknown option"):
-        h.params("template", {"src": "w.j2", "dest": str(target / "w"), "variable_start_string": "[["})
+    # template takes Ansible's delimiter options now
+    assert h.params("template", {"src": "w.j2", "dest": str(target / "w"),
+                                 "variable_start_string": "[["}).variable_start_string == "[["
 
 
 def test_template_numeric_mode_and_key_value(h, target):
@@ -271,3 +275,233 @@ def test_template_numeric_mode_and_key_value(h, target):
     result = h.run("template", f"src=m.j2 dest={target / 'm'} mode=0600 backup=yes")
     assert result.changed and mode_of(target / "m") == 0o600 and (target / "m").read_text() == "8080\n"
     assert h.run("template", {"src": "m.j2", "dest": str(target / "m"), "mode": 0o600}).status == "ok"
+
+
+# A directory src: Ansible's action plugin copies the tree (checked against ansible-core 2.19's copy).
+
+def copy_tree(h, args, check=False):
+    """h.run("copy", args) where src may be a directory: the harness's find_file finds files only, the
+    engine's, like Ansible's _find_needle, finds a directory too."""
+    ctx = h.context(check)
+    ctx.find_file = lambda src, kind: h.root / kind / src
+    h.connection.reset()
+    return asyncio.run(TASK_MODULES.get("copy")().run(h.params("copy", args), ctx))
+
+
+def make_tree(h):
+    """files/conf: a.txt, sub/b.txt, sub/deep/c.txt, a link to a file and a link to a directory."""
+    h.file("files", "conf/a.txt", "a\n")
+    h.file("files", "conf/sub/b.txt", "b\n")
+    h.file("files", "conf/sub/deep/c.txt", "c\n")
+    (h.root / "files" / "conf" / "to_a").symlink_to("a.txt")
+    (h.root / "files" / "conf" / "sub" / "to_deep").symlink_to("deep")
+    return h.root / "files" / "conf"
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every path under root: what it is, its mode and owner, its content or link target."""
+    found = {}
+    for here, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(here) / name
+            rel, info = str(path.relative_to(root)), path.lstat()
+            if path.is_symlink():
+                found[rel] = ("link", os.readlink(path))
+            elif path.is_dir():
+                found[rel] = ("directory", f"{info.st_mode & 0o7777:04o}", info.st_uid, info.st_gid)
+            else:
+                found[rel] = ("file", f"{info.st_mode & 0o7777:04o}", info.st_uid, info.st_gid, path.read_bytes())
+    return found
+
+
+def test_copy_tree_the_directory_itself_or_its_contents(h, target):
+    conf = make_tree(h)
+    itself = copy_tree(h, {"src": "conf", "dest": str(target / "t1")})
+    assert itself.changed and itself.data == {"dest": f"{target}/t1/", "src": str(conf)}
+    assert (target / "t1" / "conf" / "sub" / "deep" / "c.txt").read_text() == "c\n"
+    # local_follow (the default) copies what links point to: a file, and a directory walked as one
+    assert (target / "t1" / "conf" / "to_a").read_text() == "a\n" and not (target / "t1" / "conf" / "to_a").is_symlink()
+    assert (target / "t1" / "conf" / "sub" / "to_deep" / "c.txt").read_text() == "c\n"
+    assert len(h.connection.scripts) == 2                       # one probe, one script for every change
+    contents = copy_tree(h, {"src": "conf/", "dest": str(target / "t2")})
+    assert contents.changed and contents.data == {"dest": f"{target}/t2/", "src": f"{conf}/"}
+    assert sorted(os.listdir(target / "t2")) == ["a.txt", "sub", "to_a"]
+    again = copy_tree(h, {"src": "conf", "dest": str(target / "t1")})
+    assert again.status == "ok" and len(h.connection.scripts) == 1 and h.connection.uploads == []
+    assert leftovers(h) == [] and not [p for p in os.listdir("/tmp") if p.startswith(".recipe-")
+                                       and os.path.isdir(f"/tmp/{p}") and not os.listdir(f"/tmp/{p}")]
+
+
+def test_copy_tree_matches_ansible(h, target):
+    make_tree(h)
+    for src, options in (("conf", {}), ("conf/", {"mode": "0640", "directory_mode": "0750"}),
+                         ("conf/", {"local_follow": False})):
+        mine, theirs, local = target / "mine", target / "theirs", f"{h.root}/files/{src}"   # Path drops the /
+        for run in (1, 2):
+            ours = copy_tree(h, {"src": src, "dest": str(mine), **options})
+            real = ansible_module("copy", {"src": local, "dest": str(theirs), **options})
+            assert snapshot(mine) == snapshot(theirs), (src, options, run)
+            assert (ours.changed, ours.data["dest"]) == (real["changed"], real["dest"].replace("theirs", "mine"))
+            assert ours.data["src"] == real["src"] == local and ours.changed is (run == 1)
+        subprocess.run(["rm", "-rf", str(mine), str(theirs)], check=True)
+
+
+def test_copy_tree_modes(h, target):
+    make_tree(h)
+    os.umask(0o022)
+    (target / "t" / "conf" / "sub").mkdir(parents=True)          # an existing directory of the tree
+    result = copy_tree(h, {"src": "conf", "dest": str(target / "t"), "mode": "0600", "directory_mode": "0700"})
+    assert result.changed
+    assert mode_of(target / "t") == 0o755                         # dest was there: not the tree's
+    assert mode_of(target / "t" / "conf") == 0o755                # the top directory was there too
+    assert mode_of(target / "t" / "conf" / "sub") == 0o700        # a directory of the tree gets directory_mode
+    assert mode_of(target / "t" / "conf" / "sub" / "deep") == 0o700
+    assert mode_of(target / "t" / "conf" / "sub" / "b.txt") == 0o600
+    fresh = copy_tree(h, {"src": "conf/", "dest": str(target / "new" / "dir"), "directory_mode": "0750"})
+    assert fresh.changed and mode_of(target / "new") == 0o750 and mode_of(target / "new" / "dir") == 0o750
+    assert mode_of(target / "new" / "dir" / "a.txt") == 0o644     # the umask's default, as Ansible's
+    (target / "t" / "conf" / "a.txt").chmod(0o644)
+    fixed = copy_tree(h, {"src": "conf", "dest": str(target / "t"), "mode": "0600", "directory_mode": "0700"})
+    assert fixed.changed and mode_of(target / "t" / "conf" / "a.txt") == 0o600 and h.connection.uploads == []
+    assert copy_tree(h, {"src": "conf", "dest": str(target / "t"), "mode": "0600",
+                         "directory_mode": "0700"}).status == "ok"
+
+
+def test_copy_tree_links_kept(h, target):
+    make_tree(h)
+    result = copy_tree(h, {"src": "conf/", "dest": str(target / "t"), "local_follow": False})
+    assert result.changed and os.readlink(target / "t" / "to_a") == "a.txt"
+    assert os.readlink(target / "t" / "sub" / "to_deep") == "deep"
+    assert copy_tree(h, {"src": "conf/", "dest": str(target / "t"), "local_follow": False}).status == "ok"
+    (target / "t" / "to_a").unlink()
+    (target / "t" / "to_a").symlink_to("elsewhere")
+    assert copy_tree(h, {"src": "conf/", "dest": str(target / "t"), "local_follow": False}).changed
+    assert os.readlink(target / "t" / "to_a") == "a.txt"
+
+
+def test_walk_keeps_a_link_to_a_parent_as_a_link(h):
+    conf = make_tree(h)
+    (conf / "sub" / "up").symlink_to("..")              # followed, it would copy the tree into itself forever
+    tree = walk(str(conf) + "/", local_follow=True)
+    assert ("..", "sub/up") in tree.symlinks
+    assert sorted(rel for _, rel in tree.files) == ["a.txt", "sub/b.txt", "sub/deep/c.txt", "sub/to_deep/c.txt",
+                                                    "to_a"]
+    assert sorted(tree.directories) == ["sub", "sub/deep", "sub/to_deep"]
+    itself = walk(str(conf), local_follow=False)
+    assert sorted(rel for _, rel in itself.symlinks) == ["conf/sub/to_deep", "conf/sub/up", "conf/to_a"]
+
+
+def test_copy_tree_check_mode_writes_nothing(h, target):
+    make_tree(h)
+    result = copy_tree(h, {"src": "conf", "dest": str(target / "t")}, check=True)
+    assert result.changed and os.listdir(target) == [] and h.connection.uploads == []
+    copy_tree(h, {"src": "conf", "dest": str(target / "t")})
+    assert copy_tree(h, {"src": "conf", "dest": str(target / "t")}, check=True).status == "ok"
+    (target / "t" / "conf" / "a.txt").write_text("changed\n")
+    assert copy_tree(h, {"src": "conf", "dest": str(target / "t")}, check=True).changed
+    assert (target / "t" / "conf" / "a.txt").read_text() == "changed\n"
+
+
+def test_copy_tree_of_many_files_is_one_upload(h, target):
+    for index in range(300):
+        h.file("files", f"many/d{index % 7}/f{index}", os.urandom(512))
+    result = copy_tree(h, {"src": "many/", "dest": str(target / "t")})
+    assert result.changed and len(h.connection.scripts) == 2 and len(h.connection.uploads) == 1
+    assert (target / "t" / "d3" / "f10").read_bytes() == (h.root / "files" / "many" / "d3" / "f10").read_bytes()
+    assert len(list((target / "t").rglob("f*"))) == 300 and leftovers(h) == []
+
+
+def test_copy_tree_of_one_file_registers_the_modules_result(h, target):
+    h.file("files", "one/only.txt", "only\n")
+    result = copy_tree(h, {"src": "one", "dest": str(target / "t") + "/"})
+    path = str(target / "t" / "one" / "only.txt")
+    assert result.data["dest"] == path and result.data["checksum"] == hashlib.sha1(b"only\n").hexdigest()
+    assert result.data["md5sum"] == hashlib.md5(b"only\n").hexdigest() and result.data["state"] == "file"
+    again = copy_tree(h, {"src": "one", "dest": str(target / "t") + "/"})
+    assert again.status == "ok" and again.data["path"] == path and again.data["size"] == 5
+
+
+def test_copy_tree_force_false_and_owner(h, target):
+    make_tree(h)
+    (target / "t").mkdir()
+    (target / "t" / "a.txt").write_text("mine\n")
+    result = copy_tree(h, {"src": "conf/", "dest": str(target / "t"), "force": False, "owner": "nobody",
+                           "group": "nogroup"})
+    assert result.changed and (target / "t" / "a.txt").read_text() == "mine\n"
+    assert (target / "t" / "a.txt").stat().st_uid == 0                       # left alone altogether
+    for path in ("sub", "sub/b.txt", "sub/deep", "to_a"):
+        assert (target / "t" / path).stat().st_uid == 65534 and (target / "t" / path).stat().st_gid == 65534
+    assert (target / "t").stat().st_uid == 0                                 # dest was there: not the tree's
+
+
+def test_copy_remote_tree(h, target):
+    make_tree(h)
+    source = h.root / "files" / "conf"
+    itself = h.run("copy", {"src": str(source), "dest": str(target / "r1"), "remote_src": True})
+    assert itself.changed and itself.data["dest"] == str(target / "r1") and itself.data["state"] == "directory"
+    assert itself.data["checksum"] is None and len(h.connection.scripts) == 1
+    assert os.readlink(target / "r1" / "conf" / "to_a") == "a.txt"       # local_follow unset: links stay links
+    again = h.run("copy", {"src": str(source), "dest": str(target / "r1"), "remote_src": True})
+    assert again.status == "ok" and again.data["dest"] == str(target / "r1" / "conf")
+    (source / "sub" / "b.txt").write_text("new b\n")
+    (source / "sub" / "new.txt").write_text("new\n")
+    merged = h.run("copy", {"src": f"{source}/", "dest": str(target / "r1" / "conf"), "remote_src": True})
+    assert merged.changed and (target / "r1" / "conf" / "sub" / "b.txt").read_text() == "new b\n"
+    assert (target / "r1" / "conf" / "sub" / "new.txt").read_text() == "new\n"
+    followed = h.run("copy", {"src": f"{source}/", "dest": str(target / "r2"), "remote_src": True,
+                              "local_follow": True})
+    assert followed.changed and not (target / "r2" / "to_a").is_symlink()
+
+
+def test_copy_remote_tree_dest_parents_and_check_mode(h, target):
+    make_tree(h)
+    source = str(h.root / "files" / "conf")
+    checked = h.run("copy", {"src": source, "dest": f"{target}/a/b/", "remote_src": True}, check=True)
+    assert checked.changed and checked.msg == f"dest directory {target}/a/b would be created"
+    assert os.listdir(target) == []
+    made = h.run("copy", {"src": source, "dest": f"{target}/a/b/", "remote_src": True, "directory_mode": "0700"})
+    assert made.changed and made.data["dest"] == f"{target}/a/b/conf" and mode_of(target / "a") == 0o700
+    assert mode_of(target / "a" / "b") == 0o700 and (target / "a" / "b" / "conf" / "sub" / "b.txt").exists()
+    missing = h.run("copy", {"src": source, "dest": f"{target}/x/y", "remote_src": True})
+    assert missing.failed and missing.msg == f"Destination directory {target}/x does not exist"
+    assert h.run("copy", {"src": source, "dest": f"{target}/c", "remote_src": True}, check=True).changed
+    assert not (target / "c").exists()
+
+
+def test_copy_remote_tree_matches_ansible(h, target):
+    make_tree(h)
+    source = str(h.root / "files" / "conf")
+    for src, options in ((source, {}), (source + "/", {"local_follow": True, "owner": "nobody"})):
+        for run in (1, 2):
+            ours = h.run("copy", {"src": src, "dest": str(target / "mine"), "remote_src": True, **options})
+            real = ansible_module("copy", {"src": src, "dest": str(target / "theirs"), "remote_src": True,
+                                           **options})
+            assert snapshot(target / "mine") == snapshot(target / "theirs"), (src, options, run)
+            assert ours.changed == real["changed"] and ours.data["dest"] == real["dest"].replace("theirs", "mine")
+        subprocess.run(["rm", "-rf", str(target / "mine"), str(target / "theirs")], check=True)
+
+
+def test_copy_ansibles_words_for_missing_options(h, target):
+    with pytest.raises(vol.Invalid, match=re.escape("src (or content) is required")):
+        h.params("copy", {"src": "", "dest": str(target / "f")})
+    with pytest.raises(vol.Invalid, match="src and content are mutually exclusive"):
+        h.params("copy", {"src": "a", "content": "b", "dest": str(target / "f")})
+    with pytest.raises(vol.MultipleInvalid) as missing:
+        h.params("copy", {"content": "x"})
+    assert [(type(e), e.path) for e in missing.value.errors] == [(vol.RequiredFieldInvalid, ["dest"])]
+    assert TASK_MODULES.get("copy").missing_words.format("dest") == "dest is required"
+    # decrypt: Ansible decrypts vault files; recipe has none, so it is accepted and changes nothing
+    h.file("files", "plain.txt", "plain\n")
+    assert h.run("copy", {"src": "plain.txt", "dest": str(target / "p"), "decrypt": "no"}).changed
+    assert (target / "p").read_text() == "plain\n"
+
+
+def test_copy_tree_backup_and_validate(h, target):
+    h.file("files", "one/only.txt", "new\n")
+    (target / "one").mkdir()
+    (target / "one" / "only.txt").write_text("old\n")
+    result = copy_tree(h, {"src": "one", "dest": str(target), "backup": True})
+    assert result.changed and open(result.data["backup_file"]).read() == "old\n"
+    assert (target / "one" / "only.txt").read_text() == "new\n"
+    refused = copy_tree(h, {"src": "one", "dest": str(target), "validate": "true %s"})
+    assert refused.failed and "validate" in refused.msg
