@@ -116,8 +116,7 @@ class Template(TaskModule, name="template"):
         if p.newline_sequence != "\\n":
             rendered = re.sub(r"\r\n|\r|\n", NEWLINES[p.newline_sequence], rendered)
         data = rendered.encode(p.output_encoding)
-        # Into a directory, site.conf.j2 becomes site.conf: the suffix names the source's kind, not the result's.
-        basename = local.name[:-3] if local.name.endswith(".j2") and len(local.name) > 3 else local.name
+        basename = local.name     # into a directory, as Ansible: site.conf.j2 stays site.conf.j2
         attrs = Attrs(source_mode(local) if p.mode == "preserve" else p.mode, p.owner, p.group)
         options = WriteOptions(force=p.force, backup=p.backup, validate=p.validate, follow=p.follow,
                                flags=p.attributes)
