@@ -1,10 +1,17 @@
+import asyncio
+import dataclasses
+import json
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 from datetime import datetime
 
 import pytest
 import voluptuous as vol
 
+from engine.registry import TASK_MODULES
 from tests.unit.modules.tasks.conftest import mode_of
 
 
@@ -187,3 +194,113 @@ def test_attributes_with_chattr(h, target):
     assert h.run("file", {"path": str(target / "f"), "attr": "+A"}).changed
     flags = subprocess.run(["lsattr", "-d", str(target / "f")], capture_output=True, text=True).stdout.split()[0]
     assert "A" in flags
+
+
+# The diff in diff mode (ctx.diff), compared with ansible-core's own file module run on the same paths.
+
+def run_diff(h, args, check: bool = False):
+    """h.run with the TaskContext's diff flag set, as `diff: yes` or --diff sets it."""
+    h.connection.reset()
+    context = dataclasses.replace(h.context(check), diff=True)
+    return asyncio.run(TASK_MODULES.get("file")().run(h.params("file", args), context))
+
+
+def ansible_file(args: dict, check: bool) -> dict:
+    """What ansible-core's file module returns in diff mode: the module itself, run as Ansible runs it (its
+    arguments in a file), so its diff is not dropped by a callback."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_diff": True, "_ansible_check_mode": check}}, handle)
+        handle.flush()
+        done = subprocess.run([sys.executable, "-m", "ansible.modules.file", handle.name],
+                              capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip(), f"ansible's file module gave nothing: {done.stderr[-500:]}"
+    return json.loads(done.stdout)
+
+
+def timeless(diff):
+    """A diff with its times as their type: a time Ansible reads or sets differs between two runs."""
+    if not isinstance(diff, dict):
+        return diff
+    return {side: {key: type(value).__name__ if key in ("atime", "mtime") else value
+                   for key, value in values.items()} for side, values in diff.items()}
+
+
+SCENARIOS = [   # (shell run in an empty directory first, arguments with @ for that directory)
+    ("echo x > f", {"path": "@/f", "state": "file", "mode": "0600"}),
+    ("echo x > f; ln f g", {"path": "@/f", "state": "file"}),
+    ("echo x > f; ln -s f l", {"path": "@/l", "state": "file", "mode": "u=rw"}),
+    ("echo x > f", {"path": "@/f", "owner": "nobody", "group": "nogroup", "mode": "0640"}),
+    ("echo x > f", {"path": "@/f", "modification_time": "202001021304.05", "access_time": "now"}),
+    ("", {"path": "@/d/e", "state": "directory", "mode": "0700", "owner": "65534"}),
+    ("mkdir d; ln -s d l", {"path": "@/l", "state": "directory", "mode": "0700"}),
+    ("mkdir -p d/a/b d/c; touch d/f d/a/g d/a/b/h; ln -s a d/la; ln -s f d/lf", {"path": "@/d", "state": "absent"}),
+    ("ln -s nowhere l", {"path": "@/l", "state": "absent"}),
+    ("", {"path": "@/f", "state": "absent"}),
+    ("", {"path": "@/t", "state": "touch", "mode": "0600"}),
+    ("mkdir t", {"path": "@/t", "state": "touch"}),
+    ("touch f g; ln -s f l", {"path": "@/l", "state": "link", "src": "g"}),
+    ("touch f g", {"path": "@/g", "state": "link", "src": "f", "force": True}),
+    ("touch f", {"path": "@/h", "state": "hard", "src": "@/f", "mode": "0600"}),
+    ("touch f; ln -s f h", {"path": "@/h", "state": "hard", "src": "@/f", "force": True}),
+    ("touch f", {"path": "@/f", "state": "file", "attributes": "A", "mode": "0600"}),
+]
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["run", "check"])
+@pytest.mark.parametrize("setup,args", SCENARIOS, ids=[f"{a.get('state')}-{s or 'empty'}" for s, a in SCENARIOS])
+def test_diff_is_ansibles(h, target, setup, args, check):
+    args = {key: value.replace("@", str(target)) if isinstance(value, str) else value for key, value in args.items()}
+
+    def fresh() -> None:
+        shutil.rmtree(target)
+        target.mkdir()
+        subprocess.run(setup or "true", shell=True, cwd=target, check=True)
+
+    fresh()
+    ours = run_diff(h, args, check).as_register()
+    fresh()
+    theirs = ansible_file(args, check)
+    assert (ours["changed"], ours["failed"]) == (theirs["changed"], theirs.get("failed", False))
+    assert timeless(ours.get("diff")) == timeless(theirs.get("diff"))
+
+
+def test_no_diff_unless_asked(h, target):
+    assert "diff" not in h.run("file", {"path": str(target / "d"), "state": "directory"}).data
+    assert "diff" not in h.run("file", {"path": str(target / "d"), "state": "absent"}).data
+    assert "diff" not in run_diff(h, {"path": str(target / "d"), "state": "absent"}).data   # nothing removed
+
+
+def test_diff_times_are_the_files_own(h, target):
+    path = target / "f"
+    path.write_text("")
+    before = path.stat()
+    result = run_diff(h, {"path": str(path), "modification_time": "202001021304.05"}, check=True)
+    want = datetime(2020, 1, 2, 13, 4, 5).timestamp()
+    assert result.changed and path.stat().st_mtime == before.st_mtime     # check mode changes nothing
+    # the float Python's os.stat gives, to the nanosecond, and the time asked for
+    assert result.data["diff"] == {"before": {"path": str(path), "mtime": before.st_mtime},
+                                   "after": {"path": str(path), "mtime": want}}
+    touched = run_diff(h, {"path": str(path), "state": "touch"})
+    assert touched.data["diff"]["after"]["mtime"] == touched.data["diff"]["after"]["atime"] >= before.st_mtime
+
+
+def test_diff_is_shown_as_ansible_prints_it(h, target):
+    (target / "f").write_text("")
+    os.chmod(target / "f", 0o644)
+    result = run_diff(h, {"path": str(target / "f"), "mode": "0600"})
+    assert '-    "mode": "0644",\n+    "mode": "0600",\n' in result.diff
+
+
+def test_every_directory_made_gets_the_mode(h, target):
+    result = h.run("file", {"path": str(target / "a" / "b" / "c"), "state": "directory", "mode": "0700"})
+    assert result.changed and [mode_of(target / "a"), mode_of(target / "a" / "b")] == [0o700, 0o700]
+    assert mode_of(target / "a" / "b" / "c") == 0o700 and mode_of(target) != 0o700   # what was there stays
+
+
+def test_a_followed_link_is_named_by_the_path_it_resolves_to(h, target):
+    (target / "f").write_text("x")
+    (target / "l").symlink_to("f")
+    args = {"path": str(target / "l"), "state": "file", "mode": "0600"}
+    assert h.run("file", args).data["path"] == str(target / "f")
+    os.chmod(target / "f", 0o644)
+    assert ansible_file(args, check=False)["path"] == str(target / "f")
