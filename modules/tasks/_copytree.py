@@ -140,6 +140,7 @@ class Plan:
     executed: bool = False                              # Ansible ran a module: one file's result is registered
     last: dict = field(default_factory=dict)            # that module's return values, but for the path's stat
     last_path: str = ""
+    stage: str = field(default_factory=temp_path)       # the target's directory the new files are unpacked in
 
     def exists(self, path: str) -> bool:
         return path in self.made or self.seen.get(path, Seen(None, None, None)).stat is not None
@@ -230,11 +231,13 @@ def _plan_file(ctx: TaskContext, plan: Plan, local: Path, path: str, attrs: Attr
     plan.make_dirs(posixpath.dirname(path))
     existing = st if regular else None
     plan.steps += [backup_command(path)] if options.backup and existing else []
-    staged = f'"$t"/{len(plan.uploads)}'
+    staged = f"{plan.stage}/{len(plan.uploads)}"
     plan.uploads.append(data)
-    plan.steps += place_commands(staged, path, new_mode(file_attrs, existing, plan.umask), file_attrs, existing)
+    plan.steps += place_commands(q(staged), path, new_mode(file_attrs, existing, plan.umask), file_attrs, existing)
     plan.steps += [f"chattr {q(options.flags)} {q(path)}"] if options.flags else []
-    plan.executed_step(path, {"dest": path, "checksum": sha1, "md5sum": hashlib.md5(data).hexdigest()})
+    # src: the copy written (gone now), as Ansible registers its upload's path
+    plan.executed_step(path, {"dest": path, "src": staged, "checksum": sha1,
+                              "md5sum": hashlib.md5(data).hexdigest()})
     return None
 
 
@@ -280,10 +283,10 @@ async def _apply(ctx: TaskContext, plan: Plan) -> tuple[Stat | None, list[str]] 
     upload, stdin = "", None
     if plan.uploads:
         upload, stdin = await payload(ctx, _tar(plan.uploads))
-    unpack = ([f"mkdir -m 700 \"$t\"", f"tar -xo -f {q(upload) if upload else '-'} -C \"$t\""]
-              if plan.uploads else [])
-    script = (f"t={temp_path()}\n{{ " + " && ".join([*unpack, *plan.steps]) + "; }; rc=$?\n"
-              f'rm -rf "$t" {q(upload) if upload else ""}\n[ $rc = 0 ] || exit $rc\n'
+    stage = q(plan.stage)
+    unpack = [f"mkdir -m 700 {stage}", f"tar -xo -f {q(upload) if upload else '-'} -C {stage}"] if plan.uploads else []
+    script = ("{ " + " && ".join([*unpack, *plan.steps]) + "; }; rc=$?\n"
+              f'rm -rf {stage if plan.uploads else ""} {q(upload) if upload else ""}\n[ $rc = 0 ] || exit $rc\n'
               + stat_sh(q(plan.last_path), "after"))
     try:
         res = await quiet(ctx, script, stdin=stdin)

@@ -417,6 +417,7 @@ def test_copy_tree_of_one_file_registers_the_modules_result(h, target):
     path = str(target / "t" / "one" / "only.txt")
     assert result.data["dest"] == path and result.data["checksum"] == hashlib.sha1(b"only\n").hexdigest()
     assert result.data["md5sum"] == hashlib.md5(b"only\n").hexdigest() and result.data["state"] == "file"
+    assert result.data["src"].startswith("/tmp/.recipe-") and not os.path.exists(result.data["src"])
     again = copy_tree(h, {"src": "one", "dest": str(target / "t") + "/"})
     assert again.status == "ok" and again.data["path"] == path and again.data["size"] == 5
 
