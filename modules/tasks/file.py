@@ -269,12 +269,8 @@ class File(TaskModule, name="file"):
         if p.state == "absent":
             data = {"path": path, "state": "absent"}
         made: dict[str, list[str]] = {}
-        if not cmds:
-            msg = f"{path} is as asked"
-        elif ctx.check:
-            msg = f"{path}: " + ", ".join(msgs)
-        else:
-            msg = f"{path}: " + ", ".join(msgs)
+        msg = f"{path}: " + ", ".join(msgs) if cmds else f"{path} is as asked"
+        if cmds and not ctx.check:
             after = "" if p.state == "absent" else " && { " + stat_sh(qp, "after", follow=not linked).rstrip() + "; }"
             res = await quiet(ctx, " && ".join(cmds) + after)
             if not res.ok:
@@ -285,17 +281,18 @@ class File(TaskModule, name="file"):
         result = Result(changed=bool(cmds), msg=msg, data=data)
         if not ctx.diff:
             return result
-        diff = self.diff(p, tags, made, lst, here, attrs, umask, real, new_times, ctx.check)
+        diff = self.diff(p, tags, made, lst, here, before, attrs, umask, real, new_times, ctx.check)
         return result if diff is None else result.replace(data={**data, "diff": diff}, diff=shown(diff, path))
 
     @staticmethod
     def diff(p: Params, tags: dict[str, list[str]], made: dict[str, list[str]], lst: Stat | None,
-             here: Stat | None, attrs: Attrs, umask: int, real: str | None, new_times: dict[str, float],
-             check: bool) -> Diff | None:
+             here: Stat | None, before: Stat | None, attrs: Attrs, umask: int, real: str | None,
+             new_times: dict[str, float], check: bool) -> Diff | None:
         """Ansible's diff of what the task did (or would do, in check mode); None where Ansible returns none.
 
-        The attributes' and times' before is what the path had, or, for what the task created, what it had
-        once created (the `made` stat the handlers take): Ansible sets a new path's attributes after it too.
+        The attributes' and times' before is what the path had (`before`: the link itself for link and hard),
+        or, for what the task created, what it had once created (the `made` stat the handlers take): Ansible
+        sets a new path's attributes after it too.
         """
         prev = stat_data(lst)["state"]
         if p.state == "absent" and lst is None:
@@ -312,8 +309,7 @@ class File(TaskModule, name="file"):
             note(diff, "src", target, p.src)
         if state == "absent" or (check and lst is None):
             return diff
-        linked = p.state in ("link", "hard") or (lst is not None and lst.kind == "link" and not p.follow)
-        base = Stat.parse(first(made, "made")) or (lst if linked else here)
+        base = Stat.parse(first(made, "made")) or before
         if base is not None:
             attribute_diff(diff, Attrs(None, p.owner, p.group) if p.state == "link" else attrs, base, umask, tags)
         have = (first(made, "made_times") or first(tags, "times") or "").split()
