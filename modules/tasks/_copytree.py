@@ -96,6 +96,9 @@ class Seen:
     link: str | None      # a link's target
 
 
+UNSEEN = Seen(None, None, None)     # a path the probe was not asked about
+
+
 async def _probe(ctx: TaskContext, paths: list[str]) -> tuple[dict[str, Seen], int] | Result:
     """Every path's stat, checksum and link target in one round trip; the paths travel on stdin."""
     script = (UMASK_SH + "while IFS= read -r p; do\n"
@@ -143,7 +146,7 @@ class Plan:
     stage: str = field(default_factory=temp_path)       # the target's directory the new files are unpacked in
 
     def exists(self, path: str) -> bool:
-        return path in self.made or self.seen.get(path, Seen(None, None, None)).stat is not None
+        return path in self.made or self.seen.get(path, UNSEEN).stat is not None
 
     def make_dirs(self, path: str) -> None:
         """mkdir path and its missing parents, each given directory_mode, owner and group as Ansible's copy
@@ -193,11 +196,12 @@ async def put_tree(ctx: TaskContext, top: Path, src: str, dest: str, attrs: Attr
     if plan.executed and len(tree.files) == 1:
         data = {**plan.last, **({"backup_file": backups[-1]} if backups and "md5sum" in plan.last else {})}
         if "path" in data or "dest" in data:
-            st = after if after is not None else plan.seen.get(plan.last_path, Seen(None, None, None)).stat
+            st = after if after is not None else plan.seen.get(plan.last_path, UNSEEN).stat
             data.update(stat_data(st) if st else {})
         if "path" in data:
             data.setdefault("dest", data["path"])         # as the action plugin adds it to the file module's
-        result = Result(changed=plan.changed, msg=f"{plan.last_path}: copied", data=data)
+        result = Result(changed=plan.changed, msg=f"{plan.last_path}: {'copied' if plan.changed else 'up to date'}",
+                        data=data)
     else:
         result = Result(changed=plan.changed, msg=f"{dest}: {'changed' if plan.changed else 'up to date'}",
                         data={"dest": dest, "src": shown})
@@ -206,7 +210,7 @@ async def put_tree(ctx: TaskContext, top: Path, src: str, dest: str, attrs: Attr
 
 def _plan_file(ctx: TaskContext, plan: Plan, local: Path, path: str, attrs: Attrs, options: WriteOptions,
                preserve: bool) -> Result | None:
-    seen = plan.seen.get(path, Seen(None, None, None))
+    seen = plan.seen.get(path, UNSEEN)
     st = seen.stat
     if st and st.kind == "directory":
         return Result(failed=True, msg=f"dest {path} is a directory", data={"dest": path})
@@ -243,7 +247,7 @@ def _plan_file(ctx: TaskContext, plan: Plan, local: Path, path: str, attrs: Attr
 
 def _plan_directory(plan: Plan, path: str) -> Result | None:
     """Ansible's file module with state=directory, mode=directory_mode: on every directory of the tree."""
-    st = plan.seen.get(path, Seen(None, None, None)).stat
+    st = plan.seen.get(path, UNSEEN).stat
     if path in plan.made or st is None:
         plan.changed |= path not in plan.made
         plan.make_dirs(path)
@@ -261,7 +265,7 @@ def _plan_link(plan: Plan, target: str, path: str, attrs: Attrs) -> None:
     """Ansible's file module with state=link, force=yes: the link made or repointed, its owner set with lchown.
     A mode is "changed" every time, as Ansible compares it with the link's own 0777 (and restores the
     target's mode after chmod)."""
-    seen = plan.seen.get(path, Seen(None, None, None))
+    seen = plan.seen.get(path, UNSEEN)
     st = seen.stat
     owner = Attrs(None, attrs.owner, attrs.group)
     if st is None or st.kind != "link" or seen.link != target:
