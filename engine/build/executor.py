@@ -584,13 +584,13 @@ def _context(play: Play, task: Task, scope: Scope) -> TaskContext:
 def find_local_file(task: Task, src: str, kind: str) -> Path:
     candidate = Path(src)
     if candidate.is_absolute():
-        if candidate.is_file():
+        if candidate.is_file() or (kind == "files" and candidate.is_dir()):
             return candidate
         searched = [candidate.parent]
     else:
         searched = task.origin.search_dirs(kind, task.position.file)
-        for directory in searched:   # include_vars takes a directory (dir:) as well as a file
-            if (directory / src).is_file() or (kind == "vars" and (directory / src).is_dir()):
+        for directory in searched:   # include_vars' dir: and copy's src: take a directory as well as a file
+            if (directory / src).is_file() or (kind in ("vars", "files") and (directory / src).is_dir()):
                 return directory / src
     raise TaskFailed(f"{task.path}: {kind[:-1]} {src!r} not found",
                      hint="looked in " + ", ".join(str(d) for d in searched), position=task.args_position or task.position)

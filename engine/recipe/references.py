@@ -292,7 +292,7 @@ def _local_file_problems(task: YMap, path: str, origin: Origin) -> list[Problem]
             continue
         candidates = [Path(name)] if Path(name).is_absolute() else \
             [d / name for d in origin.search_dirs(kind, task.pos.file)]
-        if not any(names_a("file", c) for c in candidates):
+        if not any(names_a("file", c) or (kind == "files" and names_a("dir", c)) for c in candidates):
             searched = ", ".join(str(c.parent) for c in candidates)
             problems.append(Problem(args.value_pos.get(option), f"{kind[:-1]} {name!r} not found",
                                     path=f"{path}.{module}.{option}", hint=f"looked in {searched}"))

@@ -97,6 +97,5 @@ class Copy(TaskModule, name="copy"):
             return Result(failed=True, msg=f"src {p.src} does not have the checksum {p.checksum} asked for")
         if p.mode == "preserve":
             attrs = Attrs(source_mode(local), p.owner, p.group)
-        result = await put_content(ctx, data, p.dest, attrs, basename=local.name, options=options)
-        # Ansible's `src` is the temporary copy it uploaded; recipe uploads none, so it registers no src
-        return result
+        # a written file's `src` is the temporary copy put beside it, as Ansible's is the one it uploaded
+        return await put_content(ctx, data, p.dest, attrs, basename=local.name, options=options)

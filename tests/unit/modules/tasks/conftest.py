@@ -91,8 +91,8 @@ class Harness:
     def context(self, check: bool = False) -> TaskContext:
         def find_file(src: str, kind: str) -> Path:
             path = self.root / kind / src
-            # include_vars' dir: is looked up like its file: (the engine's find_file must allow that too)
-            if not (path.is_file() or (kind == "vars" and path.is_dir())):
+            # include_vars' dir: and copy's src: take a directory as well as a file, as the engine's find_file
+            if not (path.is_file() or (kind in ("vars", "files") and path.is_dir())):
                 raise BuildError(f"{kind[:-1]} {src!r} not found", hint=f"looked in {self.root / kind}")
             return path
 
