@@ -59,8 +59,11 @@ demo: debs-demo $(VENV)/.installed
 demo-ssh: debs-ssh $(VENV)/.installed
 	$(BIN)/python playbooks/examples/demo_ssh.py
 
+# The unit tests wait on shells and sshd more than they compute: two workers; the integration tests' TCG
+# guests use both cores, so they run one at a time.
 test: debs-test $(VENV)/.installed-test
-	$(BIN)/python -m pytest --durations=15 tests
+	$(BIN)/python -m pytest -n 2 --durations=15 tests/unit
+	$(BIN)/python -m pytest --durations=15 tests/integration
 
 # Every bench that finishes in minutes; README "Benchmarks" says which prints which figure.
 bench: debs-bench $(VENV)/.installed-bench

@@ -44,7 +44,10 @@ def test_make_test_installs_what_the_suite_uses():
     commands = dry_run("test")
     assert {"virt-v2v", "nbdkit", "libnbd-bin", "vagrant-libvirt", "openssh-server"} <= debian_packages(commands)
     assert pip_installs(commands) == ["'.[test]'"]
-    assert re.search(r"python -m pytest .*tests$", commands, re.M)
+    assert re.search(r"python -m pytest -n 2 .*tests/unit$", commands, re.M)     # every test, in two runs
+    assert re.search(r"python -m pytest .*tests/integration$", commands, re.M)
+    assert {path.relative_to(REPO / "tests").parts[0] for path in (REPO / "tests").rglob("test_*.py")} == \
+        {"unit", "integration"}
 
 
 @pytest.mark.parametrize("bench", sorted(p.name for p in (REPO / "bench").glob("*.py")))
