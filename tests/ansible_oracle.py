@@ -740,7 +740,9 @@ class Batch:
         command = [str(RECIPE), "run", *files, "--json", str(events), "--output-dir", str(self.work / f"out-{run}"),
                    *self._recipe_options(items, True)]
         events.parent.mkdir(parents=True, exist_ok=True)
-        returncode, output = self._run(command, self._recipe_env(items))
+        # from the recipe's folder, as ansible-playbook runs from its playbook's: a task on this machine
+        # (delegate_to: localhost) with a relative path writes there
+        returncode, output = self._run(command, self._recipe_env(items), Path(files[0]).parent)
         lines = read_json_lines(events)
         statuses, failed = recipe_statuses(lines, items), recipe_failed_builds(lines, items)
         self._killed(statuses, failed, items if returncode == -1 else ())

@@ -22,7 +22,7 @@ from engine.recipe.model import Build, BuildInfo, Export, Handler, Origin, Recip
 from engine.recipe.recipe_schema import (INCLUDE_MARK, RECIPE_SCHEMA, ROLE_MARK, module_arguments, module_errors,
                                          ssh_schema, task_validator)
 from engine.recipe.tasks import Inherit, listify, make_task
-from engine.recipe.references import check_references
+from engine.recipe.references import check_references, local_file_notes
 from engine.recipe.role_specs import check_role_arguments
 from engine.recipe.schema import each, format_path, plugin_failure, problems_from, strict, validate
 from engine.recipe.lookups import is_known_lookup
@@ -70,7 +70,8 @@ def compile_recipe(path: Path, options: CompileOptions = CompileOptions(),
         tasks=_all_tasks(loaded), handlers=_all_handlers(loaded), builds=tuple(builds),
         verify=tuple(make_task(t, f"verify[{i}]", Origin(base_dir=loaded.path.parent), _play_inherit(doc))
                      for i, t in enumerate(doc.get("verify") or [])),
-        gather_facts=doc.get("gather_facts", True) is not False, notes=tuple(_notes(loaded)),
+        gather_facts=doc.get("gather_facts", True) is not False,
+        notes=tuple(_notes(loaded) + local_file_notes(loaded)),
         force_handlers=doc.get("force_handlers", False) is True,
     )
 

@@ -11,7 +11,7 @@ import voluptuous as vol
 
 from engine.errors import Position, Problem, RecipeError
 from engine.recipe.kv import parse_kv
-from engine.recipe.loader import LoadedRecipe, names_a
+from engine.recipe.loader import LoadedRecipe, names_a, walk_task_nodes
 from engine.recipe.model import Origin, Variables
 from engine.recipe.recipe_schema import ROLE_MARK
 from engine.recipe.schema import boolean, did_you_mean, format_path
@@ -208,6 +208,25 @@ def _failure_handled(tasks: Any, inherited: bool = False, found: set[int] | None
     return found
 
 
+def _makes_local_files(loaded: LoadedRecipe) -> bool:
+    """Whether a task runs on this machine (delegate_to: localhost), where it may make a file a later task
+    copies: Ansible's own tests make their sources so."""
+    return any(task.get("delegate_to") in ("localhost", "127.0.0.1") or "local_action" in task
+               for _, task, _ in walk_task_nodes(loaded))
+
+
+def local_file_notes(loaded: LoadedRecipe) -> list[Problem]:
+    """The local files not found, when a task on this machine may make them before they are used: notes."""
+    if not _makes_local_files(loaded):
+        return []
+    roles = {role.key: role.origin(loaded.path.parent) for role in loaded.roles}
+    return [Problem(p.position, f"{p.message} now (a task delegated to localhost may make it first)", path=p.path,
+                    hint=p.hint)
+            for list_path, tasks, origin in _task_lists(loaded)
+            for task, task_path, task_origin in _walk_tasks(tasks, list_path, origin, roles)
+            for p in _local_file_problems(task, task_path, task_origin or origin)]
+
+
 def check_references(loaded: LoadedRecipe, variables: Variables, secret_names: frozenset[str]) -> list[Problem]:
     known: set[str] | None = _defined_names(loaded, variables, secret_names)
     if _defines_names_at_run_time(loaded):
@@ -217,12 +236,13 @@ def check_references(loaded: LoadedRecipe, variables: Variables, secret_names: f
     sources = set(doc["sources"]) if isinstance(doc.get("sources"), dict) else set()
     handler_names = _handler_names(loaded)
     roles = {role.key: role.origin(loaded.path.parent) for role in loaded.roles}
+    files_made_here = _makes_local_files(loaded)     # then a missing one is a note (local_file_notes)
     for list_path, tasks, origin in _task_lists(loaded):
         guards, handled = _when_guards(tasks), _failure_handled(tasks)
         for task, task_path, task_origin in _walk_tasks(tasks, list_path, origin, roles):
             seen = None if known is None or id(task) in handled else known | guards.get(id(task), set())
             problems += _task_reference_problems(task, task_path, seen, sources, handler_names)
-            if id(task) not in handled:    # a missing file fails the task when it runs, as in Ansible
+            if id(task) not in handled and not files_made_here:   # else it fails the task when it runs
                 problems += _local_file_problems(task, task_path, task_origin or origin)
     for layer_name, layer in (("vars", doc.get("vars")),):
         if isinstance(layer, YMap):

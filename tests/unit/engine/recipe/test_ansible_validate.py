@@ -143,6 +143,17 @@ def test_a_task_failing_on_purpose_validates_with_a_note_and_the_same_mistake_el
                  f"file 'not_there.txt' not found (hint: looked in {tmp_path}/files, {tmp_path})"]
 
 
+def test_a_local_file_a_task_on_this_machine_may_make_is_a_note(tmp_path):
+    recipe = valid(tmp_path, """\
+        tasks:
+          - file: {path: made_here, state: directory}
+            delegate_to: localhost
+          - copy: {src: made_here, dest: /tmp/made}
+        """)
+    assert [(n.path, n.message) for n in recipe.notes] == [
+        ("tasks[1].copy.src", "file 'made_here' not found now (a task delegated to localhost may make it first)")]
+
+
 # -- idioms that validate ---------------------------------------------------------------------
 
 IDIOMS = {
