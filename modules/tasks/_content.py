@@ -14,8 +14,8 @@ from typing import Callable
 from engine.build.taskmodule import Result, TaskContext
 from engine.remote.connection import CommandResult
 from modules.tasks._attrs import STAT_FMT, Attrs, Stat, new_mode
-from modules.tasks._remote import (CONTENT, DIFF_LIMIT, UMASK_SH, VALIDATE_FAILED, failure, first, install_script,
-                                   payload, q, quiet, stat_sh, tagged, text_diff, unstage)
+from modules.tasks._remote import (CONTENT, DIFF_LIMIT, UMASK_SH, VALIDATE_FAILED, expanded_word, failure, first,
+                                   install_script, payload, q, quiet, stat_sh, tagged, text_diff, unstage)
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,9 @@ async def put_remote(ctx: TaskContext, src: str, dest: str, attrs: Attrs, *, pre
     """copy with remote_src: make dest a copy of src, a file already on the target."""
     into = f'[ -d "$d" ] && d=${{d%/}}/{q(posixpath.basename(src))}\n'
     follow = '[ -L "$d" ] && d=$(readlink -f "$d")\n' if options.follow else ""
-    probe = (f"s={q(src)}; d={q(dest)}\n{into}{follow}printf 'path %s\\n' \"$d\"\n{UMASK_SH}"
+    # src and dest expanded on the target ($HOME/.ssh/authorized_keys), as Ansible expands a path option
+    probe = (f"s={expanded_word(src)}; d={expanded_word(dest)}\n{into}{follow}printf 'path %s\\n' \"$d\"\n"
+             f"printf 'srcpath %s\\n' \"$s\"\n{UMASK_SH}"
              + stat_sh('"$s"', "src", follow=True) + stat_sh('"$d"') +
              '[ -f "$s" ] && { c=$(sha1sum < "$s") && echo "srcsum ${c%% *}"\n'
              '  m=$(md5sum < "$s") && echo "md5 ${m%% *}"; }\n'
@@ -202,6 +204,7 @@ async def put_remote(ctx: TaskContext, src: str, dest: str, attrs: Attrs, *, pre
         return failure(f"could not inspect {src} and {dest}", res)
     tags, _ = tagged(res.stdout)
     path, source, st = first(tags, "path") or dest, Stat.parse(first(tags, "src")), Stat.parse(first(tags, "stat"))
+    src = first(tags, "srcpath") or src
     umask = int(first(tags, "umask") or "022", 8)
     if source is None:
         return Result(failed=True, msg=f"Source {src} not found")

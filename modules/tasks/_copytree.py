@@ -18,8 +18,8 @@ from pathlib import Path
 from engine.build.taskmodule import Result, TaskContext
 from modules.tasks._attrs import STAT_FMT, Attrs, Stat, new_mode, target_mode
 from modules.tasks._content import WriteOptions, source_mode, stat_data
-from modules.tasks._remote import (UMASK_SH, backup_command, failure, first, payload, place_commands, q, quiet,
-                                   stat_sh, tagged, temp_path, unstage)
+from modules.tasks._remote import (UMASK_SH, backup_command, expanded_word, failure, first, payload, place_commands,
+                                   q, quiet, stat_sh, tagged, temp_path, unstage)
 
 
 @dataclass
@@ -355,7 +355,7 @@ def remote_tree_script(src: str, dest: str, attrs: Attrs, directory_mode: str | 
     src is no directory (the caller copies a file then), else tagged lines (see put_remote_tree)."""
     owner = Attrs(None, attrs.owner, attrs.group)
     c = "1" if check else "0"
-    lines = [f"s={q(src)}; d={q(dest)}; c={c}", '[ -d "$s" ] || { echo notdir; exit 0; }', UMASK_SH.rstrip("\n")]
+    lines = [f"s={expanded_word(src)}; d={q(dest)}; c={c}", '[ -d "$s" ] || { echo notdir; exit 0; }', UMASK_SH.rstrip("\n")]
     if dest.endswith("/"):                      # the module makes a missing dest/ with its parents
         parent = posixpath.dirname(dest)
         made = Attrs(directory_mode, attrs.owner, attrs.group)

@@ -219,6 +219,26 @@ def backup_command(dest: str) -> str:
             'printf \'backup %s\\n\' "$b"; }')
 
 
+_VARIABLE = re.compile(r"\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})")
+
+
+def expanded_word(path: str) -> str:
+    """path as a shell word the target expands as Ansible expands a `path` option (expanduser, expandvars):
+    a leading ~ and $NAME / ${NAME}; every other character quoted, so nothing else runs (no command
+    substitution). An unset variable expands to nothing (expandvars would leave it as written)."""
+    words = []
+    if path == "~" or path.startswith("~/"):
+        words.append('"$HOME"')
+        path = path[1:]
+    position = 0
+    for match in _VARIABLE.finditer(path):
+        words += [q(path[position:match.start()])] if match.start() > position else []
+        words.append(f'"${{{match.group(1) or match.group(2)}-}}"')
+        position = match.end()
+    words += [q(path[position:])] if position < len(path) or not words else []
+    return "".join(words)
+
+
 def install_script(upload: str, dest: str, mode: int, attrs: Attrs, existing: Stat | None,
                    backup: bool = False, mkdir: bool = False, validate: str | None = None,
                    keep_source: bool = False) -> str:

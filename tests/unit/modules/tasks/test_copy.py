@@ -506,3 +506,21 @@ def test_copy_tree_backup_and_validate(h, target):
     assert (target / "one" / "only.txt").read_text() == "new\n"
     refused = copy_tree(h, {"src": "one", "dest": str(target), "validate": "true %s"})
     assert refused.failed and "validate" in refused.msg
+
+
+def test_remote_src_expands_variables_and_the_home_tilde_on_the_target_as_ansible(h, target):
+    # Ansible's copy takes src and dest as `path` options: $HOME and ~ are the target's; nothing else runs
+    home = target / "home"
+    home.mkdir()
+    (home / "keys").write_text("ssh-ed25519 AAAA\n")
+    os.environ["RECIPE_TEST_HOME"] = str(home)
+    try:
+        result = h.run("copy", {"src": "$RECIPE_TEST_HOME/keys", "dest": "${RECIPE_TEST_HOME}/copied",
+                                "remote_src": True})
+    finally:
+        del os.environ["RECIPE_TEST_HOME"]
+    assert result.changed and (home / "copied").read_text() == "ssh-ed25519 AAAA\n"
+    assert result.data["src"] == str(home / "keys")
+    marker = target / "ran"
+    bad = h.run("copy", {"src": f"$(touch {marker})", "dest": str(target / "x"), "remote_src": True})
+    assert bad.failed and not marker.exists()
