@@ -300,15 +300,26 @@ def _environment(options: tuple[tuple[str, Any], ...]) -> ImmutableSandboxedEnvi
     return ENV.overlay(**settings) if settings else ENV
 
 
+def _with_embedded_templates(env: ImmutableSandboxedEnvironment, source: str, scope: Scope) -> nodes.Template:
+    """The compiled conditional with each string constant that holds a template rendered first, as Ansible
+    2.19 still does in conditionals (`that: "x == '{{ home }}/x'"`; deprecated, to go in ansible-core 2.23)."""
+    ast = env.parse(source)
+    for const in ast.find_all(nodes.Const):
+        if isinstance(const.value, str) and ("{{" in const.value or "{%" in const.value):
+            const.value = _run(const.value, scope, expression=False)
+    return ast
+
+
 def _run(template_source: str, scope: Scope, expression: bool,
-         env: ImmutableSandboxedEnvironment | None = None) -> Any:
+         env: ImmutableSandboxedEnvironment | None = None, embedded: bool = False) -> Any:
     env = env or ENV
     if expression:
         problem = syntax_problem(template_source, expression=True)
         if problem:  # parse alone first: the wrapper below would garble the message
             raise TemplateFailure(f"template syntax error: {problem}",
                                   hint="check the braces and quotes of the expression")
-        template = env.from_string("{% set __value__ = (" + template_source + ") %}")
+        source = "{% set __value__ = (" + template_source + ") %}"
+        template = env.from_string(_with_embedded_templates(env, source, scope) if embedded else source)
     else:
         template = env.from_string(template_source)
     context = template.new_context(_WithGlobals(scope), shared=True)
@@ -425,7 +436,7 @@ def evaluate(expression: str | bool, scope: Scope) -> Any:
         text = single
     try:
         with backslashes(""):      # conditionals keep Jinja's escapes, as Ansible's do
-            return _run(text, scope, expression=True)
+            return _run(text, scope, expression=True, embedded="{{" in text or "{%" in text)
     except Exception as exc:
         raise _translate(exc, scope) from None
 
