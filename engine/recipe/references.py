@@ -276,12 +276,17 @@ def _task_reference_problems(task: YMap, path: str, known: set[str] | None, sour
                              handler_names: set[str]) -> list[Problem]:
     shallow = YMap(pos=task.pos)   # children of blocks are walked on their own
     for key, value in task.items():
-        if key not in ("block", "rescue", "always"):
+        # a name is rendered only to be shown or matched (a handler's): Ansible shows an undefined one as written
+        if key not in ("block", "rescue", "always", "name"):
             shallow[key] = value
             shallow.value_pos[key] = task.value_pos[key]
     # known None: sandbox checks only (see _failure_handled); a task that never runs (when: false) is not checked
     never_runs = task.get("when") is False
     problems = _template_problems(shallow, [], None if never_runs else known, EXPRESSION_KEYS, path)
+    if isinstance(task.get("name"), str):     # the sandbox's checks only
+        named = YMap({"name": task["name"]}, pos=task.pos)
+        named.value_pos["name"] = task.value_pos["name"]
+        problems += _template_problems(named, [], None, (), path)
     notify = task.get("notify")
     for index, target in enumerate(_names(notify)):
         templated = any(is_template(name) for name in handler_names)   # known only when it runs

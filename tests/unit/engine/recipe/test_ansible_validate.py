@@ -157,6 +157,7 @@ def test_a_local_file_a_task_on_this_machine_may_make_is_a_note(tmp_path):
 # -- idioms that validate ---------------------------------------------------------------------
 
 IDIOMS = {
+    "a name using a variable set only when it runs": "- name: \"say {{ set_later }}\"\n  debug: {msg: hi}\n",
     "default filter": "- debug: {msg: \"{{ motd | default('hi') }} {{ cfg.sub.key | default('x') }}\"}\n",
     "is defined in the same template": "- debug: {msg: \"{{ x if x is defined else 1 }}\"}\n",
     "guarded in when": "- debug: {msg: hi}\n  when: opt is defined and opt | bool\n",
