@@ -79,6 +79,7 @@ class Loader:
         self.problems: list[Problem] = []
         self.roles: list[LoadedRole] = []
         self.base = Path(".")
+        self.playbook_dir: Path | None = None    # the recipe's folder, once a recipe is loaded
 
     def load(self, path: Path) -> LoadedRecipe:
         path = path.resolve() if path.exists() else path
@@ -88,7 +89,7 @@ class Loader:
                                          else Position(str(path))),
                                  "a recipe must be a mapping (name:, sources:, tasks:, ...)",
                                  hint="see playbooks/examples/hello-ssh.yml for the shape of a recipe")
-        self.base = path.parent
+        self.base = self.playbook_dir = path.parent
         if isinstance(document.get("roles"), YSeq):
             self._load_roles(document["roles"])
         for key in TASK_SECTIONS:
@@ -157,8 +158,10 @@ class Loader:
                                          hint="import_tasks is read when the recipe is loaded; include_tasks "
                                               "takes a file name that is only known when it runs"))
             return task
-        if role_tasks is not None and not names_a("file", base / target) and names_a("file", role_tasks / target):
-            base = role_tasks
+        if not names_a("file", base / target):
+            # then, as Ansible's search goes on: the role's tasks/, beside the playbook (the recipe)
+            base = next((folder for folder in (role_tasks, self.playbook_dir)
+                         if folder is not None and names_a("file", folder / target)), base)
         included = self._included_tasks(target, base, chain, where, key)
         if included is None:
             return task

@@ -154,6 +154,14 @@ def test_a_local_file_a_task_on_this_machine_may_make_is_a_note(tmp_path):
         ("tasks[1].copy.src", "file 'made_here' not found now (a task delegated to localhost may make it first)")]
 
 
+def test_a_roles_import_finds_a_task_file_beside_the_recipe_as_ansible(tmp_path):
+    recipe = valid(tmp_path, "roles: [r]\n", **{
+        "roles/r/tasks/main.yml": "- debug: {msg: hi}\n",
+        "roles/r/handlers/main.yml": "- import_tasks: shared.yml\n",
+        "shared.yml": "- name: restart it\n  debug: {msg: handled}\n"})
+    assert "restart it" in repr(recipe.handlers)
+
+
 # -- idioms that validate ---------------------------------------------------------------------
 
 IDIOMS = {
