@@ -540,12 +540,11 @@ def _environment(task: Task, scope: Scope) -> dict[str, str]:
 
 
 def _become(play: Play, task: Task, scope: Scope) -> Become | None:
+    # remote_user is accepted and changes nothing: the source names the login, as an inventory's ansible_user
+    # does, and in Ansible ansible_user wins over the remote_user keyword
     user = render(task.become_user, scope) if task.become_user is not None else None
-    remote_user = render(task.remote_user, scope) if task.remote_user is not None else None
     if _flag(task.become, scope, play.recipe.become):
         return Become(str(user or "root"))
-    if remote_user and remote_user != play.state.build.source.ssh.user:
-        return Become(str(remote_user))      # one login per build: another remote_user is reached through sudo
     return None
 
 
