@@ -192,7 +192,7 @@ class File(TaskModule, name="file"):
                 except ValueError:
                     raise vol.Invalid(f"{name} {getattr(self, name)!r} does not match the format "
                                       f"{getattr(self, name + '_format')!r}", path=[name]) from None
-            if self.state in ("link", "hard") and not self.src:
+            if self.state == "hard" and not self.src:    # state link without src updates an existing link
                 raise vol.Invalid(f"state {self.state} needs src, the path to link to", path=["src"])
             if self.recurse and self.state not in (None, "directory"):
                 raise vol.Invalid("recurse only applies to directories", path=["recurse"])
@@ -363,7 +363,9 @@ class File(TaskModule, name="file"):
 
     def _link(self, p, tags, lst, here, attrs, umask, qp, src):
         owner = Attrs(None, p.owner, p.group)
-        if lst and lst.kind == "link" and first(tags, "target") == p.src:
+        if not p.src and not (lst and lst.kind == "link"):
+            raise Refuse("src is required for creating new symlinks")
+        if lst and lst.kind == "link" and (not p.src or first(tags, "target") == p.src):   # no src: keep it
             changes = owner.changes(lst, umask)
             return (owner.commands(qp, link=True) if changes else []), changes
         if first(tags, "src") == "absent" and not p.force:

@@ -128,7 +128,16 @@ def test_bad_owner_fails_with_the_tool_message(h, target):
     assert result.failed and "no-such-user" in result.msg
 
 
-@pytest.mark.parametrize("args", [{"path": "/x", "state": "link"}, {"path": "/x", "state": "weird"},
+def test_link_without_src_keeps_an_existing_link_and_cannot_make_a_new_one(h, target):
+    (target / "real").write_text("x")
+    (target / "link").symlink_to(target / "real")
+    assert h.run("file", {"path": str(target / "link"), "state": "link", "follow": False}).status == "ok"
+    assert (target / "link").readlink() == target / "real"
+    made = h.run("file", {"path": str(target / "new"), "state": "link"})
+    assert made.failed and made.msg == "src is required for creating new symlinks"
+
+
+@pytest.mark.parametrize("args", [{"path": "/x", "state": "hard"}, {"path": "/x", "state": "weird"},
                                   {"path": "/x", "state": "touch", "recurse": True}, {"path": "/x", "mode": "rwx"}])
 def test_file_rejects_bad_options(h, args):
     with pytest.raises(vol.Invalid):
