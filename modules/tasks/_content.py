@@ -108,6 +108,9 @@ async def ensure_flags(ctx: TaskContext, path: str, attributes: str | None) -> t
     return True, None
 
 
+CONTENT_INTO_DIRECTORY = "can not use content with a dir as dest"    # Ansible's copy's words
+
+
 async def put_content(ctx: TaskContext, data: bytes, dest: str, attrs: Attrs, *, basename: str | None = None,
                       options: WriteOptions = WriteOptions()) -> Result:
     """Make dest hold data. basename (a local source's name) is used when dest is a directory.
@@ -117,7 +120,7 @@ async def put_content(ctx: TaskContext, data: bytes, dest: str, attrs: Attrs, *,
     """
     want = hashlib.sha256(data).hexdigest()
     if dest.endswith("/") and not basename:
-        return Result(failed=True, msg=f"dest {dest} names a directory; give a file path to write content to")
+        return Result(failed=True, msg=CONTENT_INTO_DIRECTORY)
     into = (f'case $d in */) d=${{d}}{q(basename)};; *) [ -d "$d" ] && d=${{d}}/{q(basename)};; esac\n'
             if basename else "")
     follow = '[ -L "$d" ] && d=$(readlink -f "$d")\n' if options.follow else ""
@@ -137,7 +140,8 @@ async def put_content(ctx: TaskContext, data: bytes, dest: str, attrs: Attrs, *,
     umask = int(first(tags, "umask") or "022", 8)
     data_out = {"dest": path, "checksum": hashlib.sha1(data).hexdigest()}
     if st and st.kind == "directory":
-        return Result(failed=True, msg=f"dest {path} is a directory", data=data_out)
+        return Result(failed=True, msg=CONTENT_INTO_DIRECTORY if basename is None else f"dest {path} is a directory",
+                      data=data_out)
     mkdir = dest.endswith("/")
     if "parent" not in tags and not mkdir and not ctx.check:   # in check mode, an earlier task may be its maker
         return Result(failed=True, msg=f"Destination directory {posixpath.dirname(path)} does not exist",

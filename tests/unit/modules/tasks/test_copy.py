@@ -120,7 +120,7 @@ def test_copy_failures(h, target):
     missing_dir = h.run("copy", {"content": "x", "dest": str(target / "no" / "f")})
     assert missing_dir.failed and str(target / "no") in missing_dir.msg
     into_dir = h.run("copy", {"content": "x", "dest": str(target)})
-    assert into_dir.failed and "is a directory" in into_dir.msg
+    assert into_dir.failed and into_dir.msg == "can not use content with a dir as dest"     # Ansible's words
     bad_owner = h.run("copy", {"content": "x", "dest": str(target / "f"), "owner": "no-such-user"})
     assert bad_owner.failed and "no-such-user" in bad_owner.msg and not (target / "f").exists()
     assert leftovers(h) == [] and os.listdir(target) == []
