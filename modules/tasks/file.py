@@ -365,13 +365,18 @@ class File(TaskModule, name="file"):
         owner = Attrs(None, p.owner, p.group)
         if not p.src and not (lst and lst.kind == "link"):
             raise Refuse("src is required for creating new symlinks")
+        # with follow (the default) Ansible sets mode, owner and group on what the link points to, else on the link
+        target = (Stat.parse(first(tags, "src")) if p.src else here) if p.follow else None
         if lst and lst.kind == "link" and (not p.src or first(tags, "target") == p.src):   # no src: keep it
+            if target is not None:
+                changes = attrs.changes(target, umask)
+                return (attrs.commands(qp) if changes else []), changes
             changes = owner.changes(lst, umask)
             return (owner.commands(qp, link=True) if changes else []), changes
         if first(tags, "src") == "absent" and not p.force:
             raise Refuse(f"link source {src} does not exist (set force: true to link anyway)", missing=True)
-        cmds = self._clear(p, lst, qp) + [f"ln -s {q(p.src)} {qp}", *self._made(qp, link=True),
-                                          *owner.commands(qp, link=True)]
+        settings = attrs.commands(qp) if target is not None else owner.commands(qp, link=True)
+        cmds = self._clear(p, lst, qp) + [f"ln -s {q(p.src)} {qp}", *self._made(qp, link=True), *settings]
         return cmds, ["link created" if lst is None else "link replaced"]
 
     def _hard(self, p, tags, lst, here, attrs, umask, qp, src):
