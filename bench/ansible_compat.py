@@ -95,10 +95,25 @@ def copy_targets(targets: Path, copy: Path) -> Path:
     for target in targets.iterdir():
         if (target / "tasks/main.yml").is_file():
             shutil.copytree(target, copy / target.name, symlinks=True)
+            shutil.copytree(target, pristine(copy) / target.name, symlinks=True)
     for stand_in in STAND_INS:
         if not (copy / stand_in).exists():
             shutil.copytree(ROOT / "bench/stand_ins" / stand_in, copy / stand_in)
     return copy
+
+
+def pristine(copy: Path) -> Path:
+    """The untouched copy of the targets beside the one the tools run (see fresh_roles)."""
+    return copy.with_name(copy.name + "-pristine")
+
+
+def fresh_roles(item: Item) -> None:
+    """The item's roles as the corpus has them again: a target writes into its own files/ (copy makes an empty
+    directory there), which the second tool must not find made."""
+    for role in _with_dependencies(item):
+        if (pristine(item.roles_path) / role).is_dir():
+            shutil.rmtree(item.roles_path / role)
+            shutil.copytree(pristine(item.roles_path) / role, item.roles_path / role, symlinks=True)
 
 
 def script_targets(corpus: Path) -> list[Path]:
@@ -240,8 +255,13 @@ def run_entry(entry: Entry, targets: Targets, work: Path, home: Path, verbose: b
     unsafe, service = system_change(item), system_change(item, (SERVICE_MODULE,))
     if unsafe and not service:
         root = targets.debian_root()     # a fresh one; and another for recipe's runs, after Ansible's
+
+        def between() -> None:
+            root.reset()
+            fresh_roles(item)
+
         outcome = run_batch(item, Batch(root.server, work / slug(item.name), home=home, timeout=1800, shards=1,
-                                        between=root.reset))
+                                        between=between))
     else:
         outcome = run_here(item, targets.server, work, home, service)
     if outcome is None:

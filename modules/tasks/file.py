@@ -192,6 +192,8 @@ class File(TaskModule, name="file"):
                 except ValueError:
                     raise vol.Invalid(f"{name} {getattr(self, name)!r} does not match the format "
                                       f"{getattr(self, name + '_format')!r}", path=[name]) from None
+            if self.src and self.state not in ("link", "hard"):      # Ansible's words
+                raise vol.Invalid("src option requires state to be 'link' or 'hard'", path=["src"])
             if self.state == "hard" and not self.src:    # state link without src updates an existing link
                 raise vol.Invalid(f"state {self.state} needs src, the path to link to", path=["src"])
             if self.recurse and self.state not in (None, "directory"):
