@@ -5,7 +5,7 @@ import json
 import posixpath
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -204,6 +204,7 @@ class File(TaskModule, name="file"):
     async def run(self, p: Params, ctx: TaskContext) -> Result:
         if p._diff_peek is not None:
             return await self.peek(p, ctx)
+        p = await self.into_directory(p, ctx)
         result = await self.ensure(p, ctx)
         path = result.data.get("path", result.data.get("dest", p.path))
         attributes = p.attributes if p.state != "absent" else None
@@ -219,6 +220,17 @@ class File(TaskModule, name="file"):
                  attributes if attributes[0] in "+-=" else "=" + attributes)
             return flagged.replace(diff=shown(diff, path))
         return flagged.replace(changed=result.changed)
+
+    @staticmethod
+    async def into_directory(p: Params, ctx: TaskContext) -> Params:
+        """A hard link asked for where a directory is goes into it, under src's name, as in Ansible (which
+        does this for every state but link and absent; only link and hard take a src)."""
+        if p.state != "hard" or not p.src:
+            return p
+        res = await quiet(ctx, f"[ -d {q(p.path)} ] && echo directory; exit 0")
+        if res.stdout.strip() != "directory":
+            return p
+        return replace(p, path=posixpath.join(p.path, posixpath.basename(p.src.rstrip("/"))))
 
     @staticmethod
     async def peek(p: Params, ctx: TaskContext) -> Result:

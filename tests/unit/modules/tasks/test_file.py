@@ -122,6 +122,16 @@ def test_hard_link(h, target):
     assert (target / "other").stat().st_ino == (target / "real").stat().st_ino
 
 
+def test_hard_link_onto_a_directory_goes_into_it_under_the_sources_name(h, target):
+    (target / "real").write_text("x")
+    (target / "sub").mkdir()
+    args = {"path": str(target / "sub"), "state": "hard", "src": str(target / "real")}
+    made = h.run("file", args)
+    assert made.changed and made.data["dest"] == str(target / "sub" / "real")
+    assert (target / "sub").is_dir() and (target / "sub" / "real").stat().st_ino == (target / "real").stat().st_ino
+    assert h.run("file", args).status == "ok"
+
+
 def test_bad_owner_fails_with_the_tool_message(h, target):
     (target / "f").write_text("")
     result = h.run("file", {"path": str(target / "f"), "owner": "no-such-user"})
