@@ -470,6 +470,8 @@ def recipe_statuses(lines: Iterable[dict[str, Any]], items: Iterable[Item]) -> d
             continue
         if event == "build.start":
             found.setdefault(item, [])
+        elif event == "task.end" and line.get("module") in INCLUDES and line["status"] != "failed":
+            continue                                 # as ansible_statuses leaves out Ansible's
         elif event == "task.end" and len(found.setdefault(item, [])) < MAX_STATUSES:
             found[item].append(TaskStatus(line["task"], line["status"], bool(line.get("handler")),
                                           str(line.get("msg") or "")))

@@ -316,7 +316,8 @@ def unprefixed(facts: Mapping[str, Any]) -> dict[str, Any]:
 def _report(play: Play, task: Task, label: str, result: Result, started: float, scope: Scope | None = None) -> None:
     hidden = scope is not None and _flag(task.no_log, scope, False)
     play.state.counts[result.status] += 1
-    play.state.events.emit("task.end", task=label, status=result.status, msg=NO_LOG_MSG if hidden else result.msg,
+    play.state.events.emit("task.end", task=label, module=task.module or task.include, status=result.status,
+                           msg=NO_LOG_MSG if hidden else result.msg,
                            changed=result.changed, duration=round(time.monotonic() - started, 3),
                            handler=play.in_handlers, rc=result.rc,
                            diff=result.diff if play.state.options.diff and not hidden else "",

@@ -265,10 +265,12 @@ class File(TaskModule, name="file"):
         # directory follow a link to the path it resolves to, and name that.
         key = "dest" if p.state in ("link", "hard", "touch") else "path"
         real = first(tags, "real") if p.state in ("file", "directory") and p.follow else None
+        # without a state, Ansible makes an absent path a directory when asked to recurse
+        handler = p.state or ("directory" if lst is None and p.recurse else "attributes")
         try:
-            cmds, msgs = getattr(self, f"_{p.state or 'attributes'}")(p, tags, lst, here, attrs, umask, qp, src)
+            cmds, msgs = getattr(self, f"_{handler}")(p, tags, lst, here, attrs, umask, qp, src)
         except Refuse as refusal:
-            data = {"path": path, "state": "absent" if lst is None else (here or lst).kind}
+            data = {"path": path, "state": stat_data(here or lst)["state"]}
             if ctx.check and refusal.missing:
                 return Result(skipped=True, msg=f"cannot check: {refusal}", data=data)
             return Result(failed=True, msg=str(refusal), data=data)
@@ -342,10 +344,13 @@ class File(TaskModule, name="file"):
     # Each handler returns (shell commands, what they change in words); no commands: nothing to do.
 
     def _attributes(self, p, tags, lst, here, attrs, umask, qp, src, kind=None):
-        if here is None:
-            raise Refuse(f"{p.path} does not exist" + (" (a dangling link)" if lst else ""), missing=True)
+        if here is None:       # Ansible's words: without a state, an absent path is asked to be a file
+            raise Refuse(f"file ({p.path}) is absent, cannot continue", missing=True)
+        state = stat_data(here)["state"]      # as Ansible names it: a file with several names is 'hard'
+        if kind == "file" and here.kind != "file":
+            raise Refuse(f"file ({p.path}) is {state}, cannot continue")
         if kind and here.kind != kind:
-            raise Refuse(f"{p.path} is a {here.kind}, not a {kind}")
+            raise Refuse(f"{p.path} already exists as a {state}")
         changes = attrs.changes(here, umask)
         recurse = p.recurse and here.kind == "directory"
         if recurse and not changes and any(attrs.changes(Stat.parse(line), umask) for line in tags.get("tree", [])):

@@ -32,7 +32,7 @@ def test_directory_check_mode(h, target):
 def test_directory_over_a_file_fails(h, target):
     (target / "f").write_text("")
     result = h.run("file", {"path": str(target / "f"), "state": "directory"})
-    assert result.failed and str(target / "f") in result.msg and "not a directory" in result.msg
+    assert result.failed and result.msg == f"{target / 'f'} already exists as a file"     # Ansible's words
 
 
 def test_recursive_symbolic_mode_and_owner(h, target):
@@ -64,8 +64,8 @@ def test_attributes_only_on_whatever_is_there(h, target):
 
 def test_state_file_requires_an_existing_file(h, target):
     missing = h.run("file", {"path": str(target / "nope"), "state": "file"})
-    assert missing.failed and "does not exist" in missing.msg and str(target / "nope") in missing.msg
-    assert h.run("file", {"path": str(target), "state": "file"}).failed
+    assert missing.failed and missing.msg == f"file ({target / 'nope'}) is absent, cannot continue"
+    assert h.run("file", {"path": str(target), "state": "file"}).msg == f"file ({target}) is directory, cannot continue"
     # in check mode an earlier task may be what creates it: say so instead of failing
     assert h.run("file", {"path": str(target / "nope"), "mode": "0600"}, check=True).skipped
 
@@ -130,6 +130,14 @@ def test_hard_link_onto_a_directory_goes_into_it_under_the_sources_name(h, targe
     assert made.changed and made.data["dest"] == str(target / "sub" / "real")
     assert (target / "sub").is_dir() and (target / "sub" / "real").stat().st_ino == (target / "real").stat().st_ino
     assert h.run("file", args).status == "ok"
+
+
+def test_an_absent_path_without_a_state_fails_in_ansibles_words_or_becomes_a_directory_with_recurse(h, target):
+    ghost = h.run("file", {"path": str(target / "ghost")})
+    assert ghost.failed and ghost.msg == f"file ({target / 'ghost'}) is absent, cannot continue"
+    assert ghost.data["state"] == "absent"
+    assert h.run("file", {"path": str(target / "tree"), "recurse": True, "mode": "0750"}).changed
+    assert (target / "tree").is_dir() and oct((target / "tree").stat().st_mode & 0o777) == "0o750"
 
 
 def test_bad_owner_fails_with_the_tool_message(h, target):
