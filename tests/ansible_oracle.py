@@ -141,7 +141,9 @@ def load_case(path: Path) -> Item:
     text = path.read_text()
     settings = _settings(text)
     handlers = path.with_name(path.stem + ".handlers.yml")
+    roles = path.parent / "roles"       # the roles a case's include_role names, beside the cases
     return Item(name=path.stem, tasks=(str(path),), handlers=handlers.read_text() if handlers.exists() else "",
+                roles_path=roles if roles.is_dir() else None,
                 gather_facts=bool(settings.get("gather_facts", False)),
                 registered=tuple(registered_names(yaml.load(text, _CaseLoader))), xfail=settings.get("xfail"),
                 fails=bool(settings.get("fails", False)))
@@ -453,9 +455,19 @@ def ansible_registered(lines: Iterable[dict[str, Any]]) -> dict[str, dict[str, A
 
 
 def ansible_failed_hosts(lines: Iterable[dict[str, Any]]) -> set[str]:
-    """The hosts (items) whose play failed: a failure nothing rescued or ignored."""
-    return {line["host"] for line in lines
-            if line.get("event") == "stats" and (line.get("failures") or line.get("unreachable"))}
+    """The hosts (items) whose play failed: a failure nothing rescued or ignored, and that no
+    meta: clear_host_errors cleared. Ansible's recap counts a cleared failure still, but the host goes on
+    (and ansible-playbook exits 0): a task outside any rescue or always ran for it after its last failure."""
+    lines = list(lines)
+    went_on: set[str] = set()
+    for line in lines:
+        host = line.get("host")
+        if line.get("status") == "failed" and not line.get("ignored"):
+            went_on.discard(host)
+        elif "status" in line and not line.get("cleanup") and not line.get("handler"):
+            went_on.add(host)
+    return {line["host"] for line in lines if line.get("event") == "stats"
+            and (line.get("unreachable") or (line.get("failures") and line["host"] not in went_on))}
 
 
 def recipe_statuses(lines: Iterable[dict[str, Any]], items: Iterable[Item]) -> dict[str, list[TaskStatus]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -140,6 +140,8 @@ async def _run_include(play: Play, task: Task, frame: Frame) -> None:
         if not await _included(play, task, item_scope):
             continue
         block = task if task.include else _included_file(play, task, item_scope)
+        if block is not None and task.role_choice:
+            block = _chosen_role(play, task, item_scope)
         if block is not None:
             await _run_block(play, block, Frame(frame.vars, {**frame.fixed, **values}))
 
@@ -172,6 +174,35 @@ def _included_file(play: Play, task: Task, scope: Scope) -> Task | None:
         failure = Failure(exc.message, exc.position or task.position, exc.hint)
     _fail_include(play, task, scope, failure, started)
     return None
+
+
+def _chosen_role(play: Play, task: Task, scope: Scope) -> Task | None:
+    """The include with only the role its templated name renders to (the loader read each its loop names)."""
+    started = time.monotonic()
+    try:
+        name = render(task.role_choice, scope)
+    except TemplateFailure as exc:
+        _fail_include(play, task, scope, Failure(f"{task.path}.include_role: {exc.message}", task.position,
+                                                 exc.hint), started)
+        return None
+    block = _choose(task, str(name))
+    if block is None:
+        _fail_include(play, task, scope, Failure(
+            f"{task.path}.include_role: the role name rendered to {name!r}, not one its loop names",
+            task.position, "roles are read when the recipe is loaded, from the names in the include's loop"), started)
+    return block
+
+
+def _choose(task: Task, name: str) -> Task | None:
+    """task with only the blocks marked for the role `name` (inside the block an `apply:` makes, if any)."""
+    kept: list[Task] = []
+    for child in task.block:
+        if child.role_choice is None:
+            inner = _choose(child, name)
+            kept += [inner] if inner is not None else []
+        elif child.role_choice == name:
+            kept.append(child)
+    return replace(task, block=tuple(kept), role_choice=None) if kept else None
 
 
 class EndPlay(Exception):

@@ -16,7 +16,8 @@ from typing import Any, Iterator
 from engine.errors import Position, Problem, RecipeError
 from engine.recipe.kv import parse_kv
 from engine.recipe.model import Origin
-from engine.recipe.recipe_schema import INCLUDE_MARK, ROLE_MARK
+from engine.recipe.recipe_schema import INCLUDE_MARK, ROLE_CHOICE_MARK, ROLE_MARK
+from engine.recipe.role_choice import loop_role_names
 from engine.recipe.schema import type_name
 from engine.recipe.template import is_template
 from engine.recipe.yamlpos import YMap, YSeq, load_yaml_file
@@ -279,19 +280,42 @@ class Loader:
     def _role_block(self, task: YMap, key: str, kind: str, spec: dict, where: Position) -> YMap:
         """include_role/import_role: the role's tasks as a block that runs with the role's origin."""
         name = spec.get("name")
-        if not isinstance(name, str) or is_template(name):
-            self.problems.append(Problem(where, f"{key} takes a fixed role name (name: x)",
+        names = loop_role_names(task, name) if isinstance(name, str) and kind == "include_role" else None
+        if not isinstance(name, str) or (is_template(name) and names is None):
+            self.problems.append(Problem(where, f"{key} takes a fixed role name (name: x), or one its loop's items "
+                                                f"name (name: \"{{{{ item }}}}\", loop: [a, b])",
                                          hint="roles are read when the recipe is loaded"))
             return task
+        if not is_template(name):
+            tasks = self._role_tasks(name, where, spec)
+            return task if tasks is None else _as_block(task, key, kind, spec, tasks)
+        choices = YSeq(pos=where)
+        for candidate in names or []:
+            tasks = self._role_tasks(candidate, where, spec)
+            if tasks is None:
+                return task
+            choice = YMap(pos=where)
+            choice[ROLE_CHOICE_MARK], choice["block"] = candidate, tasks
+            choice.key_pos.update({ROLE_CHOICE_MARK: where, "block": where})
+            choice.value_pos.update({ROLE_CHOICE_MARK: where, "block": tasks.pos})
+            choices.append(choice)
+            choices.item_pos.append(where)
+        block = _as_block(task, key, kind, spec, choices)
+        block[ROLE_CHOICE_MARK] = name
+        block.key_pos[ROLE_CHOICE_MARK] = block.value_pos[ROLE_CHOICE_MARK] = where
+        return block
+
+    def _role_tasks(self, name: str, where: Position, spec: dict) -> YSeq | None:
+        """The named role's tasks, after its dependencies', each a block running as its own role."""
         reference = RoleReference(name=name, where=where, params=YMap(pos=where), keywords=YMap(pos=where))
         roles = self._add_role(reference, inline=True, chain=[], tasks_from=str(spec.get("tasks_from", "main")))
         if not roles or roles[-1].name != name:
-            return task
+            return None
         tasks = YSeq(pos=roles[-1].tasks.pos)
-        for role in roles:     # its dependencies first, each a block running as its own role
+        for role in roles:
             tasks.append(role_block(role))
             tasks.item_pos.append(where)
-        return _as_block(task, key, kind, spec, tasks)
+        return tasks
 
 
 @dataclass

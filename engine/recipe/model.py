@@ -118,6 +118,8 @@ class Task:
     background: bool = False                   # async with poll: 0: registered as a job async_status reads
     check_mode: Any = None
     include: str | None = None                 # "include_tasks"/"include_role": a block included at run time
+    role_choice: str | None = None             # include_role "{{ item }}": the name's template on the include,
+                                               # the role's name on each of the blocks it may run
     block: tuple["Task", ...] = ()
     rescue: tuple["Task", ...] = ()
     always: tuple["Task", ...] = ()

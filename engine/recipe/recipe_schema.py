@@ -157,7 +157,9 @@ KEYWORDS: dict[str, Any] = {
 # Internal marks the loader puts on the block an include became (never written by hand).
 INCLUDE_MARK = "__include__"
 ROLE_MARK = "__role__"
-INTERNAL_KEYWORDS = {INCLUDE_MARK: str, ROLE_MARK: str}
+# include_role with a templated name: the template on the include, the role's name on each block it may run
+ROLE_CHOICE_MARK = "__role_choice__"
+INTERNAL_KEYWORDS = {INCLUDE_MARK: str, ROLE_MARK: str, ROLE_CHOICE_MARK: str}
 HANDLER_KEYWORDS = {"listen": one_or_more(str)}
 INCLUDE_HINT = "import_tasks and include_tasks are expanded when the recipe is loaded"
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from engine.recipe.foreign import is_foreign_module
 from engine.recipe.model import Origin, Task
-from engine.recipe.recipe_schema import INCLUDE_MARK, ROLE_MARK, module_arguments, with_lookup
+from engine.recipe.recipe_schema import INCLUDE_MARK, ROLE_CHOICE_MARK, ROLE_MARK, module_arguments, with_lookup
 from engine.registry import TASK_MODULES
 
 # Keywords a task takes from the block, role or play around it unless it sets its own.
@@ -119,7 +119,7 @@ def make_task(node: Mapping[str, Any], path: str, origin: Origin, inherit: Inher
         only=listify(node.get("only")), except_=listify(node.get("except")),
         retries=node.get("retries"), until=node.get("until"), delay=node.get("delay", 1.0),
         timeout=node.get("timeout", node.get("async")), background="async" in node and node.get("poll") == 0,
-        check_mode=seen.check_mode, include=include,
+        check_mode=seen.check_mode, include=include, role_choice=node.get(ROLE_CHOICE_MARK),
         block=children("block"), rescue=children("rescue"), always=children("always"),
     )
 

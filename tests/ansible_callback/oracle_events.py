@@ -22,6 +22,17 @@ DOCUMENTATION = """
 """
 
 
+def _in_rescue_or_always(task) -> bool:
+    """Whether the task is in a block's rescue or always, at any depth (by uuid: tasks run as copies)."""
+    node, parent = task, getattr(task, "_parent", None)
+    while parent is not None:
+        sections = (getattr(parent, "rescue", None) or []) + (getattr(parent, "always", None) or [])
+        if any(getattr(entry, "_uuid", None) == getattr(node, "_uuid", "") for entry in sections):
+            return True
+        node, parent = parent, getattr(parent, "_parent", None)
+    return False
+
+
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "notification"
@@ -48,6 +59,9 @@ class CallbackModule(CallbackBase):
             line["items"] = len(data["results"])
         if status == "failed":
             line["msg"] = str(data.get("msg", ""))[:500]
+            line["ignored"] = bool(task.ignore_errors)
+        if _in_rescue_or_always(task):
+            line["cleanup"] = True   # what runs for a host after its failure, which ends its play all the same
         if self._with_results:
             line["result"] = data
         self._append(line)

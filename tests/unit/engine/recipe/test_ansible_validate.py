@@ -344,3 +344,20 @@ def test_now_as_ansibles():
     assert isinstance(render("{{ now() }}", scope), datetime.datetime)
     assert render("{{ now(utc=True).tzinfo is not none }}", scope) is True
     assert render("{{ now(fmt='%Y') }}", scope) == str(datetime.datetime.now().year)
+
+
+def test_a_templated_role_name_is_read_from_its_loops_items(tmp_path):
+    roles = {"roles/a/tasks/main.yml": "- debug: msg=a\n", "roles/b/tasks/main.yml": "- debug: msg=b\n"}
+    looped = "tasks:\n  - include_role: {name: \"{{ item }}\"}\n    loop: [a, b]\n"
+    included = valid(tmp_path, looped, **roles).tasks[0]
+    assert included.role_choice == "{{ item }}" and [c.role_choice for c in included.block] == ["a", "b"]
+    missing = "tasks:\n  - include_role: {name: \"role-{{ r }}\"}\n    loop: [c]\n    loop_control: {loop_var: r}\n"
+    assert problems(tmp_path, missing, **roles)[0].startswith("role 'role-c' not found")
+
+
+@pytest.mark.parametrize("recipe", ["tasks:\n  - include_role: {name: \"{{ which }}\"}\n",
+                                    "tasks:\n  - include_role: {name: \"{{ item }}\"}\n    loop: \"{{ names }}\"\n",
+                                    "tasks:\n  - import_role: {name: \"{{ item }}\"}\n    loop: [a]\n"])
+def test_a_role_name_known_only_at_run_time_is_an_error(tmp_path, recipe):
+    found = problems(tmp_path, recipe + "vars: {which: a, names: [a]}\n", **{"roles/a/tasks/main.yml": "- ping:\n"})
+    assert len(found) == 1 and "takes a fixed role name" in found[0] and "loop" in found[0]
