@@ -13,7 +13,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import voluptuous as vol
 
@@ -374,12 +374,17 @@ def _when(task: Task, scope: Scope) -> Result | Failure | None:
 
 
 def _rendered_names(names: tuple[str, ...], scope: Scope) -> set[str]:
+    """Names rendered; one that renders to a list (notify: "{{ handler_list }}") is each of its items."""
     out = set()
     for name in names:
         try:
-            out.add(str(render(name, scope)))
+            value = render(name, scope)
         except TemplateFailure:
-            out.add(name)
+            value = name
+        if isinstance(value, list):
+            out.update(str(item) for item in value)
+        else:
+            out.add(str(value))
     return out
 
 
@@ -634,18 +639,41 @@ async def run_handlers(play: Play, handlers: tuple[Handler, ...]) -> None:
         notified, play.notified = play.notified, set()
         play.in_handlers = True
         try:
-            for handler in handlers:
-                if notified.intersection(_handler_names(play, handler)):
-                    await run_task(play, handler.task)
+            for handler in _notified(play, handlers, notified):
+                await run_task(play, handler.task)
         finally:
             play.in_handlers = False
 
 
+def _notified(play: Play, handlers: tuple[Handler, ...], notified: set[str]) -> list[Handler]:
+    """The handlers notified, in the order they are defined, chosen as Ansible chooses: for each notification
+    the first handler of that name (`name`, or `role : name` for a role's) in the latest handler block that
+    has one, and every handler listening to it (one per name, looked for in the same order)."""
+    chosen: set[int] = set()
+    latest_first = sorted(range(len(handlers)), key=lambda i: (-handlers[i].group, i))
+    for notification in notified:
+        named = next((i for i in latest_first if notification in _handler_names(play, handlers[i])), None)
+        chosen.update([named] if named is not None else [])
+        seen: set[str] = set()
+        for i in latest_first:
+            name = handlers[i].task.name
+            if notification in _with_role(handlers[i].task, handlers[i].listen) and not (name and name in seen):
+                seen.add(name or "")
+                chosen.add(i)
+    return [handler for i, handler in enumerate(handlers) if i in chosen]
+
+
 def _handler_names(play: Play, handler: Handler) -> set[str]:
-    """What notifies a handler: its name, which may be a template of the play's variables, and its listen
-    topics, which Ansible does not render."""
+    """The names that notify a handler: its name, which may be a template of the play's variables."""
     name = handler.task.name
-    return (_rendered_names((name,), play.scope(handler.task, [])) if name else set()) | set(handler.listen)
+    return _with_role(handler.task, _rendered_names((name,), play.scope(handler.task, []))) if name else set()
+
+
+def _with_role(task: Task, names: Iterable[str]) -> set[str]:
+    """Names as a role's handler also answers to them: `role : name` and `ns.col.role : name`."""
+    names = set(names)
+    role, fqcn = task.origin.role, task.origin.role_fqcn
+    return names | {f"{prefix} : {name}" for prefix in {role, fqcn} if prefix for name in names}
 
 
 async def provision(state: BuildState, tasks: tuple[Task, ...], handlers: tuple[Handler, ...]) -> Play:

@@ -122,7 +122,7 @@ class Play:
             names.update(ansible_host=endpoint.host, ansible_port=endpoint.port, ansible_user=endpoint.user)
         if task.origin.role_dir is not None:
             names.update(role_path=str(task.origin.role_dir), role_name=task.origin.role,
-                         ansible_role_name=task.origin.role)
+                         ansible_role_name=task.origin.role_fqcn)
         search = [str(Path(task.position.file).parent), names.get("role_path"), names["playbook_dir"]]
         names["ansible_search_path"] = list(dict.fromkeys(d for d in search if d))
         # without gather_facts the mapping starts empty (`ansible_facts == {}`), and setup fills it

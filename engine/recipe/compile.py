@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets as random_tokens
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping
@@ -349,20 +349,31 @@ def _all_handlers(loaded: LoadedRecipe) -> tuple[Handler, ...]:
     base = loaded.path.parent
     play = _play_inherit(loaded.document)
     role_origins = _role_origins(loaded)
-    handlers = []
-    for role in loaded.roles:
-        origin = role.origin(base)
-        handlers += [(t, f"roles[{role.name}].handlers[{i}]", origin) for i, t in enumerate(role.handlers)]
-    own = loaded.document.get("handlers") or []
-    handlers += [(t, f"handlers[{i}]", Origin(base_dir=base)) for i, t in enumerate(own)]
-    return tuple(h for node, path, origin in handlers for h in _handlers_of(node, path, origin, play, role_origins))
+    lists = [(role.handlers, f"roles[{role.name}].handlers", role.origin(base)) for role in loaded.roles]
+    lists.append((loaded.document.get("handlers") or [], "handlers", Origin(base_dir=base)))
+    handlers: list[Handler] = []
+    group = 0
+    for entries, where, origin in lists:
+        after_plain = False
+        for i, node in enumerate(entries):
+            # Ansible's handler blocks: a block is one, and so are the plain handlers next to each other
+            plain = not _is_block(node)
+            group += 0 if plain and after_plain else 1
+            after_plain = plain
+            handlers += [replace(h, group=group) for h in _handlers_of(node, f"{where}[{i}]", origin, play, role_origins)]
+    return tuple(handlers)
+
+
+def _is_block(node: Any) -> bool:
+    """A block entry (or what import_tasks brought), not a task nor an include."""
+    return isinstance(node, dict) and "block" in node and INCLUDE_MARK not in node \
+        and not any(k in TASK_MODULES for k in node)
 
 
 def _handlers_of(node: Any, path: str, origin: Origin, inherit: Inherit, role_origins: Any) -> list[Handler]:
     """A handler entry as Ansible reads it: a block, or what import_tasks brought, is each of its tasks a
     handler (notified by its own name); an include_tasks with a name is one handler running the file."""
-    if isinstance(node, dict) and "block" in node and INCLUDE_MARK not in node \
-            and not any(k in TASK_MODULES for k in node):
+    if _is_block(node):
         here = inherit.around(node)
         if node.get(ROLE_MARK):
             origin = role_origins(node[ROLE_MARK])

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any, Iterator
 
 from engine.errors import Position, Problem, RecipeError
+from engine.recipe.collections import collection_role_dirs, split_role_fqcn
 from engine.recipe.kv import parse_kv
 from engine.recipe.model import Origin
 from engine.recipe.recipe_schema import INCLUDE_MARK, ROLE_CHOICE_MARK, ROLE_MARK
@@ -51,10 +52,12 @@ class LoadedRole:
     keywords: YMap = field(default_factory=YMap)  # when, tags, become, ... written where the role is named
     key: str = ""                                # unique among the recipe's roles: what ROLE_MARK names
     inline: bool = False                         # named by include_role/import_role: runs where it is named
+    collection: str | None = None                # "ns.col" for a collection's role, named ns.col.<role>
 
     def origin(self, base_dir: Path) -> Origin:
         """Where this role's tasks look for files, and the variables they see."""
-        return Origin(base_dir=base_dir, role=self.name, role_dir=self.directory,
+        short = self.name.rsplit(".", 1)[-1] if self.collection else self.name
+        return Origin(base_dir=base_dir, role=short, role_dir=self.directory, collection=self.collection,
                       role_vars=MappingProxyType({**self.vars, **self.params}))
 
 
@@ -208,10 +211,13 @@ class Loader:
 
     def _find_role(self, name: str, where: Position, near: Path | None = None) -> Path | None:
         # a dependency or include_role may name a role beside the one naming it, as Ansible looks there too
+        # a collection's role (ns.col.role) first, as Ansible looks
+        candidates = collection_role_dirs(name, self.base)
         dirs = self.role_dirs(self.base) + ([near] if near else [])
-        directory = next((d / name for d in dirs if names_a("dir", d / name)), None)
+        candidates += [d / name for d in dirs]
+        directory = next((c for c in candidates if names_a("dir", c)), None)
         if directory is None:
-            searched = ", ".join(str(d) for d in dirs)
+            searched = ", ".join(str(d) for d in [*(c.parent for c in candidates[:-len(dirs)]), *dirs])
             self.problems.append(Problem(where, f"role {name!r} not found",
                                          hint=f"looked in {searched}; add --roles-path or RECIPE_ROLES_PATH"))
         return directory.resolve() if directory else None
@@ -240,6 +246,8 @@ class Loader:
             return added
         role.inline = inline
         role.key = f"{role.name}#{len(self.roles)}"
+        parts = split_role_fqcn(reference.name)
+        role.collection = parts[0] if parts and "ansible_collections" in directory.parts else None
         self.roles.append(role)
         return [*added, role]
 

@@ -56,6 +56,12 @@ class Origin:
     role: str | None = None
     role_dir: Path | None = None
     role_vars: Mapping[str, Any] = field(default_factory=lambda: EMPTY)  # the role's vars/main.yml and the vars it was called with
+    collection: str | None = None        # "ns.col" for a collection's role: its full name is ns.col.<role>
+
+    @property
+    def role_fqcn(self) -> str | None:
+        """The role's full name, as Ansible's ansible_role_name: ns.col.role for a collection's role."""
+        return f"{self.collection}.{self.role}" if self.collection and self.role else self.role
 
     def search_dirs(self, kind: str, task_file: str | None = None) -> list[Path]:
         """Directories to look for a `files` or `templates` src, most specific first: the role's, then beside
@@ -146,6 +152,7 @@ class Handler:
 
     task: Task
     listen: tuple[str, ...] = ()
+    group: int = 0      # Ansible's handler block it is in: a notification looks in the latest block first
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -262,13 +262,15 @@ def _names(value: Any) -> list:
 
 
 def _handler_names(loaded: LoadedRecipe) -> set[str]:
+    """What a notify may name: handlers' names and listen topics, a role's also as `role : name`."""
     names: set[str] = set()
-    handler_lists = [loaded.document.get("handlers"), *(role.handlers for role in loaded.roles)]
-    for handlers in handler_lists:
+    handler_lists = [(loaded.document.get("handlers"), set()),
+                     *((role.handlers, {role.name, role.name.rsplit(".", 1)[-1]}) for role in loaded.roles)]
+    for handlers, prefixes in handler_lists:
         for task, _, _ in _walk_tasks(handlers, ""):
-            if isinstance(task.get("name"), str):
-                names.add(task["name"])
-            names.update(n for n in _names(task.get("listen")) if isinstance(n, str))
+            own = {task["name"]} if isinstance(task.get("name"), str) else set()
+            own.update(n for n in _names(task.get("listen")) if isinstance(n, str))
+            names |= own | {f"{prefix} : {name}" for prefix in prefixes for name in own}
     return names
 
 

@@ -361,3 +361,29 @@ def test_a_templated_role_name_is_read_from_its_loops_items(tmp_path):
 def test_a_role_name_known_only_at_run_time_is_an_error(tmp_path, recipe):
     found = problems(tmp_path, recipe + "vars: {which: a, names: [a]}\n", **{"roles/a/tasks/main.yml": "- ping:\n"})
     assert len(found) == 1 and "takes a fixed role name" in found[0] and "loop" in found[0]
+
+
+COLLECTION_ROLE = {"tasks/main.yml": "- command: echo\n  notify: 'r : topic'\n",
+                   "handlers/main.yml": "- name: h\n  debug: msg=h\n  listen: topic\n"}
+
+
+def test_a_collections_role_is_found_beside_the_recipe_and_its_handlers_answer_to_both_role_names(tmp_path):
+    files = {f"collections/ansible_collections/ns/col/roles/r/{k}": v for k, v in COLLECTION_ROLE.items()}
+    recipe = valid(tmp_path, "roles: [ns.col.r]\ntasks:\n  - command: echo\n    notify: 'ns.col.r : h'\n", **files)
+    origin = recipe.handlers[0].task.origin
+    assert (origin.role, origin.collection, origin.role_fqcn) == ("r", "ns.col", "ns.col.r")
+    assert origin.role_dir == tmp_path / "collections/ansible_collections/ns/col/roles/r"
+
+
+def test_a_collections_role_is_found_on_ansible_collections_path(tmp_path, monkeypatch):
+    installed = tmp_path / "elsewhere"
+    for name, text in COLLECTION_ROLE.items():
+        path = installed / "ansible_collections/ns/col/roles/r" / name
+        path.parent.mkdir(parents=True)
+        path.write_text(text)
+    monkeypatch.setenv("ANSIBLE_COLLECTIONS_PATH", str(installed / "ansible_collections"))
+    (tmp_path / "r").mkdir()
+    assert valid(tmp_path / "r", "roles: [ns.col.r]\n").handlers[0].task.origin.collection == "ns.col"
+    monkeypatch.delenv("ANSIBLE_COLLECTIONS_PATH")
+    found = problems(tmp_path / "r", "roles: [ns.col.r]\n")
+    assert found[0].startswith("role 'ns.col.r' not found") and "ansible_collections/ns/col/roles" in found[0]
