@@ -127,13 +127,18 @@ class Play:
         names["ansible_search_path"] = list(dict.fromkeys(d for d in search if d))
         # without gather_facts the mapping starts empty (`ansible_facts == {}`), and setup fills it
         names["ansible_facts"] = self.ansible_facts
-        names.update({f"ansible_{key}": value for key, value in self.ansible_facts.items()})
         return names
+
+    def injected_facts(self) -> dict[str, Any]:
+        """Each fact as a variable of its own (ansible_os_family), as Ansible injects them: below the play's
+        vars in precedence, so that `vars: {ansible_nodename: x}` wins over the gathered fact."""
+        return {f"ansible_{key}": value for key, value in self.ansible_facts.items()}
 
     def scope(self, task: Task, block_vars: list[Mapping[str, Any]], loop_item: Mapping[str, Any] | None = None) -> Scope:
         variables = self.recipe.variables
-        layers = [variables.role_defaults, variables.recipe, variables.vars_files, task.origin.role_vars,
-                  *block_vars, task.vars, self.included_vars, variables.files, variables.cli, variables.env]
+        layers = [variables.role_defaults, self.injected_facts(), variables.recipe, variables.vars_files,
+                  task.origin.role_vars, *block_vars, task.vars, self.included_vars, variables.files, variables.cli,
+                  variables.env]
         view = ScopeView()
         hostvars = {**{name: self.inventory.host_vars(name) for name in self.inventory.added}, self.host: view}
         fixed = {**self.magic(task), "build": self.state.build.info.as_vars(), "facts": self.state.facts,
