@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from engine.errors import Position, Problem, RecipeError
 from engine.recipe.collections import collection_role_dirs, split_role_fqcn
@@ -26,6 +26,9 @@ from engine.registry import TASK_MODULES
 
 INCLUDE_KEYS = ("import_tasks", "include_tasks")
 ROLE_INCLUDE_KEYS = ("import_role", "include_role")
+# the role files include_role/import_role may pick instead of <folder>/main.yml
+ROLE_ENTRY_KEYS = ("tasks_from", "handlers_from", "vars_from", "defaults_from")
+EMPTY_ENTRY: Mapping[str, str] = MappingProxyType({})
 TASK_LIST_KEYS = ("block", "rescue", "always")
 TASK_SECTIONS = ("pre_tasks", "tasks", "post_tasks", "handlers", "verify")
 # What a role entry (`- role: x`) and a meta/main.yml dependency may say besides the role and its variables;
@@ -223,7 +226,7 @@ class Loader:
         return directory.resolve() if directory else None
 
     def _add_role(self, reference: "RoleReference", inline: bool, chain: list[str],
-                  near: Path | None = None, tasks_from: str = "main") -> list[LoadedRole]:
+                  near: Path | None = None, entry: Mapping[str, str] = EMPTY_ENTRY) -> list[LoadedRole]:
         """Load a role and, before it, the roles its meta/main.yml depends on: the roles added, in run order."""
         directory = self._find_role(reference.name, reference.where, near)
         if directory is None:
@@ -240,7 +243,7 @@ class Loader:
                     # a dependency runs under the condition and tags of the role that needs it
                     dependency.keywords = _with_parent_keywords(reference.keywords, dependency.keywords)
                     added += self._add_role(dependency, inline, [*chain, reference.name], directory.parent)
-            role = self._load_role(reference, directory, tasks_from)
+            role = self._load_role(reference, directory, entry)
         except RecipeError as exc:
             self.problems.extend(exc.problems)
             return added
@@ -269,18 +272,28 @@ class Loader:
                                  f"{relative} of role {reference.name!r} must be {kind}, got {type_name(data)}")
         return data
 
-    def _load_role(self, reference: "RoleReference", directory: Path, tasks_from: str) -> LoadedRole:
+    def _load_role(self, reference: "RoleReference", directory: Path, entry: Mapping[str, str]) -> LoadedRole:
+        """The role's files; `entry` names other ones than main.yml, as include_role's tasks_from,
+        handlers_from, vars_from and defaults_from do."""
         file_pos = Position(str(directory), 1, 1)
-        tasks_file = tasks_from if tasks_from.endswith((".yml", ".yaml")) else f"{tasks_from}.yml"
-        tasks = self._optional(directory, f"tasks/{tasks_file}", YSeq, YSeq(pos=file_pos), reference)
-        handlers = self._optional(directory, "handlers/main.yml", YSeq, YSeq(pos=file_pos), reference)
+        files = {kind: f"{kind}/{_yml(entry.get(f'{kind}_from', 'main'))}"
+                 for kind in ("tasks", "handlers", "vars", "defaults")}
+        for kind, relative in files.items():      # a file named by *_from must be there, as Ansible requires
+            if is_template(entry.get(f"{kind}_from")):
+                raise RecipeError.at(reference.where, f"{kind}_from takes a fixed file name, not a template",
+                                     hint="a role's files are read when the recipe is loaded")
+            if f"{kind}_from" in entry and not (directory / relative).is_file():
+                raise RecipeError.at(reference.where, f"role {reference.name!r} has no {relative}",
+                                     hint=f"{kind}_from names a file in the role's {kind}/ folder")
+        tasks = self._optional(directory, files["tasks"], YSeq, YSeq(pos=file_pos), reference)
+        handlers = self._optional(directory, files["handlers"], YSeq, YSeq(pos=file_pos), reference)
         return LoadedRole(
             name=reference.name, directory=directory, referenced_at=reference.where, params=reference.params,
-            tasks=self._expand(tasks, directory / "tasks", [directory / "tasks" / tasks_file], directory / "tasks"),
-            handlers=self._expand(handlers, directory / "handlers", [directory / "handlers/main.yml"],
+            tasks=self._expand(tasks, directory / "tasks", [directory / files["tasks"]], directory / "tasks"),
+            handlers=self._expand(handlers, directory / "handlers", [directory / files["handlers"]],
                                   directory / "tasks"),
-            defaults=self._optional(directory, "defaults/main.yml", YMap, YMap(pos=file_pos), reference),
-            vars=self._optional(directory, "vars/main.yml", YMap, YMap(pos=file_pos), reference),
+            defaults=self._optional(directory, files["defaults"], YMap, YMap(pos=file_pos), reference),
+            vars=self._optional(directory, files["vars"], YMap, YMap(pos=file_pos), reference),
             argument_specs=self._optional(directory, "meta/argument_specs.yml", YMap, None, reference),
             keywords=reference.keywords,
         )
@@ -316,7 +329,8 @@ class Loader:
     def _role_tasks(self, name: str, where: Position, spec: dict) -> YSeq | None:
         """The named role's tasks, after its dependencies', each a block running as its own role."""
         reference = RoleReference(name=name, where=where, params=YMap(pos=where), keywords=YMap(pos=where))
-        roles = self._add_role(reference, inline=True, chain=[], tasks_from=str(spec.get("tasks_from", "main")))
+        entry = {key: str(value) for key, value in spec.items() if key in ROLE_ENTRY_KEYS and value is not None}
+        roles = self._add_role(reference, inline=True, chain=[], entry=entry)
         if not roles or roles[-1].name != name:
             return None
         tasks = YSeq(pos=roles[-1].tasks.pos)
@@ -324,6 +338,11 @@ class Loader:
             tasks.append(role_block(role))
             tasks.item_pos.append(where)
         return tasks
+
+
+def _yml(name: str) -> str:
+    """A role file as *_from names it: `alternate` or `alternate.yml`."""
+    return name if name.endswith((".yml", ".yaml", ".json")) else f"{name}.yml"
 
 
 @dataclass

@@ -387,3 +387,21 @@ def test_a_collections_role_is_found_on_ansible_collections_path(tmp_path, monke
     monkeypatch.delenv("ANSIBLE_COLLECTIONS_PATH")
     found = problems(tmp_path / "r", "roles: [ns.col.r]\n")
     assert found[0].startswith("role 'ns.col.r' not found") and "ansible_collections/ns/col/roles" in found[0]
+
+
+def test_include_role_picks_the_role_files_its_from_options_name(tmp_path):
+    role = {"roles/r/tasks/main.yml": "- debug: msg=main\n", "roles/r/tasks/other.yml": "- debug: msg=other\n",
+            "roles/r/handlers/main.yml": "- name: h\n  debug: msg=main\n",
+            "roles/r/handlers/alternate.yml": "- name: h\n  debug: msg=alternate\n",
+            "roles/r/vars/more.yml": "picked: more\n", "roles/r/defaults/main.yml": "picked: default\n"}
+    recipe = valid(tmp_path, "tasks:\n  - include_role: {name: r, tasks_from: other, handlers_from: alternate.yml,"
+                             " vars_from: more}\n", **role)
+    assert [h.task.args for h in recipe.handlers] == [{"msg": "alternate"}]
+    assert recipe.handlers[0].task.origin.role_vars["picked"] == "more"
+    role_block = recipe.tasks[0].block[0]
+    assert [t.args for t in role_block.block] == [{"msg": "other"}]
+    missing = problems(tmp_path, "tasks:\n  - include_role: {name: r, handlers_from: nothere}\n", **role)
+    assert missing == ["role 'r' has no handlers/nothere.yml (hint: handlers_from names a file in the role's "
+                       "handlers/ folder)"]
+    templated = problems(tmp_path, "tasks:\n  - include_role: {name: r, tasks_from: '{{ x }}'}\nvars: {x: a}\n", **role)
+    assert templated[0].startswith("tasks_from takes a fixed file name")
