@@ -635,20 +635,30 @@ def find_local_file(task: Task, src: str, kind: str) -> Path:
 # -- handlers and the whole play ----------------------------------------------------
 
 async def run_handlers(play: Play, handlers: tuple[Handler, ...]) -> None:
-    while play.notified:   # a handler may notify another, as in Ansible
-        notified, play.notified = play.notified, set()
-        play.in_handlers = True
-        try:
-            for handler in _notified(play, handlers, notified):
+    """One pass over the handlers in the order they are defined, as Ansible flushes them: each runs if it is
+    notified when the pass reaches it, so a handler notifying a later one runs it in this pass; one notifying
+    itself or an earlier one leaves that for the next flush (none after the last: Ansible's loops end)."""
+    play.in_handlers = True
+    try:
+        for index, handler in enumerate(handlers):
+            _take_notifications(play, handlers)
+            if index in play.pending:
+                play.pending.discard(index)
                 await run_task(play, handler.task)
-        finally:
-            play.in_handlers = False
+    finally:
+        play.in_handlers = False
 
 
-def _notified(play: Play, handlers: tuple[Handler, ...], notified: set[str]) -> list[Handler]:
-    """The handlers notified, in the order they are defined, chosen as Ansible chooses: for each notification
-    the first handler of that name (`name`, or `role : name` for a role's) in the latest handler block that
-    has one, and every handler listening to it (one per name, looked for in the same order)."""
+def _take_notifications(play: Play, handlers: tuple[Handler, ...]) -> None:
+    if play.notified:
+        play.pending.update(_notified(play, handlers, play.notified))
+        play.notified = set()
+
+
+def _notified(play: Play, handlers: tuple[Handler, ...], notified: set[str]) -> set[int]:
+    """The handlers (by index) notified, chosen as Ansible chooses: for each notification the first handler of
+    that name (`name`, or `role : name` for a role's) in the latest handler block that has one, and every
+    handler listening to it (one per name, looked for in the same order)."""
     chosen: set[int] = set()
     latest_first = sorted(range(len(handlers)), key=lambda i: (-handlers[i].group, i))
     for notification in notified:
@@ -660,7 +670,7 @@ def _notified(play: Play, handlers: tuple[Handler, ...], notified: set[str]) -> 
             if notification in _with_role(handlers[i].task, handlers[i].listen) and not (name and name in seen):
                 seen.add(name or "")
                 chosen.add(i)
-    return [handler for i, handler in enumerate(handlers) if i in chosen]
+    return chosen
 
 
 def _handler_names(play: Play, handler: Handler) -> set[str]:
@@ -689,7 +699,13 @@ async def provision(state: BuildState, tasks: tuple[Task, ...], handlers: tuple[
         return play
     except TaskFailed:
         if state.recipe.force_handlers:    # Ansible's force_handlers: what was notified still runs
-            await run_handlers(play, handlers)
+            await _final_flushes(play, handlers)
         raise
-    await run_handlers(play, handlers)
+    await _final_flushes(play, handlers)
     return play
+
+
+async def _final_flushes(play: Play, handlers: tuple[Handler, ...]) -> None:
+    """The play's last flushes: a handler that notified itself or an earlier one runs in the next of them."""
+    for _ in range(play.recipe.final_flushes):
+        await run_handlers(play, handlers)

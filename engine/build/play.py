@@ -75,7 +75,8 @@ class Play:
     included_vars: dict[str, Any] = field(default_factory=dict)   # include_vars: templates, rendered when used
     inventory: Inventory = field(init=False)                        # group_by's groups, add_host's hosts
     jobs: Jobs = field(default_factory=Jobs)                        # async tasks, for async_status
-    notified: set[str] = field(default_factory=set)
+    notified: set[str] = field(default_factory=set)                # names notified since the handlers last looked
+    pending: set[int] = field(default_factory=set)                 # handlers (by index) notified, yet to run
     tags: TagFilter = TagFilter()
     ansible_facts: dict[str, Any] = field(default_factory=dict)
     omit: str = field(default_factory=lambda: f"__omit_place_holder__{secrets.token_hex(20)}")

@@ -73,6 +73,7 @@ def compile_recipe(path: Path, options: CompileOptions = CompileOptions(),
         gather_facts=doc.get("gather_facts", True) is not False,
         notes=tuple(_notes(loaded) + local_file_notes(loaded)),
         force_handlers=doc.get("force_handlers", False) is True,
+        final_flushes=1 if doc.get("post_tasks") else 2,   # with post_tasks, the flush after tasks is a task
     )
 
 

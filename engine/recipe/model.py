@@ -220,6 +220,8 @@ class Recipe:
     builds: tuple[Build, ...] = ()
     gather_facts: bool = True                 # false: `ansible_facts` starts empty, until setup runs
     force_handlers: bool = False              # notified handlers run even when a task fails the build
+    # Ansible flushes handlers after the tasks and after post_tasks; without post_tasks both come at the end
+    final_flushes: int = 2
     notes: tuple[Any, ...] = ()               # Problems that do not make it invalid: modules recipe does not run
 
     @property
