@@ -143,6 +143,8 @@ async def _run_include(play: Play, task: Task, frame: Frame) -> None:
         if block is not None and task.role_choice:
             block = _chosen_role(play, task, item_scope)
         if block is not None:
+            if task.include == "include_role":
+                play.included_roles.update(_role_dirs(block))
             await _run_block(play, block, Frame(frame.vars, {**frame.fixed, **values}))
 
 
@@ -174,6 +176,12 @@ def _included_file(play: Play, task: Task, scope: Scope) -> Task | None:
         failure = Failure(exc.message, exc.position or task.position, exc.hint)
     _fail_include(play, task, scope, failure, started)
     return None
+
+
+def _role_dirs(task: Task) -> set[Path]:
+    """The roles a block runs (an include_role's: the role and its dependencies), by folder."""
+    own = {task.origin.role_dir} if task.origin.role_dir is not None else set()
+    return own.union(*(_role_dirs(child) for child in task.block))
 
 
 def _chosen_role(play: Play, task: Task, scope: Scope) -> Task | None:
@@ -660,7 +668,9 @@ def _notified(play: Play, handlers: tuple[Handler, ...], notified: set[str]) -> 
     that name (`name`, or `role : name` for a role's) in the latest handler block that has one, and every
     handler listening to it (one per name, looked for in the same order)."""
     chosen: set[int] = set()
-    latest_first = sorted(range(len(handlers)), key=lambda i: (-handlers[i].group, i))
+    latest_first = sorted((i for i, h in enumerate(handlers)
+                           if not h.included or h.task.origin.role_dir in play.included_roles),
+                          key=lambda i: (-handlers[i].group, i))
     for notification in notified:
         named = next((i for i in latest_first if notification in _handler_names(play, handlers[i])), None)
         chosen.update([named] if named is not None else [])

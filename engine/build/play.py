@@ -77,6 +77,7 @@ class Play:
     jobs: Jobs = field(default_factory=Jobs)                        # async tasks, for async_status
     notified: set[str] = field(default_factory=set)                # names notified since the handlers last looked
     pending: set[int] = field(default_factory=set)                 # handlers (by index) notified, yet to run
+    included_roles: set[Path] = field(default_factory=set)         # dirs of the roles include_role has run
     tags: TagFilter = TagFilter()
     ansible_facts: dict[str, Any] = field(default_factory=dict)
     omit: str = field(default_factory=lambda: f"__omit_place_holder__{secrets.token_hex(20)}")

@@ -350,18 +350,24 @@ def _all_handlers(loaded: LoadedRecipe) -> tuple[Handler, ...]:
     base = loaded.path.parent
     play = _play_inherit(loaded.document)
     role_origins = _role_origins(loaded)
-    lists = [(role.handlers, f"roles[{role.name}].handlers", role.origin(base)) for role in loaded.roles]
-    lists.append((loaded.document.get("handlers") or [], "handlers", Origin(base_dir=base)))
+    # Ansible's order: the roles' handlers, the play's, then those an include_role adds when it runs
+    def of_roles(included: bool) -> list[tuple[Any, str, Origin, bool]]:
+        return [(role.handlers, f"roles[{role.name}].handlers", role.origin(base), included)
+                for role in loaded.roles if role.included == included]
+
+    lists = [*of_roles(False), (loaded.document.get("handlers") or [], "handlers", Origin(base_dir=base), False),
+             *of_roles(True)]
     handlers: list[Handler] = []
     group = 0
-    for entries, where, origin in lists:
+    for entries, where, origin, included in lists:
         after_plain = False
         for i, node in enumerate(entries):
             # Ansible's handler blocks: a block is one, and so are the plain handlers next to each other
             plain = not _is_block(node)
             group += 0 if plain and after_plain else 1
             after_plain = plain
-            handlers += [replace(h, group=group) for h in _handlers_of(node, f"{where}[{i}]", origin, play, role_origins)]
+            handlers += [replace(h, group=group, included=included)
+                         for h in _handlers_of(node, f"{where}[{i}]", origin, play, role_origins)]
     return tuple(handlers)
 
 

@@ -55,6 +55,7 @@ class LoadedRole:
     keywords: YMap = field(default_factory=YMap)  # when, tags, become, ... written where the role is named
     key: str = ""                                # unique among the recipe's roles: what ROLE_MARK names
     inline: bool = False                         # named by include_role/import_role: runs where it is named
+    included: bool = False                       # named by include_role: its handlers exist once it has run
     collection: str | None = None                # "ns.col" for a collection's role, named ns.col.<role>
 
     def origin(self, base_dir: Path) -> Origin:
@@ -308,11 +309,11 @@ class Loader:
                                          hint="roles are read when the recipe is loaded"))
             return task
         if not is_template(name):
-            tasks = self._role_tasks(name, where, spec)
+            tasks = self._role_tasks(name, where, spec, kind)
             return task if tasks is None else _as_block(task, key, kind, spec, tasks)
         choices = YSeq(pos=where)
         for candidate in names or []:
-            tasks = self._role_tasks(candidate, where, spec)
+            tasks = self._role_tasks(candidate, where, spec, kind)
             if tasks is None:
                 return task
             choice = YMap(pos=where)
@@ -326,13 +327,15 @@ class Loader:
         block.key_pos[ROLE_CHOICE_MARK] = block.value_pos[ROLE_CHOICE_MARK] = where
         return block
 
-    def _role_tasks(self, name: str, where: Position, spec: dict) -> YSeq | None:
+    def _role_tasks(self, name: str, where: Position, spec: dict, kind: str) -> YSeq | None:
         """The named role's tasks, after its dependencies', each a block running as its own role."""
         reference = RoleReference(name=name, where=where, params=YMap(pos=where), keywords=YMap(pos=where))
         entry = {key: str(value) for key, value in spec.items() if key in ROLE_ENTRY_KEYS and value is not None}
         roles = self._add_role(reference, inline=True, chain=[], entry=entry)
         if not roles or roles[-1].name != name:
             return None
+        for role in roles:
+            role.included = kind == "include_role"
         tasks = YSeq(pos=roles[-1].tasks.pos)
         for role in roles:
             tasks.append(role_block(role))

@@ -153,6 +153,7 @@ class Handler:
     task: Task
     listen: tuple[str, ...] = ()
     group: int = 0      # Ansible's handler block it is in: a notification looks in the latest block first
+    included: bool = False   # an include_role's: notified only once the include has run, as in Ansible
 
     @property
     def names(self) -> tuple[str, ...]:
