@@ -34,8 +34,6 @@ def started(events: Path, step: str):
     """The predicate for 'the build is inside step': a step's start, or an export's."""
     def reached() -> bool:
         for event in events_of(events):
-            if step == "task" and event["event"] == "task.start":
-                return True
             if step == "export" and event["event"] == "export.start":
                 return True
             if event["event"] == "step.start" and event["step"] == step:
@@ -95,7 +93,9 @@ def test_sigint_at_a_step_leaves_nothing(step, start_build):
     assert not any(leftovers(output).values()), leftovers(output)
 
 
-@pytest.mark.parametrize("step", ["connect", "task", "export"])
+# connect: a live QEMU is left (booting or booted, the sweep kills it alike: a kill mid-task adds nothing but a
+# full boot); export: the guest is down and a half-written artifact is left
+@pytest.mark.parametrize("step", ["connect", "export"])
 def test_after_sigkill_sweep_local_removes_the_dead_runs_leftovers(step, start_build):
     process, events, output = start_build(sleep=1 if step == "export" else 600)
     wait_for(process, started(events, step))
