@@ -72,7 +72,7 @@ class Play:
     tags: str = ""                                 # --tags, comma-separated
     skip_tags: str = ""
     ansible_env: tuple[tuple[str, str], ...] = ()  # ANSIBLE_* settings the script gives ansible-playbook
-    ansible_options: tuple[str, ...] = ()          # its options recipe has no counterpart for (--force-handlers)
+    ansible_options: tuple[str, ...] = ()          # ansible-playbook's switches (--force-handlers, --flush-cache)
     env: tuple[tuple[str, str], ...] = ()          # the controller's environment for both tools (OUTPUT_DIR)
 
 
@@ -706,6 +706,7 @@ class Batch:
         for name, value in (*play.host_vars, *self._here(play.extra_vars, "recipe", items[0]).items()):
             options += ["--var", f"{name}={value}"]
         options += ["--tags", play.tags] if run and play.tags else []
+        options += ["--force-handlers"] if run and "--force-handlers" in play.ansible_options else []
         return options + (["--skip-tags", play.skip_tags] if run and play.skip_tags else [])
 
     def validate(self, item: Item) -> str:

@@ -28,8 +28,8 @@ ANSIBLE_INVENTORY = ANSIBLE_PLAYBOOK.with_name("ansible-inventory")
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")      # recipe's source names
 # options that only change what ansible-playbook prints
 QUIET = re.compile(r"^-v+$|^--verbose$")
-# ansible-playbook's own switches, given to it alone: recipe keeps no fact cache, and has no --force-handlers
-# (as the ANSIBLE_* settings, they show where recipe lacks the behaviour)
+# ansible-playbook's own switches: --force-handlers is recipe's too (the harness gives it both tools);
+# --flush-cache goes to ansible-playbook alone, as recipe keeps no fact cache
 ANSIBLE_ONLY = frozenset({"--flush-cache", "--force-handlers"})
 # settings the harness makes itself: the events callback, the inventory, the config
 HARNESS_ENV = frozenset({"ANSIBLE_CONFIG", "ANSIBLE_INVENTORY", "ANSIBLE_CALLBACKS_ENABLED",

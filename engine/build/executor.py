@@ -708,7 +708,7 @@ async def provision(state: BuildState, tasks: tuple[Task, ...], handlers: tuple[
     except EndPlay:
         return play
     except TaskFailed:
-        if state.recipe.force_handlers:    # Ansible's force_handlers: what was notified still runs
+        if state.recipe.force_handlers or state.options.force_handlers:   # what was notified still runs
             await _final_flushes(play, handlers)
         raise
     await _final_flushes(play, handlers)

@@ -38,6 +38,7 @@ class RunOptions:
     pause: bool = False                      # --debug at a terminal: ask before each task
     tags: frozenset[str] = frozenset({"all"})    # --tags: run only tasks with these tags (Ansible's rules)
     skip_tags: frozenset[str] = frozenset()      # --skip-tags
+    force_handlers: bool = False                 # --force-handlers: as the recipe's force_handlers: true
 
 
 @dataclass

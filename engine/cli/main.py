@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--parallel", type=_positive_int, default=0, metavar="N",
                      help="at most N builds at once (default: all at once)")
     run.add_argument("--fail-fast", action="store_true", help="stop the other builds when one fails")
+    run.add_argument("--force-handlers", action="store_true",
+                     help="run the notified handlers even when a task fails the build (the recipe's force_handlers)")
     run.add_argument("--check", action="store_true", help="show what would change, change nothing")
     run.add_argument("--diff", action="store_true", help="show the changes made to files")
     run.add_argument("-t", "--tags", action="append", default=[], metavar="TAGS",
@@ -250,7 +252,8 @@ def _run(args: argparse.Namespace, redactor: Redactor) -> int:
         bus.sinks.append(json_lines(json_file))
     options = RunOptions(check=args.check, diff=args.diff, on_error=OnError(args.on_error),
                          output_dir=args.output_dir, debug=args.debug, pause=args.debug and prompt.interactive(),
-                         tags=_tag_names(args.tags) or frozenset({"all"}), skip_tags=_tag_names(args.skip_tags))
+                         tags=_tag_names(args.tags) or frozenset({"all"}), skip_tags=_tag_names(args.skip_tags),
+                         force_handlers=args.force_handlers)
     try:
         outcomes = asyncio.run(_run_interruptibly(recipes, options, bus, args))
     finally:

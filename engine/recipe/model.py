@@ -90,6 +90,8 @@ class Task:
     origin: Origin
     name: str | None = None
     module: str | None = None                  # None for a block
+    written: str | None = None                 # the module's name as written (ansible.builtin.copy): an unnamed
+                                               # task's label, as Ansible names it
     args: Any = None                           # as written; rendered when the task runs
     args_position: Position | None = None
     when: tuple[Any, ...] = ()
@@ -137,8 +139,8 @@ class Task:
         if self.module is None:
             return self.include or "block"
         if isinstance(self.args, str):
-            return f"{self.module}: {self.args}"
-        return self.module
+            return f"{self.written or self.module}: {self.args}"
+        return self.written or self.module
 
     def runs_on(self, source: str) -> bool:
         if self.only and source not in self.only:

@@ -98,7 +98,7 @@ def make_task(node: Mapping[str, Any], path: str, origin: Origin, inherit: Inher
     control = node.get("loop_control") or {}
     is_block = module is None and "block" in node
     return Task(
-        position=node.pos, path=path, origin=origin, name=node.get("name"), module=module,
+        position=node.pos, path=path, origin=origin, name=node.get("name"), module=module, written=written,
         args=_with_defaults(module_arguments(node, written), seen.module_defaults.get(module)) if written else None,
         args_position=node.value_pos.get(written) if written else None,
         # a plain block's condition is checked by each of its tasks, an include's once, by the include

@@ -68,3 +68,17 @@ def test_play_tags_and_force_handlers(sshd, tmp_path):
     ends = [json.loads(line) for line in events.read_text().splitlines() if '"task.end"' in line]
     assert [(e["task"], e["status"]) for e in ends] == [
         ("a change", "changed"), ("a failure", "failed"), ("the handler", "changed")]
+
+
+def test_force_handlers_on_the_command_line(sshd, tmp_path):
+    """--force-handlers does what the recipe's force_handlers does, as ansible-playbook's does; without it,
+    a failure leaves the handler unrun."""
+    recipe = tmp_path / "unforced.yml"
+    recipe.write_text(FORCED.format(source=source_block(sshd)).replace("force_handlers: true", "gather_facts: false"))
+    for flags, handled in (([], []), (["--force-handlers"], [("the handler", "changed")])):
+        events = tmp_path / f"events{len(flags)}.jsonl"
+        result = run(recipe, *flags, "--json", str(events), "--output-dir", str(tmp_path / f"out{len(flags)}"))
+        assert result.returncode != 0
+        ends = [json.loads(line) for line in events.read_text().splitlines() if '"task.end"' in line]
+        assert [(e["task"], e["status"]) for e in ends] == [("a change", "changed"), ("a failure", "failed"),
+                                                            *handled]
