@@ -56,7 +56,12 @@ class LoadedRole:
     key: str = ""                                # unique among the recipe's roles: what ROLE_MARK names
     inline: bool = False                         # named by include_role/import_role: runs where it is named
     included: bool = False                       # named by include_role: its handlers exist once it has run
-    collection: str | None = None                # "ns.col" for a collection's role, named ns.col.<role>
+
+    @property
+    def collection(self) -> str | None:
+        """The collection ("ns.col") of a role named ns.col.<role> and found in an ansible_collections folder."""
+        parts = split_role_fqcn(self.name)
+        return parts[0] if parts and "ansible_collections" in self.directory.parts else None
 
     def origin(self, base_dir: Path) -> Origin:
         """Where this role's tasks look for files, and the variables they see."""
@@ -250,8 +255,6 @@ class Loader:
             return added
         role.inline = inline
         role.key = f"{role.name}#{len(self.roles)}"
-        parts = split_role_fqcn(reference.name)
-        role.collection = parts[0] if parts and "ansible_collections" in directory.parts else None
         self.roles.append(role)
         return [*added, role]
 
