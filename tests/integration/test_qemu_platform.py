@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 RECIPE = str(Path(sys.executable).parent / "recipe")
 
 
@@ -70,6 +72,8 @@ verify:
 """
 
 
+# three TCG boots (build, reboot, verify) and two exports: about 10 minutes while virt-v2v converts beside it
+@pytest.mark.timeout(1500)
 def test_build_with_reboot_export_and_verify(bootstrap_base, tmp_path):
     recipe = tmp_path / "vmtest.yml"
     recipe.write_text(BUILD.format(name="vmtest", base=bootstrap_base.path))
