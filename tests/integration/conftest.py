@@ -71,8 +71,9 @@ def bootstrap_base() -> ResolvedBase:
 @dataclass(frozen=True)
 class Conversion:
     """virt-v2v converting the exported OVA, started in the background as soon as the OVA exists: under TCG
-    it takes 13 to 24 minutes (libguestfs' appliance rebuilds the guest's initramfs), which the tests after
-    test_exports overlap with their own guests. test_virt_v2v waits for it."""
+    it takes about 5 minutes (libguestfs' appliance rebuilds the guest's initramfs: 24 minutes before the
+    base's initramfs held only the root disk's drivers), which the tests after test_exports overlap with
+    their own guests. test_virt_v2v waits for it."""
 
     process: subprocess.Popen
     output: Path         # -os: the converted disk (<name>-sda) and its libvirt XML

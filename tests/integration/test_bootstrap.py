@@ -25,6 +25,7 @@ import pytest
 from modules.platforms.qemu.base import BootstrapBase, default_cache_dir, resolve_base
 from modules.platforms.qemu.bootstrap import ESP_START, MIN_DISK_SIZE, ROOT_START, SIZE_STEP, image_path
 from modules.platforms.qemu.grub import GRUB_BIOS, GRUB_EFI
+from modules.platforms.qemu.image_tree import INITRAMFS_MODULES
 
 BOOT_TIMEOUT = 420     # two guests booting at once, on a loaded 2-core machine
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE.fd")
@@ -193,6 +194,15 @@ def test_the_bootstrap_image_carries_grub_for_bios_and_uefi(bootstrap_base, tmp_
         assert cat(f"/boot/grub/{platform}/normal.mod")[:4] == b"\x7fELF"
     assert b"GRUB_CMDLINE_LINUX=" in cat("/etc/default/grub")
     assert cat("/usr/sbin/update-grub")[:2] == b"#!"
+
+    # the initramfs holds the root disk's driver for every platform, and little else
+    initrd = tmp_path / "initrd.img"
+    initrd.write_bytes(cat(f"/boot/initrd.img-{manifest['kernel']}"))
+    listed = subprocess.run(["lsinitramfs", str(initrd)], capture_output=True, text=True, check=True).stdout
+    drivers = {Path(line).name.split(".ko")[0].replace("-", "_") for line in listed.splitlines() if ".ko" in line}
+    wanted = {name for names in INITRAMFS_MODULES.values() for name in names}
+    assert wanted <= drivers, sorted(wanted - drivers)
+    assert initrd.stat().st_size < 16 << 20 and len(drivers) < 100, (initrd.stat().st_size, len(drivers))
 
 
 FIRMWARES = ("bios", "uefi")

@@ -4,7 +4,7 @@ virt-v2v, like the import services of clouds, inspects the guest and converts it
 bootloader it understands (GRUB): the bootstrap base boots with GRUB 2 for that. The converted disk is
 then booted under QEMU through a build of its own (an overlay, grown to a 6G disk_size) and reached
 over SSH. libguestfs runs its appliance with KVM when /dev/kvm exists, which aborts on machines whose
-KVM is broken: LIBGUESTFS_BACKEND_SETTINGS=force_tcg keeps it on TCG (the conversion then takes 13 to 24
+KVM is broken: LIBGUESTFS_BACKEND_SETTINGS=force_tcg keeps it on TCG (the conversion then takes about 5
 minutes, most of it rebuilding the initramfs in the appliance), so the exported_image fixture starts
 it as soon as the OVA exists and the tests between run beside it. `-o local` copies through nbdkit and
 nbdcopy (libnbd-bin), packages of their own that `make test` installs.

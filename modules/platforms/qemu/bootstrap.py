@@ -65,7 +65,7 @@ from modules.platforms.qemu.work_dirs import remove_work_dir, sweep_stale
 
 # Bump when the image this module makes changes (packages, configuration, layout):
 # the cached images of the previous recipe are then no longer used.
-BOOTSTRAP_VERSION = 4
+BOOTSTRAP_VERSION = 5
 
 MIB = 1 << 20
 GIB = 1 << 30

@@ -85,6 +85,9 @@ def test_the_tree_loses_its_identity_and_gains_its_configuration(tmp_path):
     assert (root / "etc/default/grub").read_text() == DEFAULT_GRUB
     assert not (root / "etc/kernel/postinst.d/zz-recipe-esp").exists()     # the kernel stays on the root fs
     assert "blacklist floppy" in (root / "etc/modprobe.d/recipe-no-floppy.conf").read_text()
+    assert "MODULES=list" in (root / "etc/initramfs-tools/conf.d/recipe.conf").read_text().splitlines()
+    listed = (root / "usr/share/initramfs-tools/modules.d/recipe").read_text().splitlines()
+    assert {"virtio_blk", "ahci", "nvme", "vmw_pvscsi", "hv_storvsc", "xen_blkfront", "ext4"} <= set(listed)
     assert not (root / "etc/resolv.conf").exists()                 # the build host's DNS stays out
     assert list((root / "var/cache/apt/archives").iterdir()) == []
     assert not (root / "var/cache/apt/pkgcache.bin").exists()
