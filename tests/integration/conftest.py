@@ -107,8 +107,8 @@ def start_conversion(ova: Path, work: Path) -> Conversion:
     output.mkdir()
     with open(log, "wb") as stream:
         # niced, so the guests it overlaps are not slowed into their timeouts; it takes what CPU they leave
-        process = subprocess.Popen(["nice", "-n", "19", "virt-v2v", "-i", "ova", str(ova), "-o", "local", "-of", "qcow2",
-                                    "-os", str(output)], stdin=subprocess.DEVNULL, stdout=stream,
+        process = subprocess.Popen(["nice", "-n", "19", "virt-v2v", "-i", "ova", str(ova), "-o", "local",
+                                    "-of", "qcow2", "-os", str(output)], stdin=subprocess.DEVNULL, stdout=stream,
                                    stderr=subprocess.STDOUT, env={**os.environ, **LIBGUESTFS_TCG},
                                    start_new_session=True)
     return Conversion(process=process, output=output, log=log, started=time.monotonic())

@@ -9,8 +9,8 @@
   debug task's JSON event, so the test compares it here, byte for byte, with what Ansible renders.
 - systemd, sysctl, mount, authorized_key, hostname, apt_repository, package_facts and service_facts (a block in the
   post_tasks): what the unit tests cannot do on the build machine without changing it. Each module runs twice,
-  changed then ok (the facts modules once, ok: under TCG each run costs 25 to 40 s), and a shell check reads the guest's real state (systemctl,
-  /proc/sys, findmnt, the key file, hostname, the sources file, dpkg-query).
+  changed then ok (the facts modules once, ok: under TCG each run costs 25 to 40 s), and a shell check reads the
+  guest's real state (systemctl, /proc/sys, findmnt, the key file, hostname, the sources file, dpkg-query).
 """
 from __future__ import annotations
 
