@@ -28,7 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from modules.platforms.qemu.base import BootstrapBase, default_cache_dir, resolve_base  # noqa: E402
+from engine.local_cache import default_cache_dir  # noqa: E402
+from modules.platforms.qemu.base import BootstrapBase, resolve_base  # noqa: E402
 
 RECIPE = Path(sys.executable).parent / "recipe"
 TASKS = "".join(f"  - name: step {i}\n    shell: echo {i} > /tmp/bench-{i} && sync\n" for i in range(5))

@@ -195,7 +195,8 @@ def tail(path: Path, lines: int = 40) -> str:
 # ---------------------------------------------------------------- base image
 
 async def get_base():
-    from modules.platforms.qemu.base import BootstrapBase, default_cache_dir, resolve_base
+    from engine.local_cache import default_cache_dir
+    from modules.platforms.qemu.base import BootstrapBase, resolve_base
 
     def progress(phase: str, done: int, total: int | None) -> None:
         pass

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from modules.platforms.qemu.accel import choose_accelerator
-from modules.platforms.qemu.base import BootstrapBase, default_cache_dir, resolve_base
+from engine.local_cache import default_cache_dir
+from modules.platforms.qemu.base import BootstrapBase, resolve_base
 from modules.platforms.qemu.machine import Machine, MachineSpec, free_port
 from modules.platforms.qemu.seed import make_seed
 

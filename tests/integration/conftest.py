@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from modules.platforms.qemu.base import BootstrapBase, ResolvedBase, default_cache_dir, resolve_base
+from engine.local_cache import default_cache_dir
+from modules.platforms.qemu.base import BootstrapBase, ResolvedBase, resolve_base
 from modules.platforms.qemu.bootstrap import image_path
 
 DATA = Path(__file__).parent / "data"

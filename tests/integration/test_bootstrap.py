@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from modules.platforms.qemu.base import BootstrapBase, default_cache_dir, resolve_base
+from engine.local_cache import default_cache_dir
+from modules.platforms.qemu.base import BootstrapBase, resolve_base
 from modules.platforms.qemu.bootstrap import ESP_START, MIN_DISK_SIZE, ROOT_START, SIZE_STEP, image_path
 from modules.platforms.qemu.grub import GRUB_BIOS, GRUB_EFI
 from modules.platforms.qemu.image_tree import INITRAMFS_MODULES

@@ -29,6 +29,7 @@ from typing import Any
 import voluptuous as vol
 
 from engine.errors import BuildError
+from engine.local_cache import default_cache_dir
 from engine.recipe.schema import HintedInvalid, did_you_mean, each, strict, type_name
 from modules.platforms.qemu import bootstrap, download
 from modules.platforms.qemu.base_spec import Base, BootstrapBase, PathBase, ResolvedBase, UrlBase, parse_size
@@ -202,16 +203,6 @@ def parse_base(validated: dict, relative_to: Path | None = None) -> Base:
 
 
 # ---------------------------------------------------------------- resolution
-
-def default_cache_dir() -> Path:
-    """$RECIPE_CACHE_DIR, else $XDG_CACHE_HOME/recipe, else ~/.cache/recipe."""
-    if os.environ.get("RECIPE_CACHE_DIR"):
-        return Path(os.environ["RECIPE_CACHE_DIR"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "recipe"
-    return Path.home() / ".cache" / "recipe"
-
 
 async def resolve_base(base: Base, cache_dir: Path | None = None, progress: Progress | None = None,
                        log: Log | None = None, status: Status | None = None) -> ResolvedBase:

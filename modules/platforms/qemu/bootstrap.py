@@ -57,7 +57,7 @@ from modules.platforms.qemu.base_spec import BootstrapBase
 from modules.platforms.qemu.bootstrap_steps import SYSTEM_PATH, TOOLS, Log, Progress, Status, Steps
 from modules.platforms.qemu.debootstrap_output import DebootstrapOutput
 from modules.platforms.qemu.distros import DISTROS, Distro
-from modules.platforms.qemu.download import file_lock
+from engine.local_cache import file_lock
 from modules.platforms.qemu.grub import SECTOR, Grub, bios_boot_code, install_grub
 from modules.platforms.qemu.image_tree import (POLICY_RC_D, Identity, clean_tree, configure_tree, kernel_cmdline,
                                                kernel_files, preseed_tree, tree_bytes, write)

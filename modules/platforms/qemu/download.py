@@ -15,8 +15,6 @@ handed back to the event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -30,9 +28,10 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from http.client import HTTPException
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import Callable
 
 from engine.errors import BuildError
+from engine.local_cache import file_lock
 from modules.platforms.qemu.checksums import ALGORITHMS, ChecksumFile, Digest, digest_for, parse_checksum
 from modules.platforms.qemu.image_urls import cache_name, check_url, display_url, local_path, url_basename
 
@@ -46,29 +45,6 @@ RETRY_DELAY = 1.0              # seconds before the first resume; doubled each t
 CHECKSUM_FILE_LIMIT = 16 << 20
 USER_AGENT = "recipe (image builder)"
 REPORT_INTERVAL = 0.25
-
-
-# ---------------------------------------------------------------- locks
-
-@contextlib.asynccontextmanager
-async def file_lock(path: Path, what: str, log: Log | None = None, poll: float = 0.5) -> AsyncIterator[None]:
-    """An exclusive flock on path, waited for without blocking the event loop (and cancellable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        told = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not told and log:
-                    log(f"waiting for another build {what}")
-                told = True
-                await asyncio.sleep(poll)
-        yield
-    finally:
-        os.close(fd)   # releases the lock
 
 
 # ---------------------------------------------------------------- threads

@@ -21,7 +21,8 @@ from engine.recipe.model import Build
 from engine.remote.connection import Become
 from engine.remote.ssh import Endpoint, SshSession
 from modules.platforms.qemu.accel import choose_accelerator
-from modules.platforms.qemu.base import default_cache_dir, resolve_base
+from engine.local_cache import default_cache_dir
+from modules.platforms.qemu.base import resolve_base
 from modules.platforms.qemu.base_spec import BootstrapBase, parse_size
 from modules.platforms.qemu.boot_stage import BootStage, follow_console
 from modules.platforms.qemu.bootstrap import DEFAULT_DISK_SIZE

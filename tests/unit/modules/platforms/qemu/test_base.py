@@ -12,7 +12,8 @@ import pytest
 
 from engine.errors import BuildError
 from engine.recipe.schema import strict, validate
-from modules.platforms.qemu.base import (BASE_SCHEMA, BootstrapBase, PathBase, ResolvedBase, UrlBase, default_cache_dir,
+from engine.local_cache import default_cache_dir
+from modules.platforms.qemu.base import (BASE_SCHEMA, BootstrapBase, PathBase, ResolvedBase, UrlBase,
                                          parse_base, parse_size, resolve_base)
 
 SHA = "sha256:" + "ab" * 32

@@ -25,7 +25,7 @@ from modules.platforms.qemu.debootstrap_output import DebootstrapOutput
 from modules.platforms.qemu.distros import DISTROS
 from modules.platforms.qemu.grub import Grub, bios_boot_code
 from modules.platforms.qemu.image_tree import Identity
-from modules.platforms.qemu.download import file_lock
+from engine.local_cache import file_lock
 
 DEBIAN = DISTROS["debian"]
 

@@ -1,0 +1,43 @@
+"""Where recipe keeps what it reuses between runs on this host (base images, tool installs), and the lock that
+keeps two builds, in this process or another, from making the same thing at once."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+Log = Callable[[str], None]
+
+
+def default_cache_dir() -> Path:
+    """$RECIPE_CACHE_DIR, else $XDG_CACHE_HOME/recipe, else ~/.cache/recipe."""
+    if os.environ.get("RECIPE_CACHE_DIR"):
+        return Path(os.environ["RECIPE_CACHE_DIR"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "recipe"
+    return Path.home() / ".cache" / "recipe"
+
+
+@contextlib.asynccontextmanager
+async def file_lock(path: Path, what: str, log: Log | None = None, poll: float = 0.5) -> AsyncIterator[None]:
+    """An exclusive flock on path, waited for without blocking the event loop (and cancellable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not told and log:
+                    log(f"waiting for another build {what}")
+                told = True
+                await asyncio.sleep(poll)
+        yield
+    finally:
+        os.close(fd)   # releases the lock
