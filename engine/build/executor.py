@@ -21,7 +21,7 @@ from engine.build.dynamic_include import load_include
 from engine.build.loops import item_result, item_vars, loop_items, loop_names, loop_result
 from engine.build.play import Play, TagFilter
 from engine.build.runner import BuildState, OnError
-from engine.build.taskmodule import Result, TaskContext, TaskModule
+from engine.build.taskmodule import Result, Subtask, TaskContext, TaskModule
 from engine.console import prompt
 from engine.errors import BuildError, Position
 from engine.recipe.foreign import foreign_hint
@@ -616,13 +616,24 @@ def _context(play: Play, task: Task, scope: Scope) -> TaskContext:
     def output(stream: str, line: str) -> None:
         state.events.emit("task.output", task=task.label, stream=stream, line=line)
 
+    def subtask_started(name: str) -> None:
+        state.events.emit("task.start", task=f"{task.label} > {name}", parent=task.label, handler=play.in_handlers)
+
+    def subtask_ended(step: Subtask) -> None:
+        state.counts[step.status] += 1
+        state.events.emit("task.end", task=f"{task.label} > {step.name}", parent=task.label, module=task.module,
+                          status=step.status, msg=NO_LOG_MSG if hidden else step.msg, where=step.where,
+                          ignored=step.ignored, changed=step.status == "changed", duration=round(step.duration, 3),
+                          handler=play.in_handlers, rc=None, diff="", show=False)
+
     return TaskContext(connection=_connection(play, task, scope), check=bool(check), become=_become(play, task, scope),
                        find_file=find_file, render_text=lambda text, **options: render_text(text, scope, options),
                        evaluate=lambda expression: evaluate(expression, scope),
                        facts=play.ansible_facts, environment=_environment(task, scope), async_job=play.jobs.status,
                        inventory=play.inventory,
                        output=None if hidden else output, timeout=task.timeout,
-                       diff=bool(_flag(task.diff, scope, state.options.diff)))
+                       diff=bool(_flag(task.diff, scope, state.options.diff)),
+                       subtask_started=subtask_started, subtask_ended=subtask_ended, work_dir=state.work_dir)
 
 
 def find_local_file(task: Task, src: str, kind: str) -> Path:

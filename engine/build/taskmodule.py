@@ -62,6 +62,18 @@ class Result:
         return dataclasses.replace(self, **changes)
 
 
+@dataclass(frozen=True)
+class Subtask:
+    """A step another tool ran inside this task (an Ansible task of a playbook): shown and counted as a task."""
+
+    name: str
+    status: str                 # ok | changed | skipped | failed
+    msg: str = ""
+    where: str = ""             # the tool's file:line for it
+    duration: float = 0.0
+    ignored: bool = False       # failed, and the tool carried on (its ignore_errors)
+
+
 @dataclass
 class TaskContext:
     """What a module may use: the connection, the mode, and file lookups."""
@@ -79,6 +91,9 @@ class TaskContext:
     output: Callable[[str, str], None] | None = None  # (stream, line) while commands run
     timeout: float | None = None
     diff: bool = False                                # the user asked to see file changes (--diff)
+    subtask_started: Callable[[str], None] = lambda name: None     # a tool run by the task began a step
+    subtask_ended: Callable[[Subtask], None] = lambda step: None   # ... and finished it (counted in the recap)
+    work_dir: Path | None = None                      # the build's private folder on this host
 
     async def sh(self, script: str, stdin: bytes | str | None = None, become: bool = True,
                  stream: bool = True) -> CommandResult:

@@ -314,16 +314,27 @@ def _local_file_problems(task: YMap, path: str, origin: Origin) -> list[Problem]
         return []     # remote_src: src is a path on the target
     problems = []
     for option, kind in TASK_MODULES.get(module).local_files.items():
-        name = args.get(option)
-        if not isinstance(name, str) or is_template(name):
-            continue
-        candidates = [Path(name)] if Path(name).is_absolute() else \
-            [d / name for d in origin.search_dirs(kind, task.pos.file)]
-        if not any(names_a("file", c) or (kind == "files" and names_a("dir", c)) for c in candidates):
-            searched = ", ".join(str(c.parent) for c in candidates)
-            problems.append(Problem(args.value_pos.get(option), f"{kind[:-1]} {name!r} not found",
-                                    path=f"{path}.{module}.{option}", hint=f"looked in {searched}"))
+        for name, where, at in _named_files(args, option):
+            candidates = [Path(name)] if Path(name).is_absolute() else \
+                [d / name for d in origin.search_dirs(kind, task.pos.file)]
+            if not any(names_a("file", c) or (kind == "files" and names_a("dir", c)) for c in candidates):
+                searched = ", ".join(str(c.parent) for c in candidates)
+                problems.append(Problem(where, f"{kind[:-1]} {name!r} not found",
+                                        path=f"{path}.{module}.{option}{at}", hint=f"looked in {searched}"))
     return problems
+
+
+def _named_files(args: YMap, option: str) -> list[tuple[str, Any, str]]:
+    """(name, position, path suffix) of each local file an option names: one string, or a list of them
+    (puppet_apply's modules, chef_solo's cookbooks); templates are checked when they are rendered."""
+    value = args.get(option)
+    if isinstance(value, str):
+        named = [(value, args.value_pos.get(option), "")]
+    elif isinstance(value, YSeq):
+        named = [(item, value.item_pos[i], f"[{i}]") for i, item in enumerate(value) if isinstance(item, str)]
+    else:
+        named = []
+    return [entry for entry in named if not is_template(entry[0])]
 
 
 def _is_true(value: Any) -> bool:

@@ -118,6 +118,15 @@ class SshSession:
             options["password"] = e.password
         return await asyncssh.connect(e.host, **options)
 
+    def server_host_key(self) -> str:
+        """The host key of the machine this session is connected to, as a known_hosts/.pub line ("ssh-ed25519
+        AAAA..."): verified against the pinned one when a key was pinned. Another client of the same machine
+        (ansible-playbook) is told to accept this key and no other, so it never trusts on first use."""
+        key = self._require().get_server_host_key()
+        if key is None:
+            raise BuildError(f"{self.endpoint} presented no host key")
+        return key.export_public_key("openssh").decode().strip()
+
     async def reconnect(self, timeout: float) -> None:
         await self.close()
         await self.connect(timeout)
