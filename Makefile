@@ -59,11 +59,12 @@ demo: debs-demo $(VENV)/.installed
 demo-ssh: debs-ssh $(VENV)/.installed
 	$(BIN)/python playbooks/examples/demo_ssh.py
 
-# The unit tests wait on shells and sshd more than they compute: two workers; the integration tests' TCG
-# guests use both cores, so they run one at a time.
+# The unit tests and the integration tests that boot no guest (a local sshd, moto, ansible-playbook) wait on
+# shells and sshd more than they compute: two workers, a file per worker (a file's session batch runs once).
+# The tests that boot TCG guests (marked `guest` by tests/integration/conftest.py) use both cores: one at a time.
 test: debs-test $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n 2 --durations=15 tests/unit
-	$(BIN)/python -m pytest --durations=15 tests/integration
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15 -m "not guest" tests/unit tests/integration
+	$(BIN)/python -m pytest --durations=15 -m guest tests/integration
 
 # Every bench that finishes in minutes; README "Benchmarks" says which prints which figure.
 bench: debs-bench $(VENV)/.installed-bench
@@ -73,6 +74,7 @@ bench: debs-bench $(VENV)/.installed-bench
 	$(BIN)/python bench/qemu_build.py
 	$(BIN)/python bench/parallel.py --counts 1,2
 	$(BIN)/python bench/role_speed.py
+	$(BIN)/python bench/ansible_playbook.py
 	$(BIN)/python bench/ansible_compat.py --corpus $(ANSIBLE_CORPUS)
 	$(BIN)/recipe run bench/corpus_roles.yml --roles-path $(ANSIBLE_CORPUS)/roles --output-dir $$(mktemp -d)
 

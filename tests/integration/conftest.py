@@ -35,6 +35,18 @@ def boot_and_check(recipe: Path, work: Path, tasks: int) -> list[dict]:
     return events
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "guest: boots a QEMU guest under TCG; `make test` runs these one at a time, "
+                                       "after the rest (which share two workers with the unit tests)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that uses the cached base (directly or through another fixture) boots a guest: marked `guest`."""
+    for item in items:
+        if "bootstrap_base" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.guest)
+
+
 @pytest.fixture(scope="session")
 def bootstrap_base() -> ResolvedBase:
     """The default bootstrap base (Debian bookworm, GRUB for BIOS and UEFI, as small as its system: about 2G;
