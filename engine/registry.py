@@ -1,8 +1,8 @@
 """Where platforms, task modules and exports register themselves by name.
 
 The engine never imports a plug-in by name: load_plugins() imports every
-submodule of modules.platforms, modules.tasks and modules.exports, and each
-class registers itself through __init_subclass__.
+submodule of modules.platforms, modules.tasks, modules.exports and
+modules.importers, and each class registers itself through __init_subclass__.
 """
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ if TYPE_CHECKING:   # the contracts import this module to register; the registri
     from engine.build.platform import Platform
     from engine.build.taskmodule import TaskModule
     from engine.leftovers.sweep import Sweeper
+    from engine.recipe.importer import Importer
 
 T = TypeVar("T")
 
-PLUGIN_PACKAGES = ("modules.platforms", "modules.tasks", "modules.exports")
+PLUGIN_PACKAGES = ("modules.platforms", "modules.tasks", "modules.exports", "modules.importers")
 
 
 class Registry(Generic[T]):
@@ -77,6 +78,7 @@ PLATFORMS: Registry[type["Platform"]] = Registry("platform")
 TASK_MODULES: ModuleRegistry[type["TaskModule"]] = ModuleRegistry("task module")
 EXPORTS: Registry[type["Exporter"]] = Registry("export")
 SWEEPERS: Registry[type["Sweeper"]] = Registry("sweeper")
+IMPORTERS: Registry[type["Importer"]] = Registry("importer")   # other tools' templates -> recipes (recipe import)
 
 EVERYTHING = "*"     # in Exporter.consumes: every artifact made before (manifest, checksum)
 DISK_FORMATS = frozenset({"qcow2", "raw", "vmdk"})   # formats of a disk image file, in Exporter.produces

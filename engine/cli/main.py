@@ -16,6 +16,7 @@ from typing import Any, Sequence, TextIO
 
 from engine.build.run import Runs, run_recipes
 from engine.build.runner import OnError, RunOptions
+from engine.cli import import_verb
 from engine.cli.inspect import describe, rendered_document
 from engine.console import prompt
 from engine.console.events import EventBus, json_lines
@@ -91,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--profile", help="the AWS profile")
     sweep.add_argument("--endpoint-url", help="an EC2-compatible endpoint")
     sweep.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    import_verb.add_parser(verbs)
     return parser
 
 
@@ -206,6 +208,8 @@ def _dispatch(args: argparse.Namespace, redactor: Redactor) -> int:
         return EXIT_OK
     if args.verb == "sweep":
         return _sweep(args)
+    if args.verb == "import":
+        return import_verb.run(args, redactor)
     return _run(args, redactor)
 
 
