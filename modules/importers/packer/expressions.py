@@ -94,8 +94,8 @@ def structure(items: list[Expr], keys: list[str] | None = None) -> Expr:
     """A list (or, with keys, a mapping) of translated items: a literal when every item is one."""
     if all(isinstance(item, Lit) for item in items):
         values = [item.value for item in items]
-        return Lit(dict(zip(keys, values)) if keys is not None else values)
-    return Struct(tuple(zip(keys, items)) if keys is not None else tuple(items), is_map=keys is not None)
+        return Lit(dict(zip(keys, values, strict=True)) if keys is not None else values)
+    return Struct(tuple(zip(keys, items, strict=True)) if keys is not None else tuple(items), is_map=keys is not None)
 
 
 def template(parts: list[Union[str, Expr]]) -> Expr:

@@ -188,7 +188,8 @@ def _reference(root: str, accessors: list[tuple[str | None, str]], context: HclC
     written = root + "".join(text for _, text in accessors)
     if root in ("var", "local"):
         if not context.references:
-            raise InvalidReference(f"{written}: a variable file cannot refer to variables", hint="give the value itself")
+            raise InvalidReference(f"{written}: a variable file cannot refer to variables",
+                                   hint="give the value itself")
         table = context.names.variables if root == "var" else context.names.locals
         if first not in table:
             kind = "variable" if root == "var" else "local"
@@ -265,7 +266,8 @@ def _replace(args: list[Expr], context: HclContext) -> Expr:
         raise Untranslatable("replace() takes three arguments")
     text, search, replacement = (code(a) for a in args)
     old = args[1]
-    if isinstance(old, Lit) and isinstance(old.value, str) and len(old.value) > 1 and old.value[0] == old.value[-1] == "/":
+    regex = isinstance(old, Lit) and isinstance(old.value, str) and len(old.value) > 1
+    if regex and old.value[0] == old.value[-1] == "/":      # HCL's replace("x", "/re/", ...) is a regex
         return Code(f"({text}) | regex_replace({literal_code(old.value[1:-1])}, {replacement})")
     return Code(f"({text}) | replace({search}, {replacement})")
 

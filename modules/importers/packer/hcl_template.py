@@ -155,7 +155,7 @@ def read_sources(files: list[RawBlock], reading: Reading) -> dict[str, Plugin]:
 
 def read_builds(files: list[RawBlock], sources: dict[str, Plugin], reading: Reading) -> list[Build]:
     builds = []
-    for index, block in enumerate(b for f in files for b in f.blocks_of("build")):
+    for block in (b for f in files for b in f.blocks_of("build")):
         name = str(reading.literal(block, "name", "") or "")
         builds.append(Build(name=name, sources=tuple(_build_sources(block, sources, reading)),
                             provisioners=tuple(_plugins(block.blocks_of("provisioner"), reading)),

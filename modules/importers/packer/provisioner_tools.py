@@ -140,7 +140,8 @@ def ansible(plugin: Plugin, assembly: Assembly) -> list[dict[str, Any]]:
     files = plugin.settings.get("playbook_files")
     options = assembly.options.pop("ansible_playbook")
     if files is not None and files.translated:
-        return [{"ansible_playbook": {**options, "playbook": path}} for path in path_of(assembly.paths, as_list(files.data))]
+        playbooks = path_of(assembly.paths, as_list(files.data))
+        return [{"ansible_playbook": {**options, "playbook": path}} for path in playbooks]
     return [{"ansible_playbook": options}] if "playbook" in options else []
 
 

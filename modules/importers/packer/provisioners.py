@@ -12,12 +12,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from modules.importers.packer import provisioner_tools
 from modules.importers.packer.draft import Comment, Part
 from modules.importers.packer.expressions import Untranslatable
 from modules.importers.packer.files import PathMapper
 from modules.importers.packer.mapping import (Assembly, Rule, apply, as_list, key_values, leftover, note, path_of,
-                                              seconds, skip, to, to_path)
-from modules.importers.packer import provisioner_tools
+                                              seconds, skip, to)
 from modules.importers.packer.template import Plugin, Value
 
 COMMON = ("only", "except", "pause_before", "max_retries", "timeout", "override", "name")

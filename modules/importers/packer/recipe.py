@@ -49,7 +49,7 @@ def _names(builds: tuple[Build, ...]) -> list[dict[str, str]]:
 
 def map_sources(template: Template, paths: PathMapper) -> tuple[list[BuildSources], list[Comment]]:
     result, leftovers = [], []
-    for build, names in zip(template.builds, _names(template.builds)):
+    for build, names in zip(template.builds, _names(template.builds), strict=True):
         mapped = []
         for plugin in build.sources:
             source = map_source(plugin, names[plugin.label], paths)

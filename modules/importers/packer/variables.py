@@ -68,7 +68,8 @@ def map_variables(template: Template) -> MappedVariables:
             secrets.append(secret)
             variables += [kept] if kept else []
         elif value is None:
-            comments.append(Comment.note(f"{variable.name} has no default in the template: {GIVE.format(name=variable.name)}"))
+            comments.append(Comment.note(f"{variable.name} has no default in the template: "
+                                         f"{GIVE.format(name=variable.name)}"))
         elif not value.translated:
             comments.append(Comment.not_imported(value.position, f"{'local' if variable.is_local else 'var'}."
                                                  f"{variable.template_name}", value.problem, value.source))

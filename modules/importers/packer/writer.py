@@ -35,9 +35,14 @@ def _node(value: Any) -> Any:
                 len(repr(value)) < FLOW_WIDTH:
             seq.fa.set_flow_style()
         return seq
-    if isinstance(value, str) and "\n" in value.rstrip("\n") and not any(line != line.rstrip() for line in value.splitlines()):
+    if isinstance(value, str) and "\n" in value.rstrip("\n") and _block_safe(value):
         return LiteralScalarString(value)
     return value
+
+
+def _block_safe(text: str) -> bool:
+    """Whether a literal block (|) keeps text exactly: no trailing spaces, no control characters but tabs."""
+    return all(line == line.rstrip() and line.replace("\t", " ").isprintable() for line in text.splitlines())
 
 
 def _text(comments: tuple[Comment, ...]) -> str:
