@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modules.importers.packer.builder_rules import SSH
-from modules.importers.packer.mapping import Assembly, Rule, apply, leftover, note, only_if, path_of, to
+from modules.importers.packer.mapping import Assembly, Rule, apply, boolean, leftover, note, only_if, path_of, to
 from modules.importers.packer.template import Plugin, Value
 
 CREDENTIALS_WHY = ("recipe reads AWS credentials as the AWS CLI does (environment, ~/.aws profile, instance role): "
@@ -76,7 +76,7 @@ AMAZON: dict[str, Rule] = {
     "user_data": to("user_data"),
     "user_data_file": _user_data_file,
     "launch_block_device_mappings": _root_volume,
-    "force_deregister": to("force_deregister"),
+    "force_deregister": to("force_deregister", boolean),
     "force_delete_snapshot": note("recipe deletes a deregistered image's snapshots with it"),
     "profile": to("profile"),
     "custom_endpoint_ec2": to("endpoint_url"),

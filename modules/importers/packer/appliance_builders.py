@@ -10,7 +10,8 @@ from typing import Any, Callable
 
 from modules.importers.packer.builder_rules import (BASE_OPTIONS, INSTALLER_WHY, NOT_AN_INSTALLER, QUIET, SEED, SSH,
                                                      base, communicator, firmware, packer_size)
-from modules.importers.packer.mapping import Assembly, Rule, apply, leftover, note, only_if, seconds, skip, to
+from modules.importers.packer.mapping import (Assembly, Rule, apply, integer, leftover, note, only_if, seconds, skip,
+                                              to)
 from modules.importers.packer.template import Plugin, Value
 
 
@@ -21,8 +22,8 @@ def _guest_os(assembly: Assembly, name: str, value: Value) -> None:
 HYPERVISOR_ONLY = "recipe builds with QEMU: there is no VirtualBox or VMware to configure during the build"
 APPLIANCE: dict[str, Rule] = {
     **SSH, **NOT_AN_INSTALLER, **SEED, **QUIET,
-    "cpus": to("cpus"),
-    "memory": to("memory"),
+    "cpus": to("cpus", integer),
+    "memory": to("memory", integer),
     "disk_size": to("disk_size", packer_size),
     "firmware": firmware,
     "guest_os_type": _guest_os,

@@ -11,10 +11,9 @@ from typing import Any
 
 from modules.importers.packer.expressions import Untranslatable
 from modules.importers.packer.files import PathMapper
-from modules.importers.packer.mapping import Assembly, Rule, leftover, note, seconds, skip, to, to_path
+from modules.importers.packer.mapping import WHOLE_EXPRESSION, Assembly, Rule, leftover, note, seconds, skip, to, to_path
 from modules.importers.packer.template import Plugin, Value
 
-WHOLE_EXPRESSION = re.compile(r"^\{\{ (.*) \}\}$")
 PACKER_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$", re.IGNORECASE)
 GOOD_CHECKSUMS = ("sha256", "sha512")
 INSTALLER_WHY = ("recipe types into no installer: a build starts from a cloud image, or from Debian made by "

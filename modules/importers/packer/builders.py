@@ -15,7 +15,7 @@ from modules.importers.packer.appliance_builders import appliance, vagrant
 from modules.importers.packer.builder_rules import SSH
 from modules.importers.packer.draft import Comment, Part
 from modules.importers.packer.files import PathMapper
-from modules.importers.packer.mapping import Assembly, Rule, apply, to
+from modules.importers.packer.mapping import Assembly, Rule, apply, integer, to
 from modules.importers.packer.qemu_builder import qemu
 from modules.importers.packer.template import Plugin
 
@@ -31,7 +31,7 @@ class MappedSource:
 NULL: dict[str, Rule] = {
     **SSH,
     "ssh_host": to("ssh.host"),
-    "ssh_port": to("ssh.port"),
+    "ssh_port": to("ssh.port", integer),
 }
 
 

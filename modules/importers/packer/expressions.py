@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Union
 
+ENV_LOOKUP = re.compile(r"lookup\('env', '([^']*)'\)")
 # Jinja's delimiters in literal text ("${#list[@]}" in a shell line opens a comment): each is written as a
 # Jinja string that renders to itself
 JINJA_DELIMITERS = re.compile(r"\{\{|\{%|\{#")
@@ -144,3 +145,8 @@ def _escaped(value: Any) -> Any:
 def env_lookup(name: str) -> Code:
     """Packer's env("X") / {{env `X`}}: the same environment variable, read when the recipe is rendered."""
     return Code(f"lookup('env', {literal_code(name)})")
+
+
+def env_reads(value: Any) -> tuple[str, ...]:
+    """The environment variables a translated value reads (in json's text, the lookups' quotes stay as written)."""
+    return tuple(dict.fromkeys(ENV_LOOKUP.findall(json.dumps(value, default=str))))

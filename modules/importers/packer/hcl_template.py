@@ -7,20 +7,18 @@ source that does not exist, makes the template invalid.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.errors import Position, Problem, RecipeError
 from modules.importers.packer import hcl_expressions
-from modules.importers.packer.expressions import InvalidReference, Untranslatable, data
+from modules.importers.packer.expressions import InvalidReference, Untranslatable
 from modules.importers.packer.hcl_expressions import HclContext
 from modules.importers.packer.hcl_syntax import BLOCK_LABELS, JsonValue, RawAttribute, RawBlock
 from modules.importers.packer.names import RecipeNames
 from modules.importers.packer.template import Build, Ignored, Plugin, Settings, Value, Variable
 
-ENV_LOOKUP = re.compile(r"lookup\('env', '([^']*)'\)")
 IGNORED_BLOCKS = {
     "data": "data sources are not imported: look the value up and give it as a variable",
     "hcp_packer_registry": "recipe publishes to no HCP Packer registry; its manifest export lists the artifacts",
@@ -44,13 +42,11 @@ class Reading:
             else:
                 expr = hcl_expressions.translate(attribute.node, self.context)
         except Untranslatable as exc:
-            return Value(None, attribute.source, attribute.position, problem=str(exc))
+            return Value.untranslated(attribute.source, attribute.position, str(exc))
         except InvalidReference as exc:
             self.problems.append(Problem(attribute.position, exc.message, hint=exc.hint))
-            return Value(None, attribute.source, attribute.position, problem=exc.message)
-        translated = data(expr)
-        return Value(translated, attribute.source, attribute.position,
-                     env=tuple(dict.fromkeys(ENV_LOOKUP.findall(repr(translated)))))
+            return Value.untranslated(attribute.source, attribute.position, exc.message)
+        return Value.of(expr, attribute.source, attribute.position)
 
     def literal(self, block: RawBlock, name: str, default: Any = None) -> Any:
         """An attribute that must be a plain value (a name, a flag); a template there is a problem."""
@@ -72,7 +68,8 @@ class Reading:
             values = [self.settings(b) for b in nested]
             problem = next((v.problem for s in values for _, v in s if v.problem), "")
             items.append((kind, Value([{k: v.data for k, v in s} for s in values], "\n".join(b.source for b in nested),
-                                      nested[0].position, problem=problem)))
+                                      nested[0].position, problem=problem,
+                                      literal=all(v.literal for s in values for _, v in s))))
         return Settings(tuple(items))
 
 

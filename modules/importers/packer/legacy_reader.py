@@ -14,8 +14,7 @@ from typing import Any
 from engine.errors import Position, Problem, RecipeError
 from engine.recipe.yamlpos import YMap, YSeq, parse_yaml
 from modules.importers.packer import go_templates
-from modules.importers.packer.expressions import Expr, InvalidReference, Lit, Untranslatable, data, structure
-from modules.importers.packer.hcl_template import ENV_LOOKUP
+from modules.importers.packer.expressions import Expr, InvalidReference, Lit, Untranslatable, structure
 from modules.importers.packer.names import RecipeNames
 from modules.importers.packer.template import Build, Plugin, Settings, Value, Variable
 
@@ -33,13 +32,12 @@ class LegacyReading:
     def value(self, value: Any, position: Position, key: str) -> Value:
         source = f"{json.dumps(key)}: {json.dumps(value)}"
         try:
-            translated = data(self._translate(value))
+            return Value.of(self._translate(value), source, position)
         except Untranslatable as exc:
-            return Value(None, source, position, problem=str(exc))
+            return Value.untranslated(source, position, str(exc))
         except InvalidReference as exc:
             self.problems.append(Problem(position, exc.message, hint=exc.hint))
-            return Value(None, source, position, problem=exc.message)
-        return Value(translated, source, position, env=tuple(dict.fromkeys(ENV_LOOKUP.findall(repr(translated)))))
+            return Value.untranslated(source, position, exc.message)
 
     def _translate(self, value: Any) -> Expr:
         if isinstance(value, str):

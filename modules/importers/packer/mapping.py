@@ -16,6 +16,7 @@ from modules.importers.packer.expressions import Untranslatable
 from modules.importers.packer.files import PathMapper
 from modules.importers.packer.template import Plugin, Value
 
+WHOLE_EXPRESSION = re.compile(r"^\{\{ (.*) \}\}$")     # a value that is one Jinja expression
 GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
@@ -130,6 +131,28 @@ def seconds(data: Any) -> Any:
         raise Untranslatable(f"{text!r} is not a duration")
     total = sum(float(number) * UNITS[unit] for number, unit in parts)
     return int(total) if total == int(total) else total
+
+
+def integer(data: Any) -> Any:
+    """A number option: Packer reads "2" (a JSON template's variables are all text) as 2, and so does this."""
+    if isinstance(data, str):
+        whole = WHOLE_EXPRESSION.match(data)
+        if whole:
+            return f"{{{{ ({whole.group(1)}) | int }}}}"
+        if data.strip().isdigit():
+            return int(data)
+    return data
+
+
+def boolean(data: Any) -> Any:
+    """A flag option: "true" (from a JSON template's variable) is true, as Packer reads it."""
+    if isinstance(data, str):
+        whole = WHOLE_EXPRESSION.match(data)
+        if whole:
+            return f"{{{{ ({whole.group(1)}) | bool }}}}"
+        if data.strip().lower() in ("true", "false"):
+            return data.strip().lower() == "true"
+    return data
 
 
 def as_list(data: Any) -> list:

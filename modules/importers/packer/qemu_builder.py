@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from modules.importers.packer.builder_rules import (BASE_OPTIONS, NOT_AN_INSTALLER, QUIET, SEED, SSH, base,
                                                      firmware, packer_size)
-from modules.importers.packer.mapping import Assembly, Rule, apply, leftover, note, only_if, seconds, to
+from modules.importers.packer.mapping import Assembly, Rule, apply, integer, leftover, note, only_if, seconds, to
 from modules.importers.packer.template import Plugin, Value
 
 
@@ -46,8 +46,8 @@ def _disk_interface(assembly: Assembly, name: str, value: Value) -> None:
 
 QEMU: dict[str, Rule] = {
     **SSH, **NOT_AN_INSTALLER, **SEED, **QUIET,
-    "cpus": to("cpus"),
-    "memory": to("memory"),
+    "cpus": to("cpus", integer),
+    "memory": to("memory", integer),
     "disk_size": to("disk_size", packer_size),
     "firmware": firmware,
     "efi_boot": firmware,

@@ -17,7 +17,7 @@ from engine.errors import Position, Problem, RecipeError
 from engine.recipe.importer import ImportOptions
 from engine.recipe.yamlpos import YMap, parse_yaml
 from modules.importers.packer import hcl_template, legacy_reader
-from modules.importers.packer.expressions import Lit, data
+from modules.importers.packer.expressions import Lit
 from modules.importers.packer.files import TemplateFiles, discover
 from modules.importers.packer.hcl_syntax import RawAttribute, RawBlock, read_file
 from modules.importers.packer.names import RecipeNames
@@ -111,7 +111,7 @@ def _json_var_file(path: Path, names: RecipeNames) -> list[Assignment]:
             problems.append(Problem(position, f"{key!r} is not a variable of the template",
                                     hint='declare it under "variables", or remove it'))
             continue
-        found.append(Assignment(names.variables[key], Value(data(Lit(value)), json.dumps(value), position),
+        found.append(Assignment(names.variables[key], Value.of(Lit(value), json.dumps(value), position),
                                 f"{shown}:{position.line}"))
     if problems:
         raise RecipeError(problems)
@@ -130,7 +130,7 @@ def _cli_assignments(assignments: tuple[str, ...], names: RecipeNames, types: di
                                     "-var takes name=value", hint="e.g. -var region=eu-west-1"))
             continue
         if reading is None or types.get(name, "") in STRING_TYPES:
-            value = Value(data(Lit(text)), "-var", where)
+            value = Value.of(Lit(text), "-var", where)
         else:
             value = _typed(text, where, reading)
         found.append(Assignment(names.variables[name], value, "-var"))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from engine.errors import Position
+from modules.importers.packer.expressions import Expr, Lit, data, env_reads
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,16 @@ class Value:
     position: Position
     problem: str = ""                # why it could not be translated (then data is meaningless)
     env: tuple[str, ...] = ()        # environment variables it reads (Packer's env())
+    literal: bool = True             # no template left in it: recipe uses it as written
+
+    @classmethod
+    def of(cls, expr: Expr, source: str, position: Position) -> "Value":
+        translated = data(expr)
+        return cls(translated, source, position, env=env_reads(translated), literal=isinstance(expr, Lit))
+
+    @classmethod
+    def untranslated(cls, source: str, position: Position, why: str) -> "Value":
+        return cls(None, source, position, problem=why, literal=False)
 
     @property
     def translated(self) -> bool:
@@ -29,8 +40,7 @@ class Value:
 
     @property
     def is_literal(self) -> bool:
-        """No template left in it: a value recipe uses as written."""
-        return self.translated and "{{" not in repr(self.data)
+        return self.translated and self.literal
 
 
 @dataclass(frozen=True)
