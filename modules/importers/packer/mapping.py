@@ -60,7 +60,7 @@ def apply(table: dict[str, Rule], assembly: Assembly, skip: tuple[str, ...] = ()
         rule = table.get(name)
         if rule is None:
             assembly.leftover(name, value, f"Packer's {assembly.plugin.type} option {name} has no recipe equivalent")
-        elif not value.translated:
+        elif not value.translated and getattr(rule, "reads_value", True):
             assembly.leftover(name, value, value.problem)
         else:
             try:
@@ -92,15 +92,19 @@ def path_of(paths: PathMapper, data: Any) -> Any:
 
 
 def note(text: str) -> Rule:
-    """Nothing to carry over: the comment says why."""
+    """Nothing to carry over: the comment says why (whatever the value, even one Jinja cannot say)."""
     def rule(assembly: Assembly, name: str, value: Value) -> None:
         assembly.note(f"{name}: {text}")
+    rule.reads_value = False          # type: ignore[attr-defined]
     return rule
 
 
 def skip() -> Rule:
     """Nothing to carry over, and nothing worth a comment (the plug-in's own name, a default restated)."""
-    return lambda assembly, name, value: None
+    def rule(assembly: Assembly, name: str, value: Value) -> None:
+        return None
+    rule.reads_value = False          # type: ignore[attr-defined]
+    return rule
 
 
 def leftover(why: str) -> Rule:
