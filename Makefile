@@ -16,7 +16,7 @@ DEMO_DEBS  := qemu-system-x86 qemu-utils ovmf openssh-client debootstrap debian-
 # the assembler (the accelerator probe), boots boxes in vagrant-libvirt, and
 # converts OVAs with virt-v2v (which copies through nbdkit and nbdcopy).
 TEST_DEBS  := $(DEMO_DEBS) openssh-server sudo binutils python3-apt vagrant vagrant-libvirt libvirt-daemon-system \
-              libvirt-clients dnsmasq-base iptables virt-v2v nbdkit libnbd-bin initramfs-tools-core
+              libvirt-clients dnsmasq-base iptables virt-v2v nbdkit libnbd-bin initramfs-tools-core puppet-agent
 # The benches compare against Packer (and ansible-playbook, from the bench extra). The corpus bench runs
 # Ansible's template target, whose pipe lookup runs the target's /usr/bin/python3 on this machine with jinja2.
 BENCH_DEBS := $(DEMO_DEBS) openssh-server sudo packer python3-jinja2
