@@ -2,10 +2,12 @@
 regions, sharing and tags."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from modules.importers.packer.builder_rules import SSH
-from modules.importers.packer.mapping import Assembly, Rule, apply, boolean, leftover, note, only_if, path_of, to
+from modules.importers.packer.expressions import literal_code
+from modules.importers.packer.mapping import Assembly, Rule, apply, boolean, leftover, note, only_if, to
 from modules.importers.packer.template import Plugin, Value
 
 CREDENTIALS_WHY = ("recipe reads AWS credentials as the AWS CLI does (environment, ~/.aws profile, instance role): "
@@ -38,8 +40,11 @@ def _security_group(assembly: Assembly, name: str, value: Value) -> None:
 
 
 def _user_data_file(assembly: Assembly, name: str, value: Value) -> None:
-    path = path_of(assembly.paths, value.data)
-    assembly.set("user_data", "{{ lookup('file', '" + str(path).replace("'", "\\'") + "') }}")
+    """Read when the recipe is rendered, as Packer reads it when it builds. A source's lookups start from the
+    directory recipe runs in, not the recipe's: the path is absolute."""
+    text = str(value.data)
+    path = text if "{{" in text or Path(text).is_absolute() else str(assembly.paths.absolute(text))
+    assembly.set("user_data", "{{ lookup('file', " + literal_code(path) + ") }}")
 
 
 def _snapshot_tags(assembly: Assembly, name: str, value: Value) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 from modules.importers.packer.expressions import Untranslatable
 from modules.importers.packer.files import PathMapper
-from modules.importers.packer.mapping import WHOLE_EXPRESSION, Assembly, Rule, leftover, note, seconds, skip, to, to_path
+from modules.importers.packer.mapping import (WHOLE_EXPRESSION, Assembly, Rule, leftover, note, seconds, skip, to,
+                                              to_path)
 from modules.importers.packer.template import Plugin, Value
 
 PACKER_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$", re.IGNORECASE)

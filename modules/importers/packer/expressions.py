@@ -73,8 +73,21 @@ def literal_code(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{literal_code(str(k))}: {literal_code(v)}" for k, v in value.items()) + "}"
     if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+        return _string_code(value)
     return json.dumps(value)
+
+
+def _string_code(text: str) -> str:
+    """A Jinja string constant. recipe keeps backslashes in constants as Ansible does (engine.recipe.jinja_lexer):
+    '\\1' reaches a filter as a backreference, so nothing is escaped; a quote is avoided by choosing the other,
+    or by joining pieces when the text holds both."""
+    if text.endswith("\\"):
+        raise Untranslatable("a text ending in a backslash, which a Jinja constant cannot end with here")
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text:
+        return f'"{text}"'
+    return " ~ ".join(_string_code(piece) for piece in re.split(r"(')", text) if piece)
 
 
 def code(expr: Expr) -> str:

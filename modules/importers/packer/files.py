@@ -62,10 +62,14 @@ class PathMapper:
         if path.is_absolute():
             inside = any(path.is_relative_to(d) for d in (self.template_dir, self.workdir))
             return self._relative(path, text) if inside else text
-        found = self.workdir / path
-        if not found.exists() and (self.template_dir / path).exists():
-            found = self.template_dir / path     # run from elsewhere than Packer was: the file beside the template
-        return self._relative(found, text)
+        # run from elsewhere than Packer was, the file may be beside the template only
+        return self._relative(self.absolute(text), text)
+
+    def absolute(self, text: str) -> Path:
+        """A relative path of the template as Packer finds it: from its working directory, else beside the
+        template."""
+        found = self.workdir / text
+        return found if found.exists() or not (self.template_dir / text).exists() else self.template_dir / text
 
     def _relative(self, path: Path, original: str) -> str:
         relative = os.path.relpath(path, self.recipe_dir)

@@ -317,3 +317,13 @@ def test_winrm_and_an_unknown_builder_are_left_with_their_lines(packer):
     assert "win.pkr.hcl:3:3: winrm_username:" in imported.err
     assert "win.pkr.hcl:5:1: builder docker.ctr: recipe has no docker platform" in imported.err
     assert [b.source.name for b in valid(imported).builds] == ["win"]
+
+
+def test_amazon_user_data_file_is_read_when_the_recipe_is_rendered(packer, tmp_path):
+    template = AMAZON_HCL.replace('  ssh_username  = "admin"', '  ssh_username  = "admin"\n'
+                                  '  user_data_file = "${path.root}/cloud-init.yml"')
+    imported = packer({"packer/aws.pkr.hcl": template, "packer/cloud-init.yml": "#cloud-config\nhostname: web\n"},
+                      "packer/aws.pkr.hcl")
+    assert imported.code == 0, imported.err
+    (build,) = valid(imported).builds
+    assert build.source.config.user_data == "#cloud-config\nhostname: web"     # the file lookup strips the end

@@ -160,7 +160,8 @@ ANSIBLE_HCL = hcl("""\
     roles_path       = "ansible/roles"
     galaxy_file      = "ansible/requirements.yml"
     groups           = ["web"]
-    extra_arguments  = ["--extra-vars", "greeting=${var.greeting} port=80", "--tags", "nginx,tls", "--skip-tags=slow", "-b", "-vv"]
+    extra_arguments  = ["--extra-vars", "greeting=${var.greeting} port=80", "--tags", "nginx,tls",
+                        "--skip-tags=slow", "-b", "-vv"]
     ansible_env_vars = ["ANSIBLE_HOST_KEY_CHECKING=False"]
     user             = "debian"
     use_proxy        = false
