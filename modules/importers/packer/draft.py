@@ -6,11 +6,15 @@ which the CLI also lists and which makes `recipe import` exit 3.
 """
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import Position
 from engine.recipe.importer import Leftover
+
+
+WIDTH = 110      # a comment line's text, within the 120 columns a recipe is read in
 
 
 @dataclass(frozen=True)
@@ -29,8 +33,9 @@ class Comment:
         return cls(f"not imported ({position}): {what}: {why}", leftover=leftover, source=source)
 
     def lines(self) -> list[str]:
+        """The comment's lines: its text wrapped (continued lines indented), then the template's text as is."""
         source = [f"  {line}" for line in self.source.splitlines()] if self.source else []
-        return [self.text, *source]
+        return [*textwrap.wrap(self.text, WIDTH, subsequent_indent="  ", break_on_hyphens=False), *source]
 
 
 @dataclass(frozen=True)

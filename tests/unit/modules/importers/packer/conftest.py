@@ -33,6 +33,12 @@ class Imported:
         return self.path.read_text()
 
     @property
+    def comments(self) -> str:
+        """Every comment of the recipe as one line of text (wrapped comments joined again)."""
+        lines = (line.strip() for line in self.text.splitlines())
+        return " ".join(line.lstrip("#").strip() for line in lines if line.startswith("#"))
+
+    @property
     def document(self) -> Any:
         return YAML(typ="safe").load(self.text)
 

@@ -62,7 +62,7 @@ def test_qemu_disk_image_becomes_a_qemu_source_with_a_url_base(packer, name, tex
     assert (int(config.cpus), config.memory, config.disk_size, config.firmware) == (2, 2048, "10240M", "uefi")
     assert config.qemu_args == ("-cpu", "max")
     assert build.source.ssh.user == "debian" and build.source.ssh.connect_timeout == 1200
-    assert "note: headless" in imported.text
+    assert "note: headless" in imported.comments
 
 
 def test_qemu_local_disk_image_is_a_path_base_named_from_the_recipe(packer, tmp_path):
@@ -116,8 +116,8 @@ def test_an_installer_iso_is_left_as_comments_and_the_base_is_bootstrapped(packe
     assert imported.code == 3
     for line, setting in zip(lines, ("iso_url", "boot_command", "http_directory"), strict=True):
         assert f"{name}:{line}:" in imported.err and f": {setting}: " in imported.err, imported.err
-        assert f"# not imported ({name}:{line}:" in imported.text
-    assert "preseed/url=http://{{ .HTTPIP }}" in imported.text       # the setting, kept under its comment
+        assert f"not imported ({name}:{line}:" in imported.comments
+    assert "preseed/url=http://{{ .HTTPIP }}" in imported.comments       # the setting, kept under its comment
     (build,) = valid(imported).builds
     assert build.source.config.base.distro == "debian"
 
@@ -236,7 +236,7 @@ def test_virtualbox_is_built_on_qemu_and_exported_as_the_appliance(packer, name,
     imported = packer({name: text}, name)
     assert imported.code == 3                            # the installer ISO
     assert ": iso_url: recipe types into no installer" in imported.err
-    assert "note: Packer's virtualbox-iso builder: recipe builds the machine with QEMU" in imported.text
+    assert "note: Packer's virtualbox-iso builder: recipe builds the machine with QEMU" in imported.comments
     (build,) = valid(imported).builds
     assert build.source.platform == "qemu"
     assert (build.source.config.memory, build.source.config.disk_size) == (2048, "20000M")
@@ -261,7 +261,7 @@ def test_virtualbox_default_format_is_ovf_and_vmware_the_vmdk(packer):
     recipe = valid(imported)
     kinds = {b.source.name: [e.kind for e in b.exports] for b in recipe.builds}
     assert kinds == {"vbox": ["ovf", "vmdk"], "vmw": ["ovf", "vmdk"]}     # exports apply to every image source
-    assert "note: the exports apply to every image source" in imported.text
+    assert "note: the exports apply to every image source" in imported.comments
     vmdk = next(e for e in recipe.builds[1].exports if e.kind == "vmdk")
     assert vmdk.config.adapter_type == "lsilogic"
 
@@ -285,7 +285,7 @@ def test_the_vagrant_builder_is_the_vagrant_export(packer, name, text):
     imported = packer({name: text}, name)
     assert imported.code == 3                                       # a box cannot be the base
     assert ": source_path: recipe cannot boot a Vagrant box as its base" in imported.err
-    assert "note: Packer's vagrant builder: recipe builds the machine with QEMU" in imported.text
+    assert "note: Packer's vagrant builder: recipe builds the machine with QEMU" in imported.comments
     (build,) = valid(imported).builds
     assert [e.kind for e in build.exports] == ["qcow2", "vagrant"]
     assert build.exports[1].config.provider == ("libvirt",)

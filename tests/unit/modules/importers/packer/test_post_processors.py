@@ -56,7 +56,7 @@ def test_vagrant_checksum_and_manifest_in_order(packer, name, text):
     assert vagrant.config.provider == ("libvirt",)          # a qemu source makes libvirt boxes
     assert (vagrant.config.compress, vagrant.config.compression_level, vagrant.keep_input) == (True, 9, False)
     assert checksum.config.name == "SUMS" and manifest.config.path == "manifest.json"
-    assert "note: Packer ran 2 post-processor chains" in imported.text
+    assert "note: Packer ran 2 post-processor chains" in imported.comments
 
 
 COMPRESS_HCL = SOURCE_HCL + """\
@@ -81,7 +81,7 @@ def test_compress_is_a_compressed_qcow2(packer, name, text):
     (build,) = valid(imported).builds
     (export,) = build.exports
     assert export.kind == "qcow2" and export.config.compress is True
-    assert "note: Packer's compress archived the artifact" in imported.text
+    assert "note: Packer's compress archived the artifact" in imported.comments
 
 
 IMPORT_HCL = SOURCE_HCL + """\

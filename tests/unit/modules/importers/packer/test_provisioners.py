@@ -67,7 +67,7 @@ def test_shell_inline_and_scripts(packer, name, text):
     assert inline.args == {"cmd": "set -e\necho {{ greeting }} > /tmp/greeting\necho ${HOME} ${{ '{#' }}FOO} done\n"}
     assert inline.become is True                             # execute_command ran it through sudo
     assert dict(inline.environment[0]) == {"FOO": "bar", "GREETING": "{{ greeting }}"}
-    assert "note: execute_command: recipe runs the script with its #! interpreter" in imported.text
+    assert "note: execute_command: recipe runs the script with its #! interpreter" in imported.comments
     assert [t.module for t in (first, second)] == ["script", "script"]
     assert [t.args for t in (first, second)] == [{"src": "../scripts/setup.sh"}, {"src": "../scripts/more.sh"}]
     assert first.only == ("vm",) and inline.only == ()
@@ -189,8 +189,8 @@ def test_ansible_becomes_ansible_playbook(packer, name, text):
         "extra_vars": {"greeting": "{{ greeting }}", "port": "80"}, "tags": ["nginx", "tls"],
         "skip_tags": ["slow"], "become": True, "extra_args": ["-vv"],
         "env": {"ANSIBLE_HOST_KEY_CHECKING": "False"}}
-    assert "note: user: ansible-playbook logs in as the source's ssh user" in imported.text
-    assert "note: use_proxy:" in imported.text
+    assert "note: user: ansible-playbook logs in as the source's ssh user" in imported.comments
+    assert "note: use_proxy:" in imported.comments
 
 
 PUPPET_HCL = hcl("""\
@@ -222,7 +222,7 @@ def test_puppet_masterless_becomes_puppet_apply(packer, name, text):
                          "hiera_config": "../puppet/hiera.yaml", "facts": {"role": "web", "greeting": "{{ greeting }}"},
                          "extra_args": ["--verbose"]}
     assert task.ignore_errors is True                                       # ignore_exit_codes
-    assert "note: puppet_bin_dir:" in imported.text
+    assert "note: puppet_bin_dir:" in imported.comments
 
 
 CHEF_HCL = hcl("""\

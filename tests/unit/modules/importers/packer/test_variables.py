@@ -57,8 +57,8 @@ def test_a_folder_with_its_auto_variable_files_then_var_file_then_var(packer):
     variables = imported.document["vars"]
     # a.auto then b.auto (alphabetical), then -var-file, then -var: Packer's order, the last one wins
     assert variables["region"] == "us-east-1" and variables["cpus"] == 4
-    assert "# note: the value given in web/b.auto.pkrvars.hcl:1" in imported.text
-    assert variables["image_name"] == "web" and "note: Packer's var.image-name" in imported.text
+    assert "note: the value given in web/b.auto.pkrvars.hcl:1" in imported.comments
+    assert variables["image_name"] == "web" and "note: Packer's var.image-name" in imported.comments
     assert variables["label"] == "{{ image_name }}-{{ region }}"
     recipe = valid(imported)
     assert recipe.builds[0].source.config.cpus == 4
@@ -69,7 +69,7 @@ def test_a_sensitive_default_is_never_written_nor_shown(packer, monkeypatch):
     imported = packer(FOLDER, "web")
     assert "s3cr3t-default" not in imported.text + imported.err
     assert imported.document["secrets"] == ["token"] and "token" not in imported.document["vars"]
-    assert "give it with --var token=... or the environment variable RECIPE_VAR_token" in imported.text
+    assert "give it with --var token=... or the environment variable RECIPE_VAR_token" in imported.comments
     recipe = valid(imported)                        # the task that uses it validates: a secret is a known name
     assert "token" in recipe.secrets
     monkeypatch.setenv("RECIPE_VAR_token", "from-the-environment")
@@ -80,14 +80,14 @@ def test_a_sensitive_value_given_with_var_is_not_written_either(packer):
     imported = packer(FOLDER, "web", "-var", "token=given-on-the-command-line")
     assert imported.code == 0, imported.err
     assert "given-on-the-command-line" not in imported.text + imported.err
-    assert "the template's value, from -var, is left out" in imported.text
+    assert "the template's value, from -var, is left out" in imported.comments
 
 
 def test_env_reads_the_same_environment_variable(packer, monkeypatch):
     imported = packer(FOLDER, "web")
     assert imported.document["vars"]["home"] == "{{ lookup('env', 'HOME_FOR_TEST') }}"
-    assert "read from the environment variable HOME_FOR_TEST when the recipe is rendered" in imported.text
-    assert "RECIPE_VAR_home overrides it" in imported.text
+    assert "read from the environment variable HOME_FOR_TEST when the recipe is rendered" in imported.comments
+    assert "RECIPE_VAR_home overrides it" in imported.comments
     monkeypatch.setenv("HOME_FOR_TEST", "/home/tester")
     recipe = valid(imported)
     assert Scope(recipe.variables.layers(), {})["home"] == "/home/tester"
@@ -123,7 +123,7 @@ def test_a_required_variable_without_a_value_says_how_to_give_it(packer):
     imported = packer({"aws.pkr.hcl": template}, "aws.pkr.hcl")
     # the recipe is written, but cannot validate until region is given: the command says so, and why
     assert imported.code == 3
-    assert "region has no default in the template: give it with --var region=..." in imported.text
+    assert "region has no default in the template: give it with --var region=..." in imported.comments
     assert "recipes/web.yml does not validate yet" in imported.err and "undefined variable 'region'" in imported.err
     assert main(["validate", str(imported.path), "--var", "region=eu-west-1"]) == 0
 
