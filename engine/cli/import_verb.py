@@ -73,12 +73,12 @@ def _validate(path: Path, shown: str) -> list[Problem]:
     try:
         compile_recipe(path, CompileOptions(placeholder_ids=True))
     except RecipeError as exc:
-        return [_renamed(p, str(path), shown) for p in exc.problems]
+        return [_renamed(p, path, shown) for p in exc.problems]
     return []
 
 
-def _renamed(problem: Problem, written: str, shown: str) -> Problem:
-    if problem.position is None or problem.position.file != written:
+def _renamed(problem: Problem, written: Path, shown: str) -> Problem:
+    if problem.position is None or Path(problem.position.file).resolve() != written.resolve():
         return problem
     position = Position(shown, problem.position.line, problem.position.column)
     return Problem(position, problem.message, path=problem.path, hint=problem.hint)
@@ -125,6 +125,10 @@ def run(args: argparse.Namespace, redactor: Redactor) -> int:
                          f"comments in {where}):\n")
         for leftover in imported.leftovers:
             sys.stderr.write(f"  {redactor.text(str(leftover))}\n")
+    if imported.secrets:
+        names = ", ".join(imported.secrets)
+        sys.stderr.write(f"secrets ({names}): give their values to `recipe run` with --var NAME=... or "
+                         "RECIPE_VAR_NAME; they are not in the recipe\n")
     if problems:
         _print_problems(f"error: {where} does not validate yet", problems, redactor, sys.stderr)
     elif args.output != STDOUT:

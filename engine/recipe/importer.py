@@ -40,7 +40,7 @@ class Leftover:
 class Imported:
     text: str                          # the recipe, YAML with comments
     leftovers: tuple[Leftover, ...]    # what the comments in text keep; empty when everything was mapped
-    secrets: tuple[str, ...] = ()      # names of variables whose values were left out of text on purpose
+    secrets: tuple[str, ...] = ()      # secrets whose values were left out of text on purpose (--var gives them)
 
 
 class Importer:

@@ -36,5 +36,6 @@ class PackerImporter(Importer, name="packer"):
         paths = PathMapper(workdir=options.workdir.resolve(), template_dir=folder,
                            recipe_dir=options.destination.resolve().parent)
         draft = make_recipe(template, paths)
-        return Imported(text=write(draft), leftovers=draft.leftovers(),
-                        secrets=tuple(str(part.value) for part in draft.secrets))
+        written = {part.key for part in draft.variables}
+        withheld = tuple(str(part.value) for part in draft.secrets if part.value not in written)
+        return Imported(text=write(draft), leftovers=draft.leftovers(), secrets=withheld)

@@ -8,7 +8,7 @@ when the template had more than one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from modules.importers.packer.draft import Comment, Part
 from modules.importers.packer.files import PathMapper
@@ -192,8 +192,4 @@ def map_post_processor(plugin: Plugin, chain: Chain, paths: PathMapper) -> Part 
         if value is not None:
             assembly.note(f"{key}: recipe's exports apply to every image source")
     comments = (Comment(f"Packer's {plugin.type} post-processor ({plugin.position})"), *assembly.comments)
-    return Part({kind: _options(assembly.options)}, comments=comments)
-
-
-def _options(options: dict[str, Any]) -> dict[str, Any]:
-    return dict(options)
+    return Part({kind: dict(assembly.options)}, comments=comments)

@@ -51,8 +51,8 @@ def execute_command_is_plain(source: str) -> bool:
     text = source.split("=", 1)[-1] if "=" in source.split(":", 1)[0] else source.split(":", 1)[-1]
     text = re.sub(r"echo\s+(['\"]).*?\1\s*\|", " ", text)            # echo 'password' | sudo -S
     text = re.sub(r"\{\{-?.*?-?\}\}", " ", text)                       # {{ .Vars }} {{ .Path }}
-    words = re.findall(r"[^\s'\"]+", text.replace("\\\"", " "))
-    return all(word.strip(",") in PLAIN_EXECUTE for word in words)
+    words = re.findall(r"[^\s'\",\[\]]+", text.replace("\\\"", " "))     # shell-local's is a list
+    return all(word in PLAIN_EXECUTE for word in words)
 
 
 def _execute_command(assembly: Assembly, name: str, value: Value) -> None:
@@ -292,6 +292,8 @@ def map_provisioner(plugin: Plugin, scope: Scope, paths: PathMapper) -> tuple[li
         keywords["only"] = list(only)
     where = {"only": keywords["only"]} if "only" in keywords else {}
     bodies = [{**pause, **where} for pause in pauses]
-    bodies += [{"name": _title(plugin, task), **task, **keywords} for task in tasks]
+    named = plugin.settings.get("name")
+    title = str(named.data) if named is not None and named.translated else None
+    bodies += [{"name": title or _title(plugin, task), **task, **keywords} for task in tasks]
     return [Part(body, comments=(origin, *assembly.comments) if index == 0 else ())
             for index, body in enumerate(bodies)], []

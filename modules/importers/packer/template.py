@@ -6,7 +6,7 @@ provisioners, post_processors, variables) read only these.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -130,7 +130,6 @@ class Template:
     builds: tuple[Build, ...]
     assignments: tuple[Assignment, ...] = ()
     ignored: tuple[Ignored, ...] = ()
-    var_files: tuple[Path, ...] = field(default=())   # JSON variable files the recipe can read as they are
 
     @property
     def stem(self) -> str:

@@ -70,6 +70,7 @@ def test_a_sensitive_default_is_never_written_nor_shown(packer, monkeypatch):
     assert "s3cr3t-default" not in imported.text + imported.err
     assert imported.document["secrets"] == ["token"] and "token" not in imported.document["vars"]
     assert "give it with --var token=... or the environment variable RECIPE_VAR_token" in imported.comments
+    assert "secrets (token): give their values to `recipe run` with --var NAME=..." in imported.err
     recipe = valid(imported)                        # the task that uses it validates: a secret is a known name
     assert "token" in recipe.secrets
     monkeypatch.setenv("RECIPE_VAR_token", "from-the-environment")
@@ -124,7 +125,8 @@ def test_a_required_variable_without_a_value_says_how_to_give_it(packer):
     # the recipe is written, but cannot validate until region is given: the command says so, and why
     assert imported.code == 3
     assert "region has no default in the template: give it with --var region=..." in imported.comments
-    assert "recipes/web.yml does not validate yet" in imported.err and "undefined variable 'region'" in imported.err
+    assert "recipes/web.yml does not validate yet" in imported.err
+    assert "\n  recipes/web.yml:11:13: sources.aws.region: undefined variable 'region'" in imported.err
     assert main(["validate", str(imported.path), "--var", "region=eu-west-1"]) == 0
 
 
