@@ -164,6 +164,10 @@ def read_builds(files: list[RawBlock], sources: dict[str, Plugin], reading: Read
     return builds
 
 
+def build_description(block: RawBlock, reading: Reading) -> str:
+    return str(reading.literal(block, "description", "") or "")
+
+
 def _build_sources(block: RawBlock, sources: dict[str, Plugin], reading: Reading) -> list[Plugin]:
     """The sources a build names in `sources = [...]` and in `source "source.T.N" { ... }` blocks (whose
     settings go over the source's, and whose `name` renames it)."""

@@ -49,7 +49,15 @@ class LegacyReading:
         return Lit(value)
 
 
-def read(path: Path, shown: str, template_dir: Path, workdir: Path) -> tuple[list[Variable], list[Build], RecipeNames]:
+@dataclass(frozen=True)
+class LegacyTemplate:
+    variables: tuple[Variable, ...]
+    build: Build                     # a JSON template is one build of all its builders
+    names: RecipeNames
+    description: str
+
+
+def read(path: Path, shown: str, template_dir: Path, workdir: Path) -> LegacyTemplate:
     text = path.read_text(encoding="utf-8")
     try:
         document = json.loads(text)
@@ -66,7 +74,8 @@ def read(path: Path, shown: str, template_dir: Path, workdir: Path) -> tuple[lis
     build = _build(document, reading)
     if reading.problems:
         raise RecipeError(reading.problems)
-    return found_variables, [build], names
+    description = document.get("description")
+    return LegacyTemplate(tuple(found_variables), build, names, description if isinstance(description, str) else "")
 
 
 def _check_top_level(document: dict, reading: LegacyReading) -> None:

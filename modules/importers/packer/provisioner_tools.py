@@ -126,7 +126,13 @@ ANSIBLE: dict[str, Rule] = {
     "empty_groups": leftover("the machine is put in groups only; add the empty ones to the playbook's hosts"),
     "inventory_file": leftover("recipe writes the inventory of the build's machine itself"),
     "inventory_file_template": leftover("recipe writes the inventory of the build's machine itself"),
-    "playbook_dir": to_path("ansible_playbook.playbook"),
+    # ansible-local's: what it uploaded beside the playbook is found there by ansible-playbook on the build host
+    "playbook_dir": note("ansible-playbook runs from the playbook's folder, where its roles and vars are found"),
+    "playbook_paths": note("ansible-playbook runs from the playbook's folder, where its roles and vars are found"),
+    "group_vars": note("ansible-playbook finds group_vars beside the playbook"),
+    "host_vars": note("ansible-playbook finds host_vars beside the playbook"),
+    "role_paths": _search_path("ansible_playbook.roles_path"),
+    "inventory_groups": to("ansible_playbook.groups", lambda v: [g for g in str(v).split(",") if g]),
 }
 
 

@@ -46,11 +46,11 @@ def read_template(path: Path, options: ImportOptions) -> Template:
 
 
 def _legacy(files: TemplateFiles, workdir: Path, options: ImportOptions) -> Template:
-    variables, builds, names = legacy_reader.read(files.path, str(files.path), files.folder, workdir)
-    assignments = [a for f in options.var_files for a in _json_var_file(f, names)]
-    assignments += _cli_assignments(options.assignments, names, {})
-    return Template(path=files.path, files=files.templates, variables=tuple(variables), builds=tuple(builds),
-                    assignments=tuple(assignments))
+    legacy = legacy_reader.read(files.path, str(files.path), files.folder, workdir)
+    assignments = [a for f in options.var_files for a in _json_var_file(f, legacy.names)]
+    assignments += _cli_assignments(options.assignments, legacy.names, {})
+    return Template(path=files.path, files=files.templates, variables=legacy.variables, builds=(legacy.build,),
+                    assignments=tuple(assignments), description=legacy.description)
 
 
 def _hcl(files: TemplateFiles, workdir: Path, options: ImportOptions) -> Template:
@@ -71,8 +71,10 @@ def _hcl(files: TemplateFiles, workdir: Path, options: ImportOptions) -> Templat
     assignments += _cli_assignments(options.assignments, names, hcl_template.variable_types(raw), var_reading)
     if var_reading.problems:
         raise RecipeError(var_reading.problems)
+    descriptions = [hcl_template.build_description(b, reading) for f in raw for b in f.blocks_of("build")]
     return Template(path=files.path, files=files.templates, variables=tuple(variables), builds=tuple(builds),
-                    assignments=tuple(assignments), ignored=tuple(reading.ignored + var_reading.ignored))
+                    assignments=tuple(assignments), ignored=tuple(reading.ignored + var_reading.ignored),
+                    description="; ".join(d for d in descriptions if d))
 
 
 def _hcl_var_file(path: Path, reading: hcl_template.Reading) -> list[Assignment]:

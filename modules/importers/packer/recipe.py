@@ -129,7 +129,7 @@ def make_recipe(template: Template, paths: PathMapper) -> RecipeDraft:
               *source_comments, *task_comments, *export_comments]
     return RecipeDraft(
         name=recipe_name(named[0] if len(named) == 1 else template.stem),
-        description=f"imported from the Packer template {template.path.resolve().name}",
+        description=template.description or f"imported from the Packer template {template.path.resolve().name}",
         header=tuple(header), variables=variables.variables, secrets=variables.secrets,
         variable_comments=variables.comments,
         sources=tuple(s.part for b in builds for s in b.mapped), tasks=tuple(tasks), exports=tuple(exports))

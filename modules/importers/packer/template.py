@@ -130,6 +130,7 @@ class Template:
     builds: tuple[Build, ...]
     assignments: tuple[Assignment, ...] = ()
     ignored: tuple[Ignored, ...] = ()
+    description: str = ""            # the template's own ("description" of a JSON one, a build's in HCL2)
 
     @property
     def stem(self) -> str:

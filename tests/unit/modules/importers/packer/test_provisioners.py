@@ -308,3 +308,17 @@ build {
     assert sorted(b.source.name for b in recipe.builds) == ["db-vm", "other", "web-vm"]
     assert [(t.args["cmd"].splitlines()[1], t.only) for t in recipe.tasks] == [
         ("echo web", ("web-vm",)), ("echo db", ("other",)), ("echo both", ("other", "db-vm"))]
+
+
+def test_ansible_local_runs_the_same_playbook_from_the_build_host(packer):
+    text = legacy({"type": "ansible-local", "playbook_file": "ansible/site.yml", "playbook_dir": "ansible",
+                   "inventory_groups": "web,db", "role_paths": ["ansible/roles"]})
+    text = text.replace('"variables"', '"description": "web servers",\n  "variables"', 1)
+    imported = packer({**ANSIBLE_FILES, "web.json": text}, "web.json")
+    assert imported.code == 0, imported.err
+    recipe = valid(imported)
+    (task,) = recipe.tasks
+    assert task.module == "ansible_playbook"
+    assert task.args == {"playbook": "../ansible/site.yml", "groups": ["web", "db"], "roles_path": ["../ansible/roles"]}
+    assert "note: ansible-local ran ansible-playbook inside the guest" in imported.comments
+    assert imported.document["description"] == "web servers"
