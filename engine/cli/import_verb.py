@@ -91,10 +91,14 @@ def _write(imported: Imported, output: str) -> list[Problem]:
         with atomic_path(destination) as temporary:
             temporary.write_text(imported.text, encoding="utf-8")
         return _validate(destination, output)
+    # validated where it would be written, so that its paths lead where they will
     scratch = Path(f".recipe-import-{os.getpid()}.yml")
     try:
         scratch.write_text(imported.text, encoding="utf-8")
         problems = _validate(scratch, "<stdout>")
+    except OSError as exc:
+        problems = [Problem(Position("<stdout>"), f"not validated: cannot write here ({exc.strerror})",
+                            hint="write it with -o, then run recipe validate on it")]
     finally:
         scratch.unlink(missing_ok=True)
     sys.stdout.write(imported.text)

@@ -46,6 +46,18 @@ def discover(path: Path, legacy: bool) -> TemplateFiles:
     return TemplateFiles(path, path.resolve().parent, (path,), (), legacy=legacy)
 
 
+def read_text(path: Path, shown: str) -> str:
+    """A template or variable file's text (a UTF-8 byte order mark, as some editors write, is no character)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(Problem(Position(shown), f"not UTF-8 text (byte {exc.start})",
+                                  hint="Packer reads templates as UTF-8: convert the file")) from None
+    except OSError as exc:
+        raise RecipeError(Problem(Position(shown), f"cannot be read: {exc.strerror}",
+                                  hint="check the path and its permissions")) from None
+
+
 @dataclass(frozen=True)
 class PathMapper:
     """A path of the template, named so that it leads to the same file from the recipe's folder."""

@@ -19,6 +19,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from engine.errors import Position, Problem, RecipeError
 from engine.recipe.yamlpos import YMap, YSeq, parse_yaml
+from modules.importers.packer.files import read_text
 
 VALUE_STARTS = {"DBLQUOTE", "INT_LITERAL", "FLOAT_LITERAL", "NAME", "LSQB", "LBRACE", "HEREDOC_TEMPLATE"}
 SYNTAX_HINT = "check the quotes, braces and = signs up to this point (`packer validate` says it in Packer's words)"
@@ -62,7 +63,7 @@ class RawBlock:
 
 def read_file(path: Path, shown: str) -> RawBlock:
     """The file as one block of type "" holding its top-level blocks and attributes."""
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, shown)
     if path.name.endswith(".json"):
         return _json_file(text, shown)
     try:

@@ -15,6 +15,7 @@ from engine.errors import Position, Problem, RecipeError
 from engine.recipe.yamlpos import YMap, YSeq, parse_yaml
 from modules.importers.packer import go_templates
 from modules.importers.packer.expressions import Expr, InvalidReference, Lit, Untranslatable, structure
+from modules.importers.packer.files import read_text
 from modules.importers.packer.names import RecipeNames
 from modules.importers.packer.template import Build, Plugin, Settings, Value, Variable
 
@@ -58,7 +59,7 @@ class LegacyTemplate:
 
 
 def read(path: Path, shown: str, template_dir: Path, workdir: Path) -> LegacyTemplate:
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, shown)
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -18,7 +18,7 @@ from engine.recipe.importer import ImportOptions
 from engine.recipe.yamlpos import YMap, parse_yaml
 from modules.importers.packer import hcl_template, legacy_reader
 from modules.importers.packer.expressions import Lit
-from modules.importers.packer.files import TemplateFiles, discover
+from modules.importers.packer.files import TemplateFiles, discover, read_text
 from modules.importers.packer.hcl_syntax import RawAttribute, RawBlock, read_file
 from modules.importers.packer.names import RecipeNames
 from modules.importers.packer.template import Assignment, Template, Value
@@ -28,7 +28,7 @@ STRING_TYPES = ("", "string")
 
 def looks_legacy(path: Path) -> bool:
     """A .json file with builders, or one json cannot read (the reader then says where it breaks)."""
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = read_text(path, str(path))
     try:
         document = json.loads(text)
     except json.JSONDecodeError:
@@ -49,7 +49,7 @@ def _legacy(files: TemplateFiles, workdir: Path, options: ImportOptions) -> Temp
     legacy = legacy_reader.read(files.path, str(files.path), files.folder, workdir)
     assignments = [a for f in options.var_files for a in _json_var_file(f, legacy.names)]
     assignments += _cli_assignments(options.assignments, legacy.names, {})
-    return Template(path=files.path, files=files.templates, variables=legacy.variables, builds=(legacy.build,),
+    return Template(path=files.path, variables=legacy.variables, builds=(legacy.build,),
                     assignments=tuple(assignments), description=legacy.description)
 
 
@@ -72,7 +72,7 @@ def _hcl(files: TemplateFiles, workdir: Path, options: ImportOptions) -> Templat
     if var_reading.problems:
         raise RecipeError(var_reading.problems)
     descriptions = [hcl_template.build_description(b, reading) for f in raw for b in f.blocks_of("build")]
-    return Template(path=files.path, files=files.templates, variables=tuple(variables), builds=tuple(builds),
+    return Template(path=files.path, variables=tuple(variables), builds=tuple(builds),
                     assignments=tuple(assignments), ignored=tuple(reading.ignored + var_reading.ignored),
                     description="; ".join(d for d in descriptions if d))
 
@@ -99,7 +99,7 @@ def _json_var_file(path: Path, names: RecipeNames) -> list[Assignment]:
     shown = str(path)
     if not path.is_file():
         raise RecipeError(Problem(Position(f"-var-file {path}"), "no such file", hint="name a JSON variable file"))
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, shown)
     try:
         values = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -125,7 +125,6 @@ class Ignored:
 @dataclass(frozen=True)
 class Template:
     path: Path                       # the file or folder read
-    files: tuple[Path, ...]          # the template files read, in Packer's order
     variables: tuple[Variable, ...]
     builds: tuple[Build, ...]
     assignments: tuple[Assignment, ...] = ()

@@ -122,3 +122,12 @@ def test_paths_lead_to_the_same_files_from_the_recipe_folder(packer, tmp_path):
     assert imported.task("script")["script"] == "../packer/scripts/setup.sh"
     assert (imported.path.parent / "../packer/scripts/setup.sh").resolve() == tmp_path / "packer/scripts/setup.sh"
     assert "not found" not in imported.validate()[1]
+
+
+def test_a_byte_order_mark_is_read_past_and_other_encodings_are_named(packer, tmp_path):
+    (tmp_path / "bom.pkr.hcl").write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
+    assert packer({}, "bom.pkr.hcl").code == 0
+    (tmp_path / "latin.pkr.hcl").write_bytes(GOOD.replace("debian", "d\xe9bian").encode("latin-1"))
+    imported = packer({}, "latin.pkr.hcl")
+    assert imported.code == 2
+    assert "latin.pkr.hcl: not UTF-8 text (byte 89)" in imported.err and "Traceback" not in imported.err
