@@ -211,6 +211,16 @@ def _only(plugin: Plugin, scope: Scope, assembly: Assembly) -> tuple[str, ...]:
     return tuple(chosen)
 
 
+def _where(plugin: Plugin, only: tuple[str, ...], scope: Scope) -> dict[str, list[str]]:
+    """only: [sources], or except: [sources] as the template said it (when its build has every source)."""
+    if set(only) == set(scope.all_sources):
+        return {}
+    if "except" in plugin.settings and "only" not in plugin.settings and \
+            set(scope.build_sources) == set(scope.all_sources):
+        return {"except": [s for s in scope.all_sources if s not in only]}
+    return {"only": list(only)}
+
+
 def _common(plugin: Plugin, assembly: Assembly) -> list[dict[str, Any]]:
     """timeout and max_retries as keywords; pause_before as a task of its own, returned."""
     settings = plugin.settings
@@ -288,9 +298,8 @@ def map_provisioner(plugin: Plugin, scope: Scope, paths: PathMapper) -> tuple[li
     if not tasks:
         return [], [origin, *assembly.comments]
     keywords = {k: assembly.options[k] for k in KEYWORD_ORDER if k in assembly.options}
-    if set(only) != set(scope.all_sources):
-        keywords["only"] = list(only)
-    where = {"only": keywords["only"]} if "only" in keywords else {}
+    where = _where(plugin, only, scope)
+    keywords.update(where)
     bodies = [{**pause, **where} for pause in pauses]
     named = plugin.settings.get("name")
     title = str(named.data) if named is not None and named.translated else None

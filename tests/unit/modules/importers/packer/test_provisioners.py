@@ -149,8 +149,8 @@ def test_pause_before_retries_timeout_and_except(packer, name, text):
     imported = packer({name: text}, name)
     assert imported.code == 0, imported.err
     pause, task = valid(imported).tasks
-    assert pause.module == "pause" and pause.args == {"seconds": 30} and pause.only == ("vm",)
-    assert task.module == "shell" and task.only == ("vm",)
+    assert pause.module == "pause" and pause.args == {"seconds": 30} and pause.except_ == ("other",)
+    assert task.module == "shell" and task.except_ == ("other",) and task.only == ()
     assert (task.retries, task.until, task.timeout) == (3, "result is succeeded", 300)
 
 
