@@ -6,6 +6,7 @@ which the CLI also lists and which makes `recipe import` exit 3.
 """
 from __future__ import annotations
 
+import re
 import textwrap
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,10 @@ from engine.recipe.importer import Leftover
 
 
 WIDTH = 110      # a comment line's text, within the 120 columns a recipe is read in
+# a setting whose value may be a credential: its text is not copied into the recipe's comments
+CREDENTIAL = re.compile(r'^(\s*"?[\w-]*(?:password|secret|token|access_key|credential)[\w-]*"?\s*[=:]).*$',
+                        re.IGNORECASE)
+HIDDEN = r"\1 (not shown)"
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,7 @@ class Comment:
 
     def lines(self) -> list[str]:
         """The comment's lines: its text wrapped (continued lines indented), then the template's text as is."""
-        source = [f"  {line}" for line in self.source.splitlines()] if self.source else []
+        source = ["  " + CREDENTIAL.sub(HIDDEN, line) for line in self.source.splitlines()]
         return [*textwrap.wrap(self.text, WIDTH, subsequent_indent="  ", break_on_hyphens=False), *source]
 
 

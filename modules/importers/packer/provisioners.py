@@ -249,7 +249,7 @@ def _retries(assembly: Assembly, name: str, value: Value) -> None:
 
 def _pause_before(tasks: list[dict[str, Any]]) -> Rule:
     def rule(assembly: Assembly, name: str, value: Value) -> None:
-        tasks.append({"name": "pause_before", "pause": {"seconds": int(seconds(value.data))}})
+        tasks.append({"name": f"pause_before: {value.data}", "pause": {"seconds": int(seconds(value.data))}})
     return rule
 
 

@@ -202,7 +202,8 @@ def test_amazon_credentials_are_never_copied_into_the_recipe(packer):
     imported = packer({"aws.pkr.hcl": template}, "aws.pkr.hcl")
     assert imported.code == 3
     assert ": access_key: recipe reads AWS credentials" in imported.err
-    assert "wJalrXUtnFEMIexamplesecret" not in imported.err
+    assert "wJalrXUtnFEMIexamplesecret" not in imported.err + imported.text
+    assert "#   secret_key = (not shown)" in imported.text
     recipe = valid(imported)
     assert "secret_key" not in imported.document["sources"]["aws"]
     assert recipe.builds[0].source.config.profile is None
