@@ -2,6 +2,8 @@
 `recipe validate`; the compiled recipe holds what the builder asked for."""
 from __future__ import annotations
 
+import textwrap
+
 import pytest
 
 from .conftest import valid
@@ -328,3 +330,33 @@ def test_amazon_user_data_file_is_read_when_the_recipe_is_rendered(packer, tmp_p
     assert imported.code == 0, imported.err
     (build,) = valid(imported).builds
     assert build.source.config.user_data == "#cloud-config\nhostname: web"     # the file lookup strips the end
+
+
+def test_hcl2_json_syntax_files_of_a_folder(packer):
+    """*.pkr.json files are HCL2 in JSON syntax: their strings are templates; a folder reads them all."""
+    files = {
+        "vmw/variables.pkr.json": """\
+            {"variable": {"size": {"type": "string", "default": "20480"}, "name": {"default": "web"}},
+             "locals": {"vm_name": "${var.name}-vmware"}}
+            """,
+        "vmw/build.pkr.json": """\
+            {
+              "source": {"vmware-iso": {"vmw": {"disk_size": "${var.size}", "memory": 2048,
+                                                "vm_name": "${local.vm_name}", "format": "ova",
+                                                "ssh_username": "vagrant", "vmx_data": {"svga.autodetect": "TRUE"}}}},
+              "build": {"sources": ["source.vmware-iso.vmw"],
+                        "provisioner": [{"shell": {"inline": ["echo ${var.name}"]}}]}
+            }
+            """,
+    }
+    imported = packer(files, "vmw")
+    assert imported.code == 3
+    lines = textwrap.dedent(files["vmw/build.pkr.json"]).splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if '"vmx_data"' in text)
+    column = lines[line - 1].index('"vmx_data"') + 1
+    assert f"vmw/build.pkr.json:{line}:{column}: vmx_data: recipe builds with QEMU" in imported.err
+    (build,) = valid(imported).builds
+    assert build.source.config.disk_size == "20480M"          # a plain number from a variable: megabytes
+    assert [e.kind for e in build.exports] == ["qcow2", "ova"]
+    assert build.exports[1].config.name == "web-vmware"
+    assert imported.task("shell")["shell"] == "set -e\necho {{ name }}\n"
