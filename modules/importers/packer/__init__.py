@@ -4,10 +4,13 @@ HCL2 templates (a *.pkr.hcl or *.pkr.json file, or a folder of them with its
 *.auto.pkrvars.* files) and JSON templates of Packer's first format. The steps,
 one module each:
 
-  reader, hcl_syntax, hcl_template, legacy_reader   the files into a Template (template.py)
+  reader, files, hcl_syntax, hcl_template,
+  legacy_reader, names                               the files into a Template (template.py)
   hcl_expressions, go_templates, expressions         HCL2 and Go template expressions into Jinja
-  builders, provisioners, provisioner_tools,
-  post_processors, variables                         the Template's parts as the recipe's (one table each)
+  mapping                                            the option tables' machinery: rules, notes, leftovers
+  builders (builder_rules, qemu_builder,
+  appliance_builders, amazon_builder), provisioners
+  (provisioner_tools), post_processors, variables    the Template's parts as the recipe's (one table each)
   recipe, draft, writer                              the recipe assembled, then written with comments
 """
 from __future__ import annotations
