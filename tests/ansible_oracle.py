@@ -47,8 +47,8 @@ BUILD_ERROR = "(build error)"          # recipe's build stopped outside a task (
 KILLED = "(killed)"                    # the tool outlived the batch's timeout: its run ends with this task
 DUMP_PREFIX = "oracle: registered "  # the dump tasks' names: left out of the status comparison
 # keys of a registered result that differ from run to run, whoever runs the task
-VOLATILE = frozenset({"start", "end", "delta", "invocation", "atime", "mtime", "ctime", "inode", "dev", "version",
-                      "_ansible_no_log", "_ansible_verbose_always", "warnings", "deprecations",
+VOLATILE = frozenset({"start", "end", "delta", "elapsed", "invocation", "atime", "mtime", "ctime", "inode", "dev",
+                      "version", "_ansible_no_log", "_ansible_verbose_always", "warnings", "deprecations",
                       "ansible_job_id", "results_file"})     # an async job's id is new every time
 UPLOAD = "/.ansible/tmp/"       # in the path of what Ansible uploads to the target's HOME
 TOOLS = ("ansible", "recipe")
