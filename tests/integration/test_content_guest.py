@@ -1,4 +1,5 @@
-"""Ansible content in one real TCG guest build of the cached Debian base (one boot for all of it):
+"""What users bring, in one real TCG guest build of the cached Debian base (one boot for all of it: each boot
+costs one to two minutes of the suite):
 
 - A role written as a Galaxy author writes one (tests/integration/data/roles/webserver, which depends on www_base
   through its meta/main.yml), applied unchanged by `roles: [webserver]`: include_vars and include_tasks named from
@@ -7,15 +8,29 @@
   names, key=value arguments, `yes` and `0644`. The post_tasks check the guest's real state (the package, the
   running service, a page served by nginx, the handler's trace); the templated file's content travels back in a
   debug task's JSON event, so the test compares it here, byte for byte, with what Ansible renders.
-- systemd, sysctl, mount, authorized_key, hostname, apt_repository, package_facts and service_facts (a block in the
-  post_tasks): what the unit tests cannot do on the build machine without changing it. Each module runs twice,
-  changed then ok (the facts modules once, ok: under TCG each run costs 25 to 40 s), and a shell check reads the
-  guest's real state (systemctl, /proc/sys, findmnt, the key file, hostname, the sources file, dpkg-query).
+- systemd, sysctl, mount, authorized_key, hostname and apt_repository (a block in the post_tasks): what the unit
+  tests cannot do on the build machine without changing it. Each module runs twice, changed then ok, and a shell
+  check reads the guest's real state (systemctl, /proc/sys, findmnt, the key file, hostname, the sources file).
+  (package_facts and service_facts change nothing: the unit tests compare them with Ansible on this machine.)
+- The provisioners (tasks:, after the roles):
+  - puppet_apply with `install: true` installs Debian's puppet-agent with the guest's apt, then applies a manifest
+    with package, file (from a module's ERB template, with a value from hiera data and a fact passed by `facts`)
+    and service resources: changed; the same apply again: ok. (A broken manifest's Error line and the other
+    failures are tested with Debian's real puppet on this machine, tests/unit/modules/tasks/test_puppet_apply.py:
+    each apply costs about a minute under TCG.)
+  - ansible_playbook runs the real ansible-playbook against the guest (its host key pinned, Python on the guest)
+    with a role that uses a module recipe has no native version of (ansible.builtin.known_hosts), `become`, and a
+    secret in extra_vars; a second playbook's failing task fails its recipe task (ignored here) naming the Ansible
+    task and its line. (Gathering facts costs a minute under TCG: the playbooks skip it.)
+  - chef_solo against the stand-in chef-solo (tests/data/stand_ins: Chef cannot be installed here; it runs on the
+    Ruby puppet-agent brought): changed, then ok.
+  The VERIFY post_tasks read what each tool made on the guest.
 """
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -24,8 +39,10 @@ import pytest
 from tests.integration.conftest import DATA, RECIPE
 
 ROLES = DATA / "roles"
+STAND_INS = Path(__file__).resolve().parents[1] / "data" / "stand_ins"
+SECRET = "gu3st-S3cret/pass"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIRecipeTestKeyOnly recipe@test"
-pytestmark = pytest.mark.timeout(2700)     # one TCG boot and an nginx install from the mirror, on a loaded machine
+pytestmark = pytest.mark.timeout(3300)     # one TCG boot, nginx and puppet-agent installed from the mirror
 
 BUILD = """\
 name: galaxy
@@ -36,8 +53,54 @@ sources:
     cpus: 2
     memory: 1024
     ssh: {{user: debian, connect_timeout: 600}}    # a loaded 2-core machine boots slowly under TCG
+vars:
+  db_password: "{secret}"
+secrets: [db_password]
 roles: [webserver]
+tasks:
+  - name: Puppet, installed and applied
+    puppet_apply: &puppet
+      manifest: puppet/site.pp
+      modules: [puppet/modules]
+      hiera_config: puppet/hiera.yaml
+      facts: {{site_owner: ops-team}}
+      install: true
+  - name: Puppet again
+    puppet_apply: *puppet
+  - name: The site playbook
+    ansible_playbook:
+      playbook: site.yml
+      roles_path: [ansible-roles]
+      become: true
+      extra_vars: {{db_password: "{{{{ db_password }}}}"}}
+  - name: A playbook that fails
+    ansible_playbook: fails.yml
+    ignore_errors: true
+  - name: The chef-solo stand-in
+    copy: {{src: chef-solo, dest: /usr/local/bin/chef-solo, mode: "0755"}}
+    become: true
+  - name: Chef
+    chef_solo: &chef
+      cookbooks: [cookbooks]
+      run_list: ["recipe[motd]"]
+      json: {{motd: {{text: "from chef"}}}}
+  - name: Chef again
+    chef_solo: *chef
 post_tasks:                     # the role's handlers have run at the end of tasks, as in Ansible
+  - name: VERIFY puppet's package, file and service
+    shell: >
+      dpkg-query -W -f='${{Status}}' tree | grep -qx 'install ok installed' &&
+      test "$(cat /etc/site.conf)" = "greeting=hello from hiera, owner=ops-team" &&
+      systemctl is-active recipe-hello && systemctl is-enabled recipe-hello
+    changed_when: false
+  - name: VERIFY ansible's known_hosts and the secret it was given
+    shell: >
+      grep -q '^example.org ssh-ed25519 ' /etc/ssh/ssh_known_hosts &&
+      test "$(sudo cat /root/db_password)" = "{{{{ db_password }}}}"
+    changed_when: false
+  - name: VERIFY chef's file
+    shell: test "$(cat /etc/motd-chef)" = "from chef"
+    changed_when: false
   - name: CHECK the package is installed
     command: dpkg-query -W -f=${{Status}} nginx-light
     register: pkg
@@ -177,26 +240,42 @@ post_tasks:                     # the role's handlers have run at the end of tas
           test "$(stat -c %a /etc/apt/sources.list.d/recipe-bp.list)" = 644 &&
           test "{{{{ ar1.changed }}}}/{{{{ ar2.changed }}}}/{{{{ ar1.sources_added | length }}}}" = True/False/1
         changed_when: false
-      - name: The packages
-        ansible.builtin.package_facts: {{manager: auto}}
-        register: pf1
-      - name: dpkg's own version, as dpkg-query says
-        shell: >
-          test "{{{{ pf1.ansible_facts.packages['dpkg'][0].version }}}}" = "$(dpkg-query -W -f='${{Version}}' dpkg)" &&
-          test "{{{{ pf1.ansible_facts.packages['dpkg'][0].source }}}}" = apt &&
-          test "{{{{ pf1.changed }}}}" = False
-        changed_when: false
-      - name: The services
-        ansible.builtin.service_facts:
-        register: sf1
-      - name: ssh runs, as systemctl says
-        shell: >
-          test "$(systemctl is-active ssh.service)" = active &&
-          test "{{{{ sf1.ansible_facts.services['ssh.service'].state }}}}" = running &&
-          test "{{{{ sf1.ansible_facts.services['ssh.service'].source }}}}" = systemd &&
-          test "{{{{ sf1.changed }}}}" = False
-        changed_when: false
 """
+
+FILES = {
+    "puppet/site.pp": "include site\n",
+    "puppet/hiera.yaml": "version: 5\nhierarchy:\n  - name: common\n    path: common.yaml\n",
+    "puppet/data/common.yaml": "site::greeting: hello from hiera\n",
+    "puppet/modules/site/manifests/init.pp": """\
+class site (String $greeting) {
+  package { 'tree': ensure => installed }
+  file { '/etc/site.conf': content => template('site/site.conf.erb') }
+  file { '/etc/systemd/system/recipe-hello.service':
+    content => "[Unit]\\nDescription=hello\\n[Service]\\nExecStart=/bin/sleep infinity\\n[Install]\\nWantedBy=multi-user.target\\n",
+  }
+  service { 'recipe-hello':
+    ensure  => running,
+    enable  => true,
+    require => File['/etc/systemd/system/recipe-hello.service'],
+  }
+}
+""",
+    "puppet/modules/site/templates/site.conf.erb": "greeting=<%= @greeting %>, owner=<%= @facts['site_owner'] %>",
+    "site.yml": "- hosts: all\n  gather_facts: false\n  roles: [site_keys]\n",
+    "ansible-roles/site_keys/tasks/main.yml": """\
+- name: A known host, by a module recipe has no native version of
+  ansible.builtin.known_hosts:
+    path: /etc/ssh/ssh_known_hosts
+    name: example.org
+    key: "example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGD4S+VRzP1OYHG00FjYHZejr44AX1yl/ALuRCFGtr4x"
+- name: Keep the password it was given
+  ansible.builtin.copy: {content: "{{ db_password }}", dest: /root/db_password, mode: "0600"}
+""",
+    "fails.yml": "- hosts: all\n  gather_facts: false\n  tasks:\n"
+                 "    - name: Refuses\n      ansible.builtin.fail: {msg: not today}\n",
+    "cookbooks/motd/recipes/default.rb": "file '/etc/motd-chef' do\n  content node['motd']['text']\nend\n",
+}
+
 
 # What ansible-playbook writes from templates/site.conf.j2 with the role's defaults.
 SITE_CONF = """\
@@ -223,7 +302,7 @@ server {
 def run_build(recipe: Path, work: Path) -> tuple[subprocess.CompletedProcess, list[dict]]:
     events_file = work / "events.jsonl"
     result = subprocess.run([RECIPE, "run", str(recipe), "--roles-path", str(ROLES), "--output-dir", str(work / "out"),
-                             "--json", str(events_file)], capture_output=True, text=True, timeout=2400)
+                             "--json", str(events_file)], capture_output=True, text=True, timeout=3200)
     events = [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
     return result, events
 
@@ -238,11 +317,22 @@ def statuses(events: list[dict], name: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def guest_build(bootstrap_base, tmp_path_factory) -> tuple[subprocess.CompletedProcess, list[dict]]:
+def guest_work(tmp_path_factory) -> Path:
+    """The recipe's folder: the provisioners' files beside it, and the build's output."""
     work = tmp_path_factory.mktemp("guest")
-    recipe = work / "galaxy.yml"
-    recipe.write_text(BUILD.format(base=bootstrap_base.path, key=KEY))
-    return run_build(recipe, work)
+    for name, text in FILES.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(text)
+    (work / "files").mkdir()
+    shutil.copy(STAND_INS / "chef-solo", work / "files" / "chef-solo")
+    return work
+
+
+@pytest.fixture(scope="module")
+def guest_build(bootstrap_base, guest_work) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    recipe = guest_work / "galaxy.yml"
+    recipe.write_text(BUILD.format(base=bootstrap_base.path, key=KEY, secret=SECRET))
+    return run_build(recipe, guest_work)
 
 
 def test_galaxy_role_in_a_guest(guest_build):
@@ -286,6 +376,46 @@ def test_system_modules_in_a_guest(guest_build):
     result, events = guest_build
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
     names = re.findall(r"^      - name: (.*)$", BUILD, re.MULTILINE)
-    assert len(names) == 27
+    assert len(names) == 23
     for name in names:
         assert statuses(events, name) in (["ok"], ["changed"]), (name, statuses(events, name))
+
+
+def status(events: list[dict], task: str) -> dict:
+    found = [e for e in ends(events) if e["task"] == task]
+    assert len(found) == 1, [e["task"] for e in ends(events)]
+    return found[0]
+
+
+def test_what_each_provisioner_made_is_on_the_guest(guest_build):
+    result, events = guest_build
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+    verified = [e for e in ends(events) if e["task"].startswith("VERIFY")]
+    assert len(verified) == 3 and all(e["status"] == "ok" for e in verified), verified
+
+
+def test_puppet_installs_applies_then_is_idempotent(guest_build):
+    _, events = guest_build
+    first = status(events, "Puppet, installed and applied")
+    assert first["status"] == "changed" and "puppet-agent" in first["msg"], first
+    assert status(events, "Puppet again")["status"] == "ok"
+
+
+def test_ansible_tasks_are_recipe_tasks_and_a_failure_names_the_ansible_task(guest_build, guest_work):
+    result, events = guest_build
+    played = [(e["task"], e["status"]) for e in ends(events) if e.get("parent") == "The site playbook"]
+    assert played == [("The site playbook > site_keys : A known host, by a module recipe has no native version of",
+                       "changed"), ("The site playbook > site_keys : Keep the password it was given", "changed")]
+    assert status(events, "The site playbook")["status"] == "changed"
+    failed = status(events, "A playbook that fails")
+    assert failed["status"] == "failed"
+    assert failed["msg"] == "Ansible task 'Refuses' failed (fails.yml:4): not today"
+    log = (guest_work / "out" / "galaxy-vm" / "build.log").read_text()
+    for text in (result.stdout, result.stderr, log, json.dumps(events)):
+        assert SECRET not in text
+
+
+def test_chef_solo_changes_then_is_idempotent(guest_build):
+    _, events = guest_build
+    assert status(events, "Chef")["status"] == "changed"
+    assert status(events, "Chef again")["status"] == "ok"
