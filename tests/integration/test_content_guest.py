@@ -337,8 +337,8 @@ def guest_build(bootstrap_base, guest_work) -> tuple[subprocess.CompletedProcess
 
 def test_galaxy_role_in_a_guest(guest_build):
     result, events = guest_build
-    failed = [e for e in ends(events) if e["status"] == "failed"]
-    # the one failure is the block's, which its rescue handles
+    # the role's one failure is the block's, which its rescue handles (the provisioners' is theirs, ignored)
+    failed = [e for e in ends(events) if e["status"] == "failed" and not e["task"].startswith("A playbook that fails")]
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
     assert [e["task"] for e in failed] == ["Run the status module's helper, which this platform does not ship"]
 
