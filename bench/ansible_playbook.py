@@ -19,16 +19,15 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.lib.guest import PYTHON, USER, Guest, booted_guest  # noqa: E402
+from bench.role_speed import timed  # noqa: E402
 
 BIN = Path(sys.executable).parent
 ROLE = "motd_site"
@@ -88,16 +87,6 @@ def by_hand_inventory(work: Path, guest: Guest) -> Path:
                     f"ansible_ssh_private_key_file={guest.client_key} "
                     f"ansible_ssh_common_args='-o UserKnownHostsFile={guest.known_hosts}'\n")
     return path
-
-
-def timed(command: list[str], env: dict[str, str] | None = None) -> float:
-    started = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
-    elapsed = time.monotonic() - started
-    if result.returncode != 0:
-        sys.exit(f"{Path(command[0]).name} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
-                 f"{result.stderr[-3000:]}")
-    return elapsed
 
 
 def by_hand(work: Path, inventory: Path, book: Path) -> float:
