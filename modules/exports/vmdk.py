@@ -63,7 +63,9 @@ def stabilize_descriptor(path: Path, file_name: str) -> None:
         if magic != b"KDMV" or not offset or not size:
             raise BuildError(f"{path.name}: not a sparse VMDK with an embedded descriptor")
         vmdk.seek(offset * SECTOR)
-        text = vmdk.read(size * SECTOR).rstrip(b"\0").decode()
+        # The descriptor is a NUL-terminated string. qemu-img rewrites it in place when it
+        # updates the CID, so a shorter CID leaves the old text's last bytes after the NUL.
+        text = vmdk.read(size * SECTOR).split(b"\0", 1)[0].decode()
         cid = hashlib.sha256(file_name.encode()).hexdigest()[:8]
         text = re.sub(r"(?m)^CID=[0-9a-fA-F]+$", f"CID={cid}", text)
         text = re.sub(r'(?m)^(RW \d+ SPARSE) ".*"$', lambda m: f'{m.group(1)} "{file_name}"', text)

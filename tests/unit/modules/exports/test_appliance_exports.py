@@ -11,7 +11,7 @@ from lxml import etree
 
 from modules.exports._ovf import OVF, RASD
 from modules.exports.ovf import Ova, Ovf, OvfConfig
-from modules.exports.vmdk import HEADER, SECTOR, Vmdk, VmdkConfig
+from modules.exports.vmdk import HEADER, SECTOR, Vmdk, VmdkConfig, stabilize_descriptor
 
 from .conftest import XSD, qemu_compare
 
@@ -27,7 +27,7 @@ def embedded_descriptor(path) -> str:
     with path.open("rb") as vmdk:
         fields = HEADER.unpack(vmdk.read(HEADER.size))
         vmdk.seek(fields[5] * SECTOR)
-        return vmdk.read(fields[6] * SECTOR).rstrip(b"\0").decode()
+        return vmdk.read(fields[6] * SECTOR).split(b"\0", 1)[0].decode()
 
 
 @pytest.mark.parametrize("subformat", ["streamOptimized", "monolithicSparse"])
@@ -44,6 +44,21 @@ def test_vmdk_is_byte_identical_across_exports(make_context):
     first = asyncio.run(Vmdk().run(VmdkConfig(), make_context("a")))[0].path
     second = asyncio.run(Vmdk().run(VmdkConfig(), make_context("b")))[0].path
     assert first.read_bytes() == second.read_bytes()
+
+
+def test_vmdk_descriptor_ends_at_its_nul(make_context):
+    """qemu-img rewrites the descriptor in place when it sets the CID: a CID shorter than the first
+    leaves the old text's last bytes after the NUL. They must not survive into the export."""
+    path = asyncio.run(Vmdk().run(VmdkConfig(), make_context()))[0].path
+    clean = path.read_bytes()
+    with path.open("r+b") as vmdk:
+        fields = HEADER.unpack(vmdk.read(HEADER.size))
+        vmdk.seek(fields[5] * SECTOR)
+        text = vmdk.read(fields[6] * SECTOR).split(b"\0", 1)[0]
+        vmdk.seek(fields[5] * SECTOR)
+        vmdk.write(text + b"\0\n")          # the bytes seen when the suite's exports differed
+    stabilize_descriptor(path, "web-local.vmdk")
+    assert path.read_bytes() == clean
 
 
 def read_ova(path):
