@@ -61,10 +61,12 @@ demo-ssh: debs-ssh $(VENV)/.installed
 
 # The unit tests and the integration tests that boot no guest (a local sshd, moto, ansible-playbook) wait on
 # shells and sshd more than they compute: two workers, a file per worker (a file's session batch runs once).
-# The tests that boot TCG guests (marked `guest` by tests/integration/conftest.py) use both cores: one at a time.
+# The tests that boot TCG guests (marked `guest` by tests/integration/conftest.py) run after, also two files at
+# a time: a guest waits on its disk, the mirror and SSH round trips often enough that two of them take 1264 s
+# where one at a time took 2956 s (README "Tests").
 test: debs-test $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15 -m "not guest" tests/unit tests/integration
-	$(BIN)/python -m pytest --durations=15 -m guest tests/integration
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15 -m guest tests/integration
 
 # Every bench that finishes in minutes; README "Benchmarks" says which prints which figure.
 bench: debs-bench $(VENV)/.installed-bench

@@ -97,10 +97,21 @@ def _remove_claim(path_text: str) -> None:
         os.close(fd)
 
 
+def _remove_tree(path_text: str) -> None:
+    """Another sweep (each `recipe run` starts with one) may be removing the same dead run's folder:
+    what is already gone counts as removed."""
+    try:
+        shutil.rmtree(path_text)
+    except FileNotFoundError:
+        shutil.rmtree(path_text, ignore_errors=True)
+        if Path(path_text).exists():
+            raise
+
+
 REMOVERS = {
     "QEMU process": _stop,
     "process": _stop,
-    "work dir": lambda path: shutil.rmtree(path),
+    "work dir": _remove_tree,
     "partial artifact": lambda path: Path(path).unlink(missing_ok=True),
     "claim": _remove_claim,
 }

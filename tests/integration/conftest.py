@@ -36,8 +36,8 @@ def boot_and_check(recipe: Path, work: Path, tasks: int) -> list[dict]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "guest: boots a QEMU guest under TCG; `make test` runs these one at a time, "
-                                       "after the rest (which share two workers with the unit tests)")
+    config.addinivalue_line("markers", "guest: boots a QEMU guest under TCG; `make test` runs these after the rest, "
+                                       "two files at a time")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,8 +1,12 @@
 """Faults at each step of a real qemu build: SIGINT leaves nothing; after SIGKILL the QEMU process, work
 dir and half-written artifacts stay until `recipe sweep --local` or the next `recipe run` removes them;
-and a second run writing the same output folder refuses while the first runs."""
+and a second run writing the same output folder refuses while the first runs.
+
+Each test's runs get a TMPDIR of their own (claims and work dirs live there), as two users' runs on one host
+would: `make test` runs another guest test beside these, and its `recipe run` sweeps every dead run it can see."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -30,6 +34,16 @@ exports:
 """
 
 
+def private_tmp(output: Path) -> Path:
+    """The TMPDIR of the runs writing output (made by start_build beside it)."""
+    return output.parent / "tmp"
+
+
+def recipe(output: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TMPDIR": str(private_tmp(output))}
+    return subprocess.run([RECIPE, *args], check=False, capture_output=True, text=True, env=env, **kwargs)
+
+
 def started(events: Path, step: str):
     """The predicate for 'the build is inside step': a step's start, or an export's."""
     def reached() -> bool:
@@ -51,8 +65,10 @@ def start_build(bootstrap_base, tmp_path):
         recipe = tmp_path / "fault.yml"
         recipe.write_text(FAULTY.format(base=bootstrap_base.path, sleep=sleep))
         events, output = tmp_path / "events.jsonl", tmp_path / "output"
+        private_tmp(output).mkdir(exist_ok=True)
         process = subprocess.Popen([RECIPE, "run", str(recipe), "--json", str(events), "--output-dir", str(output)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "TMPDIR": str(private_tmp(output))})
         started.append(process)
         return process, events, output
 
@@ -61,7 +77,7 @@ def start_build(bootstrap_base, tmp_path):
         if process.poll() is None:
             process.kill()
             process.communicate()
-    subprocess.run([RECIPE, "sweep", "--local"], capture_output=True)
+    recipe(tmp_path / "output", "sweep", "--local")
 
 
 def wait_for(process: subprocess.Popen, reached, timeout: float = 900) -> None:
@@ -74,11 +90,12 @@ def wait_for(process: subprocess.Popen, reached, timeout: float = 900) -> None:
 
 def leftovers(output: Path) -> dict[str, list]:
     build = output / "fault-vm"
+    claim = private_tmp(output) / "recipe-runs" / claim_path(build).name
     return {"qemu": qemu_processes("recipe-fault-vm"),
-            "work dirs": list(Path("/tmp").glob("recipe-fault-vm-*")),
+            "work dirs": list(private_tmp(output).glob("recipe-fault-vm-*")),
             "partial or final artifacts": sorted(p.name for p in build.glob("*.qcow2"))
             + sorted(p.name for p in build.glob(".*part*")),
-            "claim": [claim_path(build)] if claim_path(build).exists() else []}
+            "claim": [claim] if claim.exists() else []}
 
 
 @pytest.mark.parametrize("step", ["boot", "connect", "shutdown", "export"])
@@ -112,10 +129,10 @@ def test_after_sigkill_sweep_local_removes_the_dead_runs_leftovers(step, start_b
         assert left["qemu"], left
         expected = "would remove QEMU process"
 
-    listed = subprocess.run([RECIPE, "sweep", "--local", "--dry-run"], capture_output=True, text=True)
+    listed = recipe(output, "sweep", "--local", "--dry-run")
     assert listed.returncode == 0 and expected in listed.stdout, listed.stdout + listed.stderr
     assert leftovers(output)["work dirs"] == left["work dirs"], "a dry run removes nothing"
-    swept = subprocess.run([RECIPE, "sweep", "--local"], capture_output=True, text=True)
+    swept = recipe(output, "sweep", "--local")
     assert swept.returncode == 0, swept.stdout + swept.stderr
     deadline = time.monotonic() + 10
     while any(leftovers(output).values()) and time.monotonic() < deadline:
@@ -128,8 +145,7 @@ def test_the_next_run_removes_a_killed_runs_leftovers_and_a_second_run_refuses_t
     process, events, output = start_build(sleep=600)
     wait_for(process, started(events, "connect"))
 
-    second = subprocess.run([RECIPE, "run", str(tmp_path / "fault.yml"), "--output-dir", str(output)],
-                            capture_output=True, text=True, timeout=120)
+    second = recipe(output, "run", str(tmp_path / "fault.yml"), "--output-dir", str(output), timeout=120)
     assert second.returncode == 1
     assert f"{output / 'fault-vm'} is being written by another recipe run (pid {process.pid}" in second.stdout
     assert leftovers(output)["qemu"], "the refused run must not touch the live one"
@@ -140,7 +156,6 @@ def test_the_next_run_removes_a_killed_runs_leftovers_and_a_second_run_refuses_t
     other = tmp_path / "other.yml"          # any run sweeps first; this one fails fast on its own
     other.write_text("name: other\nsources:\n  box:\n    platform: ssh\n"
                      "    ssh: {host: 127.0.0.1, port: 1, connect_timeout: 1}\ntasks:\n  - shell: 'true'\n")
-    result = subprocess.run([RECIPE, "run", str(other), "--output-dir", str(tmp_path / "o2")],
-                            capture_output=True, text=True, timeout=120)
+    result = recipe(output, "run", str(other), "--output-dir", str(tmp_path / "o2"), timeout=120)
     assert "a dead run's QEMU process" in result.stdout and "removed" in result.stdout, result.stdout
     assert not any(leftovers(output).values()), leftovers(output)

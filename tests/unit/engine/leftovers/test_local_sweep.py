@@ -1,0 +1,59 @@
+"""The local sweeper against real claim files, folders and locks."""
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from dataclasses import asdict
+
+from engine.leftovers import claims
+from engine.leftovers.claims import ClaimRecord
+from engine.leftovers.local_sweep import LocalSweeper
+from engine.leftovers.sweep import SweepOptions
+
+
+def dead_run(tmp_path, files: int) -> tuple:
+    """What a SIGKILLed run leaves: its claim (unlocked now), a work dir full of files, a partial artifact."""
+    work, output = tmp_path / "recipe-web-vm-x", tmp_path / "out"
+    for index in range(files):
+        (work / f"d{index % 20}").mkdir(parents=True, exist_ok=True)
+        (work / f"d{index % 20}" / f"f{index}").write_bytes(b"x")
+    output.mkdir()
+    (output / ".web.qcow2.part-4242").write_bytes(b"half")
+    claims.RUNS_DIR.mkdir(parents=True)
+    record = ClaimRecord(pid=4242, build="web-vm", build_id="20261128-170946-24b2", output=str(output),
+                         work_dir=str(work))
+    (claims.RUNS_DIR / "dead.json").write_text(json.dumps(asdict(record)))
+    return work, output
+
+
+def test_two_sweeps_of_one_dead_run_both_succeed(tmp_path, monkeypatch):
+    """Every `recipe run` sweeps as it starts: two runs starting together remove the same dead run's
+    folder at once, and neither may report what the other removed as a failure."""
+    monkeypatch.setattr(claims, "RUNS_DIR", tmp_path / "recipe-runs")
+    work, output = dead_run(tmp_path, files=4000)
+    sweepers = [LocalSweeper(), LocalSweeper()]
+    found = [sweeper.find(SweepOptions()) for sweeper in sweepers]
+    assert all({leftover.kind for leftover in each} == {"work dir", "partial artifact", "claim"} for each in found)
+    failures: list = []
+    threads = [threading.Thread(target=lambda s=s, f=f: failures.extend(s.remove(SweepOptions(), f)))
+               for s, f in zip(sweepers, found)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert not work.exists() and not list(output.iterdir()) and not list(claims.RUNS_DIR.iterdir())
+
+
+def test_a_folder_that_cannot_be_removed_is_still_a_failure(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims, "RUNS_DIR", tmp_path / "recipe-runs")
+    dead_run(tmp_path, files=3)
+
+    def refuse(path, **_):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(shutil, "rmtree", refuse)
+    sweeper = LocalSweeper()
+    failures = sweeper.remove(SweepOptions(), sweeper.find(SweepOptions()))
+    assert [(leftover.kind, "Permission denied" in error) for leftover, error in failures] == [("work dir", True)]
