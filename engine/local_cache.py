@@ -22,6 +22,13 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "recipe"
 
 
+def layers_dir() -> Path:
+    """Where build layers are kept: $RECIPE_LAYERS_DIR, else <cache>/layers (engine.cache.layer_store)."""
+    if os.environ.get("RECIPE_LAYERS_DIR"):
+        return Path(os.environ["RECIPE_LAYERS_DIR"]).expanduser()
+    return default_cache_dir() / "layers"
+
+
 @contextlib.asynccontextmanager
 async def file_lock(path: Path, what: str, log: Log | None = None, poll: float = 0.5) -> AsyncIterator[None]:
     """An exclusive flock on path, waited for without blocking the event loop (and cancellable)."""

@@ -20,6 +20,8 @@ import voluptuous as vol
 from engine.build.dynamic_include import load_include
 from engine.build.loops import item_result, item_vars, loop_items, loop_names, loop_result
 from engine.build.play import Play, TagFilter
+from engine.build.play_state import restore
+from engine.build.task_cache import TaskCache
 from engine.build.runner import BuildState, OnError
 from engine.build.taskmodule import Result, Subtask, TaskContext, TaskModule
 from engine.console import prompt
@@ -715,7 +717,7 @@ async def provision(state: BuildState, tasks: tuple[Task, ...], handlers: tuple[
                 ansible_facts=dict(state.ansible_facts) if state.recipe.gather_facts else {},
                 local=LocalConnection())
     try:
-        await run_tasks(play, tasks)
+        await _run_top_level(play, tasks, state.task_cache)
     except EndPlay:
         return play
     except TaskFailed:
@@ -724,6 +726,25 @@ async def provision(state: BuildState, tasks: tuple[Task, ...], handlers: tuple[
         raise
     await _final_flushes(play, handlers)
     return play
+
+
+async def _run_top_level(play: Play, tasks: tuple[Task, ...], cache: TaskCache | None) -> None:
+    """The recipe's tasks; with a cache, those whose effect the machine already has are reported, not run,
+    and the machine is checkpointed after each of the others."""
+    resumed = cache.resumed if cache else None
+    if resumed:
+        restore(play, resumed.play_state)
+        for task, seconds in zip(tasks, resumed.seconds):
+            play.state.counts["cached"] += 1
+            play.state.events.emit("task.cached", task=task.label, module=task.module or task.include,
+                                   saved=round(seconds, 3))
+    for index, task in enumerate(tasks):
+        if resumed and index < resumed.tasks:
+            continue
+        started = time.monotonic()
+        await run_task(play, task)
+        if cache:
+            await cache.after_task(index, play, time.monotonic() - started)
 
 
 async def _final_flushes(play: Play, handlers: tuple[Handler, ...]) -> None:

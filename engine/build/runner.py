@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 from engine.console.events import Emitter
 from engine.errors import BuildError
@@ -20,6 +20,9 @@ from engine.leftovers.claims import Claim
 from engine.recipe.model import Build, Recipe
 from engine.remote.connection import Connection
 from engine.remote.ssh import Endpoint
+
+if TYPE_CHECKING:                       # the cache's protocol names the play, which names this module's state
+    from engine.build.task_cache import TaskCache
 
 
 class OnError(str, Enum):
@@ -39,6 +42,7 @@ class RunOptions:
     tags: frozenset[str] = frozenset({"all"})    # --tags: run only tasks with these tags (Ansible's rules)
     skip_tags: frozenset[str] = frozenset()      # --skip-tags
     force_handlers: bool = False                 # --force-handlers: as the recipe's force_handlers: true
+    no_cache: bool = False                       # --no-cache: resume from no cache layer (still write them)
 
 
 @dataclass
@@ -58,10 +62,12 @@ class BuildState:
     disk_format: str = "qcow2"
     artifacts: list[Path] = field(default_factory=list)
     started: float = field(default_factory=time.time)       # wall-clock start, for manifests
-    counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "changed": 0, "skipped": 0, "failed": 0})
+    counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "changed": 0, "skipped": 0, "failed": 0,
+                                                             "cached": 0})
     cleanup: Cleanup | None = None          # what the build still has to release; set by run_steps
     claim: Claim | None = None              # the build's hold on its output folder (engine.leftovers.claims)
     keep_on_failure: bool = False           # --on-error=ask answered "abort": keep everything, as abort does
+    task_cache: TaskCache | None = None     # the platform's layers: where to resume, checkpoints (engine.build.task_cache)
 
 
 class Cleanup:

@@ -16,14 +16,15 @@ from typing import Any, Sequence, TextIO
 
 from engine.build.run import Runs, run_recipes
 from engine.build.runner import OnError, RunOptions
-from engine.cli import import_verb
+from engine.cli import cache_verb, import_verb
 from engine.cli.inspect import describe, rendered_document
 from engine.console import prompt
 from engine.console.events import EventBus, json_lines
 from engine.console.view import console_sinks
 from engine.errors import BuildError, Position, Problem, RecipeError
 from engine.leftovers.local_sweep import LocalSweeper
-from engine.leftovers.sweep import SweepOptions, parse_duration
+from engine.leftovers.sweep import SweepOptions
+from engine.units import parse_duration
 from engine.recipe.compile import CompileOptions, compile_recipe
 from engine.registry import SWEEPERS, load_plugins
 from engine.secrets import Redactor
@@ -71,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="on failure: clean up (default), leave everything for debugging (abort), or ask at "
                      "the terminal: retry the task, clean up or abort")
     run.add_argument("--output-dir", type=Path, default=Path("output"), help="where artifacts go")
+    run.add_argument("--no-cache", action="store_true", help="build from the base image, resuming from no cache "
+                     "layer (the layers this build makes are still kept)")
     run.add_argument("-v", "--verbose", action="store_true", help="show command output")
     validate = verbs.add_parser("validate", parents=[common],
                                 help="check recipes; no side effects, no credentials")
@@ -93,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--endpoint-url", help="an EC2-compatible endpoint")
     sweep.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     import_verb.add_parser(verbs)
+    cache_verb.add_parser(verbs)
     return parser
 
 
@@ -210,6 +214,8 @@ def _dispatch(args: argparse.Namespace, redactor: Redactor) -> int:
         return _sweep(args)
     if args.verb == "import":
         return import_verb.run(args, redactor)
+    if args.verb == "cache":
+        return cache_verb.run(args)
     return _run(args, redactor)
 
 
@@ -257,7 +263,7 @@ def _run(args: argparse.Namespace, redactor: Redactor) -> int:
     options = RunOptions(check=args.check, diff=args.diff, on_error=OnError(args.on_error),
                          output_dir=args.output_dir, debug=args.debug, pause=args.debug and prompt.interactive(),
                          tags=_tag_names(args.tags) or frozenset({"all"}), skip_tags=_tag_names(args.skip_tags),
-                         force_handlers=args.force_handlers)
+                         force_handlers=args.force_handlers, no_cache=args.no_cache)
     try:
         outcomes = asyncio.run(_run_interruptibly(recipes, options, bus, args))
     finally:

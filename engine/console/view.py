@@ -89,6 +89,9 @@ class EventText:
             lines += [("detail", line, _diff_style(line)) for line in str(e["diff"]).rstrip("\n").splitlines()]
         return lines
 
+    def _task_cached(self, e: dict[str, Any]) -> list[Line]:
+        return [("line", f"{'cached':<8} {e['task']}  (saved {e.get('saved', 0):.2f}s)", "dim")]
+
     def _task_output(self, e: dict[str, Any]) -> list[Line]:
         return [("detail", f"{e['stream']}: {e['line']}", "dim")] if self.verbose else []
 
@@ -129,14 +132,19 @@ class EventText:
         return [("line", f"cleanup: {e['what']}", "dim")]
 
     def _build_end(self, e: dict[str, Any]) -> list[Line]:
-        counts = e.get("counts", {})
-        recap = " ".join(f"{k}={counts.get(k, 0)}" for k in ("ok", "changed", "skipped", "failed"))
+        recap = recap_counts(e.get("counts", {}))
         lines: list[Line] = [("head", f"==> {_build_of(e)}: {e['status']}  {recap}  in {e.get('duration', 0):.1f}s",
                               "bold green" if e["status"] == "succeeded" else "bold red")]
         if e.get("error"):
             lines.append(("note", str(e["error"]), "red"))
         lines += [("note", f"artifact: {artifact}", None) for artifact in e.get("artifacts", [])]
         return lines
+
+
+def recap_counts(counts: dict[str, int]) -> str:
+    """ok=3 changed=2 skipped=0 failed=0, and cached=N when the cache spared tasks."""
+    shown = ("ok", "changed", "skipped", "failed") + (("cached",) if counts.get("cached") else ())
+    return " ".join(f"{k}={counts.get(k, 0)}" for k in shown)
 
 
 def _diff_style(line: str) -> str | None:
@@ -448,8 +456,7 @@ class LiveView:
         if b.status:
             text = Text(b.status, style=BUILD_STYLE.get(b.status, "bold"))
             if b.counts:
-                text.append("  " + " ".join(f"{k}={b.counts.get(k, 0)}" for k in ("ok", "changed", "skipped",
-                                                                                   "failed")), style="dim")
+                text.append("  " + recap_counts(b.counts), style="dim")
             if b.error:
                 text.append("  " + b.error.splitlines()[0], style="red")
             return text

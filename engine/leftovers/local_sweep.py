@@ -1,4 +1,5 @@
-"""The local sweeper: what dead runs left on this machine (`recipe sweep --local`, and each `recipe run`).
+"""The local sweeper: what dead runs left on this machine (`recipe sweep --local`, and each `recipe run`),
+and the cache layers killed builds were writing.
 
 Only runs whose claim (engine.leftovers.claims) is no longer locked count as dead, so
 two runs sharing a machine never sweep each other. A dead run leaves QEMU
@@ -15,7 +16,9 @@ import signal
 import time
 from pathlib import Path
 
+from engine.cache.layer_store import LayerStore
 from engine.leftovers.claims import ClaimRecord, dead_claims
+from engine.local_cache import layers_dir
 from engine.leftovers.sweep import Leftover, Sweeper, SweepOptions
 
 HERE = "this machine"
@@ -53,11 +56,17 @@ def leftovers_of(claim: Path, record: ClaimRecord | None) -> list[Leftover]:
     return found
 
 
+def unfinished_layers() -> list[Leftover]:
+    """Cache layers a killed build was writing (engine.cache.layer_store): never recorded, so never used."""
+    return [Leftover("unfinished cache layer", str(folder), HERE, writer, None)
+            for folder, writer in LayerStore(layers_dir()).unfinished()]
+
+
 class LocalSweeper(Sweeper, name="local"):
     def find(self, options: SweepOptions) -> list[Leftover]:
         return [leftover for claim, record in dead_claims()
                 if options.include_kept or not (record and record.extra.get("kept"))
-                for leftover in leftovers_of(claim, record)]
+                for leftover in leftovers_of(claim, record)] + unfinished_layers()
 
     def remove(self, options: SweepOptions, leftovers: list[Leftover]) -> list[tuple[Leftover, str]]:
         failed = []
@@ -90,7 +99,7 @@ def _remove_claim(path_text: str) -> None:
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.unlink(path_text)
+        Path(path_text).unlink(missing_ok=True)        # another sweep's, between our open and our lock
     except BlockingIOError:
         pass
     finally:
@@ -114,4 +123,5 @@ REMOVERS = {
     "work dir": _remove_tree,
     "partial artifact": lambda path: Path(path).unlink(missing_ok=True),
     "claim": _remove_claim,
+    "unfinished cache layer": lambda path: LayerStore(Path(path).parent).remove_unfinished(Path(path)),
 }

@@ -10,18 +10,14 @@ never touched.
 from __future__ import annotations
 
 import calendar
-import re
 import time
 from dataclasses import dataclass
 from typing import ClassVar
 
-from engine.errors import Problem, RecipeError
 from engine.registry import SWEEPERS
 
 BUILD_ID_TAG = "recipe:build-id"
 RECIPE_TAG = "recipe:recipe"
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True)
@@ -67,15 +63,6 @@ class Sweeper:
     def remove(self, options: SweepOptions, leftovers: list[Leftover]) -> list[tuple[Leftover, str]]:
         """Remove them; what could not be removed, with why."""
         raise NotImplementedError  # pragma: no cover - interface
-
-
-def parse_duration(text: str) -> float:
-    if text.strip() == "0":          # zero needs no unit: everything, however young
-        return 0.0
-    found = DURATION.match(text.strip())
-    if not found:
-        raise RecipeError([Problem(None, f"{text!r} is not a duration", hint="e.g. --older-than 2h (s, m, h or d)")])
-    return float(found.group(1)) * UNITS[found.group(2)]
 
 
 def build_age(build_id: str, now: float | None = None) -> float | None:

@@ -24,7 +24,7 @@ from engine.recipe.recipe_schema import (INCLUDE_MARK, RECIPE_SCHEMA, ROLE_MARK,
 from engine.recipe.tasks import Inherit, listify, make_task
 from engine.recipe.references import check_references, local_file_notes
 from engine.recipe.role_specs import check_role_arguments
-from engine.recipe.schema import each, format_path, plugin_failure, problems_from, strict, validate
+from engine.recipe.schema import duration, each, format_path, plugin_failure, problems_from, strict, validate
 from engine.recipe.lookups import is_known_lookup
 from engine.recipe.template import Scope, TemplateFailure, lookups_called, render
 from engine.recipe.variables import cli_vars, env_vars, file_vars, recipe_vars_files
@@ -73,6 +73,8 @@ def compile_recipe(path: Path, options: CompileOptions = CompileOptions(),
         gather_facts=doc.get("gather_facts", True) is not False,
         notes=tuple(_notes(loaded) + local_file_notes(loaded)),
         force_handlers=doc.get("force_handlers", False) is True,
+        cache_max_age=duration((doc.get("cache") or {})["max_age"]) if (doc.get("cache") or {}).get("max_age")
+        else None,
         final_flushes=1 if doc.get("post_tasks") else 2,   # with post_tasks, the flush after tasks is a task
     )
 

@@ -125,6 +125,7 @@ class Task:
     timeout: float | None = None
     background: bool = False                   # async with poll: 0: registered as a job async_status reads
     check_mode: Any = None
+    cache: bool = True                         # false: no cache layer from this task on (engine.build.layer_keys)
     include: str | None = None                 # "include_tasks"/"include_role": a block included at run time
     role_choice: str | None = None             # include_role "{{ item }}": the name's template on the include,
                                                # the role's name on each of the blocks it may run
@@ -223,6 +224,7 @@ class Recipe:
     builds: tuple[Build, ...] = ()
     gather_facts: bool = True                 # false: `ansible_facts` starts empty, until setup runs
     force_handlers: bool = False              # notified handlers run even when a task fails the build
+    cache_max_age: float | None = None        # cache: {max_age}: older layers are not resumed (seconds)
     # Ansible flushes handlers after the tasks and after post_tasks; without post_tasks both come at the end
     final_flushes: int = 2
     notes: tuple[Any, ...] = ()               # Problems that do not make it invalid: modules recipe does not run

@@ -11,7 +11,7 @@ from typing import Any
 
 import voluptuous as vol
 
-from engine.recipe.schema import (HintedInvalid, boolean, did_you_mean, each, expression, identifier, integer, matches,
+from engine.recipe.schema import (HintedInvalid, boolean, did_you_mean, duration, each, expression, identifier, integer, matches,
                                   one_or_more, plugin_failure, positive_number, strict, string, templatable, type_name)
 from engine.recipe.foreign import is_foreign_module
 from engine.recipe.lookups import LOOKUP_NAMES
@@ -143,6 +143,7 @@ KEYWORDS: dict[str, Any] = {
     "delay": templatable(positive_number),
     "timeout": positive_number,
     "check_mode": flag,
+    "cache": boolean,                   # false: this task, and every one after it, run in every build
     "throttle": templatable(integer),
     "connection": vol.In(["local", "ssh", "smart", "paramiko"], msg="connection takes local or ssh in a build"),
     "async": templatable(positive_number),
@@ -356,6 +357,7 @@ RECIPE_SCHEMA = strict({
     "gather_facts": boolean,
     "any_errors_fatal": flag,
     "force_handlers": boolean,
+    "cache": strict({"max_age": duration}, what="cache option"),
     "tags": tag_names,
     "collections": one_or_more(str),
     vol.Required("sources"): sources_mapping,

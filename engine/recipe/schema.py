@@ -16,6 +16,7 @@ import voluptuous as vol
 from engine.errors import Problem
 from engine.recipe.template import is_template, syntax_problem
 from engine.recipe.yamlpos import locate
+from engine.units import duration_seconds
 
 
 class HintedInvalid(vol.Invalid):
@@ -215,6 +216,14 @@ def positive_number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise vol.Invalid(f"expected a number of seconds (0 or more), got {value!r}")
     return float(value)
+
+
+def duration(value: Any) -> float:
+    """Seconds of `90s`, `30m`, `12h`, `7d`."""
+    try:
+        return duration_seconds(value) if isinstance(value, str) else duration_seconds("")
+    except ValueError:
+        raise HintedInvalid(f"{value!r} is not a duration", hint="e.g. 7d, 12h, 30m or 90s") from None
 
 
 def type_name(value: Any) -> str:

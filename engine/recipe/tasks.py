@@ -120,6 +120,7 @@ def make_task(node: Mapping[str, Any], path: str, origin: Origin, inherit: Inher
         retries=node.get("retries"), until=node.get("until"), delay=node.get("delay", 1.0),
         timeout=node.get("timeout", node.get("async")), background="async" in node and node.get("poll") == 0,
         check_mode=seen.check_mode, include=include, role_choice=node.get(ROLE_CHOICE_MARK),
+        cache=node.get("cache") is not False,
         block=children("block"), rescue=children("rescue"), always=children("always"),
     )
 

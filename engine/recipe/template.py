@@ -505,6 +505,19 @@ def names_used(value: Any, expression: bool = False) -> set[str]:
     return names - GLOBAL_NAMES
 
 
+def all_names_read(value: str, expression: bool = False) -> set[str]:
+    """Every top-level name a template or a bare expression reads, guarded and global ones included (what a
+    cache key must follow); empty for plain text, and for what does not parse."""
+    if not expression and not is_template(value):
+        return set()
+    try:
+        ast = ENV.parse("{{ " + value + " }}" if expression else value)
+    except (TemplateSyntaxError, RecursionError):
+        return set()
+    used_globals = {node.name for node in ast.find_all(nodes.Name) if node.name in GLOBAL_NAMES}
+    return meta.find_undeclared_variables(ast) | used_globals
+
+
 _LOOKUP_CALLS = frozenset({"lookup", "query", "q"})
 
 

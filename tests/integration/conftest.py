@@ -8,7 +8,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,13 @@ def boot_and_check(recipe: Path, work: Path, tasks: int) -> list[dict]:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "guest: boots a QEMU guest under TCG; `make test` runs these after the rest, "
                                        "two files at a time")
+    # The builds of one test run share cache layers (a warm boot of the base for every build after the first),
+    # and no run starts from what an earlier one left: the same tests then boot the same way on every machine.
+    # xdist's workers inherit the folder from the environment their controller set; the controller removes it.
+    if "RECIPE_LAYERS_DIR" not in os.environ:
+        folder = Path(tempfile.gettempdir()) / f"recipe-test-layers-{uuid.uuid4().hex[:12]}"
+        os.environ["RECIPE_LAYERS_DIR"] = str(folder)
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

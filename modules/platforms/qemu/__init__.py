@@ -25,9 +25,10 @@ from engine.build.steps import GatherFacts, MakeWorkDir, Provision
 from engine.recipe.model import Build, Recipe
 from engine.recipe.schema import HintedInvalid, positive_number
 from modules.platforms.qemu.base import BASE_SCHEMA, parse_base
-from modules.platforms.qemu.base_spec import parse_size
+from engine.units import parse_size
 from modules.platforms.qemu.bootstrap import MIN_DISK_SIZE
 from modules.platforms.qemu.config import QemuConfig
+from modules.platforms.qemu.layer_steps import FirstLayer, PlanLayers, RotateKeys
 from modules.platforms.qemu.steps import (Boot, ConnectVm, CreateDisk, Export, PrepareBase, RunVerify, Shutdown,
                                           VerifyDisk, VmRun)
 
@@ -81,8 +82,9 @@ class QemuPlatform(Platform, name="qemu"):
     def steps(self, recipe: Recipe, build: Build) -> list[Step]:
         run = VmRun(build=build, config=build.source.config)
         boot = Boot(run)
-        steps: list[Step] = [MakeWorkDir(), PrepareBase(run), CreateDisk(run), boot, ConnectVm(run, boot),
-                             GatherFacts(), Provision(), Shutdown(run), Export(run)]
+        steps: list[Step] = [MakeWorkDir(), PrepareBase(run), PlanLayers(run), CreateDisk(run), boot,
+                             ConnectVm(run, boot), RotateKeys(run, boot), FirstLayer(run), GatherFacts(), Provision(),
+                             Shutdown(run), Export(run)]
         if recipe.verify:
             verify_boot = Boot(run, boot_name="verify", name="boot the image to verify it")
             steps += [VerifyDisk(run, verify_boot), verify_boot, ConnectVm(run, verify_boot), GatherFacts(),

@@ -32,7 +32,8 @@ from engine.errors import BuildError
 from engine.local_cache import default_cache_dir
 from engine.recipe.schema import HintedInvalid, did_you_mean, each, strict, type_name
 from modules.platforms.qemu import bootstrap, download
-from modules.platforms.qemu.base_spec import Base, BootstrapBase, PathBase, ResolvedBase, UrlBase, parse_size
+from engine.units import parse_size
+from modules.platforms.qemu.base_spec import Base, BootstrapBase, PathBase, ResolvedBase, UrlBase
 from modules.platforms.qemu.bootstrap_steps import Log, Progress, Status
 from modules.platforms.qemu.checksums import parse_checksum
 from modules.platforms.qemu.distros import DISTROS

@@ -1,11 +1,10 @@
 """What a qemu source's `base:` is, once validated: frozen descriptions, and a base resolved to a file."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from engine.units import parse_size
 from modules.platforms.qemu.distros import DISTROS
 
 
@@ -46,17 +45,3 @@ class ResolvedBase:
     format: str
     virtual_size: int | None = field(default=None, compare=False)
 
-
-def parse_size(value: Any) -> int:
-    """Bytes of `4G`, `512M`, `1.5G`, `4GiB`, `1T` or a plain number of bytes (ValueError otherwise); units are
-    binary, as qemu-img takes them."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a size")
-    if isinstance(value, int):
-        number, unit = value, ""
-    else:
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
-        if not match:
-            raise ValueError(f"{value!r} is not a size")
-        number, unit = float(match.group(1)), match.group(2).upper()
-    return int(number * (1 << {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[unit]))

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import BuildError
+from modules.platforms.qemu.monitor import Monitor
+from modules.platforms.qemu.vm_state import resume_state
 
 QEMU = "qemu-system-x86_64"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE.fd")
@@ -31,6 +33,8 @@ class MachineSpec:
     pid_file: Path | None = None         # for `recipe sweep --local`, should this run die by SIGKILL
     extra_args: tuple[str, ...] = field(default_factory=tuple)
     qemu: str = QEMU
+    monitor: bool = False                # a QMP monitor (Machine.monitor) for checkpoints and saved states
+    incoming: Path | None = None         # a saved state (QEMU's migration stream) to resume instead of booting
 
 
 def free_port() -> int:
@@ -44,13 +48,15 @@ def command(spec: MachineSpec) -> list[str]:
             "-cpu", "host" if spec.accel == "kvm" else "max", "-smp", str(spec.cpus), "-m", str(spec.memory),
             "-display", "none", "-vga", "none", "-monitor", "none",
             # cache=unsafe: a build VM is disposable, and guest flushes cost a lot under emulation
-            "-drive", f"file={spec.disk},if=virtio,format={spec.disk_format},discard=unmap,cache=unsafe",
+            "-drive", f"id=disk0,file={spec.disk},if=virtio,format={spec.disk_format},discard=unmap,cache=unsafe",
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22",
             "-device", "virtio-net-pci,netdev=net0",
             "-device", "virtio-rng-pci",       # entropy for sshd and cloud-init on first boot
             "-chardev", f"file,id=console,path={spec.console_log}", "-serial", "chardev:console"]
     if spec.pid_file:
         args += ["-pidfile", str(spec.pid_file)]
+    if spec.incoming:
+        args += ["-incoming", "defer"]           # the state is fed through the monitor (Machine.start)
     if spec.seed:
         args += ["-drive", f"file={spec.seed},if=virtio,format=raw,readonly=on"]
     if spec.firmware == "uefi":
@@ -64,6 +70,7 @@ class Machine:
         self.spec = spec
         self._log_path = log_path
         self._process: asyncio.subprocess.Process | None = None
+        self.monitor: Monitor | None = Monitor(spec.name) if spec.monitor or spec.incoming else None
 
     @property
     def pid(self) -> int | None:
@@ -74,14 +81,20 @@ class Machine:
         return self._process is not None and self._process.returncode is None
 
     async def start(self) -> None:
+        args = command(self.spec) + (self.monitor.qemu_args() if self.monitor else [])
         with open(self._log_path, "ab") as log:
             self._process = await asyncio.create_subprocess_exec(
-                *command(self.spec), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                *args, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                pass_fds=(self.monitor.qemu_fd,) if self.monitor else (),
                 start_new_session=True)   # Ctrl-C in the terminal goes to recipe, which stops QEMU itself
         await asyncio.sleep(0.3)
         if not self.running:
             raise BuildError(f"QEMU exited at once: {self.qemu_log()[-500:]}",
                              hint="check qemu_args, the disk image, and that the forwarded port is free")
+        if self.monitor:
+            await self.monitor.open()
+        if self.spec.incoming and self.monitor:
+            await resume_state(self.monitor, self.spec.incoming)
 
     async def wait(self, timeout: float | None = None) -> bool:
         """True once QEMU has exited; False if it still runs after timeout."""
@@ -95,6 +108,8 @@ class Machine:
 
     async def stop(self, grace: float = 5.0) -> None:
         """SIGTERM (QEMU closes its files), then SIGKILL after grace seconds."""
+        if self.monitor:
+            await self.monitor.close()
         if not self.running:
             return
         assert self._process is not None

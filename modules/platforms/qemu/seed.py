@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncssh
@@ -23,6 +23,7 @@ class Seed:
     iso: Path
     private_key: Path              # the login key (OpenSSH format, mode 0600)
     host_public_key: str           # "ssh-ed25519 AAAA..." the guest will present
+    host_private_key: str = field(default="", repr=False)   # for a resumed guest, given over SSH (RotateKeys)
 
 
 def user_data(user: str, login_public_key: str, host_private: str, host_public: str) -> str:
@@ -67,4 +68,4 @@ async def make_seed(directory: Path, build_id: str, boot_name: str, user: str, h
     if process.returncode != 0:
         raise BuildError(f"could not make the cloud-init seed: {output.decode(errors='replace')[-300:]}",
                          hint="is xorriso installed? (make installs it)")
-    return Seed(iso, private_key, " ".join(host_public.split()[:2]))
+    return Seed(iso, private_key, " ".join(host_public.split()[:2]), host.export_private_key("openssh").decode())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,10 +24,17 @@ from engine.remote.ssh import Endpoint, SshSession
 from modules.platforms.qemu.accel import choose_accelerator
 from engine.local_cache import default_cache_dir
 from modules.platforms.qemu.base import resolve_base
-from modules.platforms.qemu.base_spec import BootstrapBase, parse_size
+from engine.units import parse_size
+from modules.platforms.qemu.base_spec import BootstrapBase
 from modules.platforms.qemu.boot_stage import BootStage, follow_console
 from modules.platforms.qemu.bootstrap import DEFAULT_DISK_SIZE
 from modules.platforms.qemu.config import QemuConfig
+from modules.platforms.qemu.layers import DISK as LAYER_DISK
+from modules.platforms.qemu.layers import HOST_KEY as LAYER_HOST_KEY
+from modules.platforms.qemu.layers import LOGIN_KEY as LAYER_LOGIN_KEY
+from modules.platforms.qemu.layers import STATE as LAYER_STATE
+from modules.platforms.qemu.layers import VARS as LAYER_VARS
+from modules.platforms.qemu.layers import LayerWriter
 from modules.platforms.qemu.machine import OVMF_VARS, Machine, MachineSpec, free_port
 from modules.platforms.qemu.seed import make_seed
 
@@ -43,6 +51,8 @@ class VmRun:
     accel: str = "tcg"
     machine: Machine | None = None
     artifacts: list[Artifact] = field(default_factory=list)
+    layers: LayerWriter | None = None        # the cache layers this build resumes and keeps (layer_steps)
+    boot_started: float = 0.0                # monotonic time the build's QEMU started
 
 
 @dataclass
@@ -67,6 +77,20 @@ class PrepareBase:
         state.events.emit("base", path=str(resolved.path), accelerator=self.vm.accel)
 
 
+def disk_size(vm: VmRun) -> str | None:
+    """What the build's disk is grown to: disk_size, or DEFAULT_DISK_SIZE for a smaller bootstrap base, or
+    None (the base image's own size)."""
+    wanted = vm.config.disk_size
+    if wanted is None and isinstance(vm.config.base, BootstrapBase):
+        if not vm.base_size or vm.base_size < parse_size(DEFAULT_DISK_SIZE):
+            wanted = DEFAULT_DISK_SIZE
+    if wanted and vm.base_size and parse_size(wanted) < vm.base_size:
+        # qemu-img would cut the disk short, and the guest would find a broken filesystem
+        raise BuildError(f"disk_size {wanted} is smaller than the base image ({vm.base_size / 2 ** 30:.2f} GiB)",
+                         hint="raise disk_size, or leave it out to keep the base image's size")
+    return wanted
+
+
 @dataclass
 class CreateDisk:
     """A qcow2 overlay on the cached base, which is never written, grown to disk_size.
@@ -80,20 +104,20 @@ class CreateDisk:
     async def run(self, state: BuildState, cleanup: Cleanup) -> None:
         assert state.work_dir and self.vm.base
         disk = state.work_dir / "disk.qcow2"
-        wanted = self.vm.config.disk_size
-        if wanted is None and isinstance(self.vm.config.base, BootstrapBase):
-            if not self.vm.base_size or self.vm.base_size < parse_size(DEFAULT_DISK_SIZE):
-                wanted = DEFAULT_DISK_SIZE
-        if wanted and self.vm.base_size and parse_size(wanted) < self.vm.base_size:
-            # qemu-img would cut the disk short, and the guest would find a broken filesystem
-            raise BuildError(f"disk_size {wanted} is smaller than the base image "
-                             f"({self.vm.base_size / 2 ** 30:.2f} GiB)",
-                             hint="raise disk_size, or leave it out to keep the base image's size")
+        wanted = disk_size(self.vm)
         size = [wanted] if wanted else []
-        await run_tool("qemu-img", "create", "-q", "-f", "qcow2", "-F", self.vm.base_format, "-b",
-                       self.vm.base, disk, *size, what="qemu-img create (overlay)",
+        backing, backing_format = self.vm.base, self.vm.base_format
+        layers = self.vm.layers
+        if layers:                  # the first overlay is the first layer this build keeps, in its own folder
+            disk = layers.first_top()
+            if layers.plan.start:   # a layer holds the whole disk already, grown to its size
+                backing, backing_format, size = layers.plan.start.path / LAYER_DISK, "qcow2", []
+        await run_tool("qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format, "-b",
+                       backing, disk, *size, what="qemu-img create (overlay)",
                        hint="disk_size must not be smaller than the base image")
         state.disk, state.disk_format = disk, "qcow2"
+        if layers:
+            layers.top = disk
 
 
 @dataclass
@@ -105,6 +129,7 @@ class Boot:
     disk: Path | None = None          # None: the build's disk
     name: str = "boot"
     endpoint: Endpoint | None = None
+    rotate_to: tuple[Endpoint, str] | None = None     # resumed: this build's endpoint and host key (RotateKeys)
 
     async def run(self, state: BuildState, cleanup: Cleanup) -> None:
         assert state.work_dir
@@ -119,18 +144,31 @@ class Boot:
             shutil.copyfile(OVMF_VARS, vars_copy)
         disk = self.disk or state.disk
         assert disk is not None
+        layers = self.vm.layers if self.boot_name == "build" else None
+        resumed = layers.plan.start.path if layers and layers.plan.warm and layers.plan.start else None
+        if resumed and vars_copy:
+            shutil.copyfile(resumed / LAYER_VARS, vars_copy)     # the firmware's variables as they were saved
         spec = MachineSpec(name=f"recipe-{info.name}-{self.boot_name}", disk=disk,
                            console_log=boot_dir / "console.log", ssh_port=port, accel=self.vm.accel,
                            cpus=config.cpus, memory=config.memory, firmware=config.firmware, seed=seed.iso,
                            ovmf_vars=vars_copy, extra_args=tuple(config.qemu_args),
-                           pid_file=boot_dir / "qemu.pid")
+                           pid_file=boot_dir / "qemu.pid", monitor=layers is not None,
+                           incoming=resumed / LAYER_STATE if resumed else None)
         machine = Machine(spec, boot_dir / "qemu.log")
         cleanup.push(f"QEMU ({self.boot_name})", lambda: self._release(machine, state))
+        self.vm.boot_started = time.monotonic()
         await machine.start()
         self.vm.machine = machine
-        state.events.emit("booted", pid=machine.pid, port=port, accelerator=self.vm.accel)
+        state.events.emit("booted", pid=machine.pid, port=port, accelerator=self.vm.accel, resumed=bool(resumed))
         self.endpoint = Endpoint(host="127.0.0.1", port=port, user=user, private_key_file=str(seed.private_key),
                                  host_key=seed.host_public_key)
+        if layers:
+            layers.machine, layers.keys_files = machine, (seed.private_key, seed.host_public_key)
+        if resumed:                 # the saved machine trusts the keys of the build that kept it, at first
+            self.rotate_to = (self.endpoint, seed.host_private_key)
+            self.endpoint = Endpoint(host="127.0.0.1", port=port, user=user,
+                                     private_key_file=str(resumed / LAYER_LOGIN_KEY),
+                                     host_key=(resumed / LAYER_HOST_KEY).read_text().strip())
 
     async def _release(self, machine: Machine, state: BuildState) -> None:
         await machine.stop()

@@ -6,6 +6,7 @@ import shutil
 import threading
 from dataclasses import asdict
 
+from engine.cache.layer_store import LayerRecord, LayerStore
 from engine.leftovers import claims
 from engine.leftovers.claims import ClaimRecord
 from engine.leftovers.local_sweep import LocalSweeper
@@ -31,6 +32,8 @@ def test_two_sweeps_of_one_dead_run_both_succeed(tmp_path, monkeypatch):
     """Every `recipe run` sweeps as it starts: two runs starting together remove the same dead run's
     folder at once, and neither may report what the other removed as a failure."""
     monkeypatch.setattr(claims, "RUNS_DIR", tmp_path / "recipe-runs")
+    monkeypatch.setenv("RECIPE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("RECIPE_LAYERS_DIR", raising=False)
     work, output = dead_run(tmp_path, files=4000)
     sweepers = [LocalSweeper(), LocalSweeper()]
     found = [sweeper.find(SweepOptions()) for sweeper in sweepers]
@@ -48,6 +51,8 @@ def test_two_sweeps_of_one_dead_run_both_succeed(tmp_path, monkeypatch):
 
 def test_a_folder_that_cannot_be_removed_is_still_a_failure(tmp_path, monkeypatch):
     monkeypatch.setattr(claims, "RUNS_DIR", tmp_path / "recipe-runs")
+    monkeypatch.setenv("RECIPE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("RECIPE_LAYERS_DIR", raising=False)
     dead_run(tmp_path, files=3)
 
     def refuse(path, **_):
@@ -57,3 +62,23 @@ def test_a_folder_that_cannot_be_removed_is_still_a_failure(tmp_path, monkeypatc
     sweeper = LocalSweeper()
     failures = sweeper.remove(SweepOptions(), sweeper.find(SweepOptions()))
     assert [(leftover.kind, "Permission denied" in error) for leftover, error in failures] == [("work dir", True)]
+
+
+def test_a_layer_a_killed_build_was_writing_is_swept_and_a_written_one_is_not(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims, "RUNS_DIR", tmp_path / "recipe-runs")
+    monkeypatch.setenv("RECIPE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("RECIPE_LAYERS_DIR", raising=False)
+    store = LayerStore(tmp_path / "cache" / "layers")
+    for key in ("whole", "half"):
+        lock = store.begin(key, f"build-{key}")
+        (store.folder(key) / "disk.qcow2").write_bytes(b"qcow")
+        if key == "whole":
+            store.commit(LayerRecord(key=key, parent=None, recipe="web", step="boot", index=0, seconds=1.0,
+                                     created=0.0))
+        lock.release()                          # the "half" writer dies here
+    sweeper = LocalSweeper()
+    found = sweeper.find(SweepOptions())
+    assert [(each.kind, each.id, each.build_id) for each in found] == [
+        ("unfinished cache layer", str(store.folder("half")), "build-half")]
+    assert sweeper.remove(SweepOptions(), found) == []
+    assert not store.folder("half").exists() and store.find("whole") is not None

@@ -7,7 +7,8 @@ import pytest
 
 from engine.cli.main import main
 from engine.errors import RecipeError
-from engine.leftovers.sweep import build_age, parse_duration
+from engine.leftovers.sweep import build_age
+from engine.units import parse_duration
 
 OLD = "20200101-000000-dead"
 
