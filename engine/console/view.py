@@ -89,6 +89,16 @@ class EventText:
             lines += [("detail", line, _diff_style(line)) for line in str(e["diff"]).rstrip("\n").splitlines()]
         return lines
 
+    def _cache(self, e: dict[str, Any]) -> list[Line]:
+        """Where a build starts, and why its layers stop early if they do."""
+        lines: list[Line] = []
+        if e.get("resumes") is not None:
+            how = "resuming its saved machine" if e.get("warm") else "booting its disk"
+            lines.append(("line", f"cache: layer {e.get('layer')} after task {e['resumes']}: {how}", "dim"))
+        if e.get("not_cached"):
+            lines.append(("line", f"cache: no layers from task {e['not_cached']}", "dim"))
+        return lines
+
     def _task_cached(self, e: dict[str, Any]) -> list[Line]:
         return [("line", f"{'cached':<8} {e['task']}  (saved {e.get('saved', 0):.2f}s)", "dim")]
 

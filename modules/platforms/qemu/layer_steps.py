@@ -51,9 +51,10 @@ class PlanLayers:
         self.vm.layers = writer
         state.task_cache = writer
         start = chosen.start
+        stop = next((index for index, why in enumerate(chosen.why_not) if why), None)
         state.events.emit("cache", layers=sum(1 for key in chosen.keys if key), resumes=chosen.done if start else None,
-                          warm=chosen.warm, not_cached=next((why for why in chosen.why_not if why), ""),
-                          layer=start.record.key[:12] if start else None)
+                          warm=chosen.warm, layer=start.record.key[:12] if start else None,
+                          not_cached="" if stop is None else f"{recipe.tasks[stop].label!r} on: {chosen.why_not[stop]}")
 
 
 @dataclass

@@ -386,3 +386,20 @@ def test_plain_lines_show_a_steps_status_at_most_every_five_seconds_per_build(tm
                         "12:03:12 [web-aws] connect  booting: GRUB"]
     log = (tmp_path / "web-local" / "build.log").read_text()
     assert log.count("connect  booting: ") == 6            # build.log keeps every one
+
+
+def test_plain_lines_say_where_a_cached_build_starts_and_what_it_did_not_run(tmp_path):
+    out = io.StringIO()
+    sinks, close = console_sinks(out, output_dir=tmp_path, live=False)
+    local = bus_with(*sinks).bind(build="web-local")
+    local.emit("cache", time=T0, layers=3, resumes=2, warm=True, layer="0123456789ab",
+               not_cached="'Stamp' on: it reads build.id")
+    local.emit("task.cached", time=T0 + 1, task="Install nginx", module="apt", saved=41.5)
+    local.emit("build.end", time=T0 + 2, status="succeeded", error="", duration=9.0, artifacts=[],
+               counts={"ok": 1, "changed": 1, "skipped": 0, "failed": 0, "cached": 2})
+    close()
+    lines = out.getvalue().splitlines()
+    assert "12:03:00 [web-local] cache: layer 0123456789ab after task 2: resuming its saved machine" in lines
+    assert "12:03:00 [web-local] cache: no layers from task 'Stamp' on: it reads build.id" in lines
+    assert "12:03:01 [web-local] cached   Install nginx  (saved 41.50s)" in lines
+    assert any("succeeded  ok=1 changed=1 skipped=0 failed=0 cached=2  in 9.0s" in line for line in lines)
