@@ -77,6 +77,7 @@ bench: debs-bench $(VENV)/.installed-bench
 	$(BIN)/python bench/parallel.py --counts 1,2
 	$(BIN)/python bench/role_speed.py
 	$(BIN)/python bench/ansible_playbook.py
+	$(BIN)/python bench/cache.py
 	$(BIN)/python bench/ansible_compat.py --corpus $(ANSIBLE_CORPUS)
 	$(BIN)/recipe run bench/corpus_roles.yml --roles-path $(ANSIBLE_CORPUS)/roles --output-dir $$(mktemp -d)
 

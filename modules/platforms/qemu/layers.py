@@ -96,6 +96,7 @@ class LayerWriter:
     writing: LayerLock | None = None     # the layer `top` will become, if it is to be kept
     keys_files: tuple[Path, str] | None = None     # this boot's login key and host key, for a kept state
     locks: list[LayerLock] = field(default_factory=list)
+    abandoned: list[LayerLock] = field(default_factory=list)    # layers begun and never recorded
     resumed: Resumed | None = None
     caching: bool = True                 # False once a layer could not be kept: none after it is either
     since_state: float = 0.0             # seconds of tasks since the last layer with a state
@@ -172,17 +173,23 @@ class LayerWriter:
         next_top = self._next_top()
         monitor = self.machine.monitor
         extra: dict = {PLAY: play_state}
-        await monitor.execute("stop")
+        committed = False
         try:
-            await freeze_disk(monitor, next_top)
-            if keep_state:
-                keep_state = await self._keep_state(key, extra)
+            await monitor.execute("stop")
+            try:
+                await freeze_disk(monitor, next_top)
+                if keep_state:
+                    keep_state = await self._keep_state(key, extra)
+            finally:
+                await monitor.execute("cont")
+            record = LayerRecord(key=key, parent=self.plan.keys[index - 1] if index else None,
+                                 recipe=state.recipe.name, step="boot" if index == 0 else self.labels[index - 1],
+                                 index=index, seconds=seconds, created=time.time(), has_state=keep_state, extra=extra)
+            await asyncio.to_thread(self.store.commit, record)
+            committed = True
         finally:
-            await monitor.execute("cont")
-        record = LayerRecord(key=key, parent=self.plan.keys[index - 1] if index else None, recipe=state.recipe.name,
-                             step="boot" if index == 0 else self.labels[index - 1], index=index,
-                             seconds=seconds, created=time.time(), has_state=keep_state, extra=extra)
-        await asyncio.to_thread(self.store.commit, record)
+            if not committed:       # failed or interrupted: never recorded, so never used; release() removes it
+                self.abandoned.append(lock)
         lock.share()
         self.locks.append(lock)
         self.top = state.disk = next_top
@@ -211,12 +218,12 @@ class LayerWriter:
         return True
 
     def release(self) -> None:
-        """The build is over (the VM is gone): an unfinished layer goes, the others stay for the next build."""
-        if self.writing:
-            folder = self.writing.path.parent
-            self.writing.release()
-            self.store.remove_unfinished(folder)
-            self.writing = None
+        """The build is over (the VM is gone): unfinished layers go, the others stay for the next build."""
+        for lock in [*self.abandoned, *([self.writing] if self.writing else [])]:
+            lock.release()
+            self.store.remove_unfinished(lock.path.parent)
+        self.abandoned.clear()
+        self.writing = None
         for lock in self.locks:
             lock.release()
         self.locks.clear()
