@@ -221,9 +221,11 @@ def positive_number(value: Any) -> float:
 def duration(value: Any) -> float:
     """Seconds of `90s`, `30m`, `12h`, `7d`."""
     try:
-        return duration_seconds(value) if isinstance(value, str) else duration_seconds("")
+        if isinstance(value, str):
+            return duration_seconds(value)
     except ValueError:
-        raise HintedInvalid(f"{value!r} is not a duration", hint="e.g. 7d, 12h, 30m or 90s") from None
+        pass
+    raise HintedInvalid(f"{value!r} is not a duration", hint="e.g. 7d, 12h, 30m or 90s")
 
 
 def type_name(value: Any) -> str:

@@ -92,8 +92,7 @@ class LayerWriter:
     labels: tuple[str, ...]              # the top-level tasks' labels
     secret_values: list[str]
     machine: Machine | None = None
-    top: Path | None = None              # the overlay QEMU writes now
-    writing: LayerLock | None = None     # the layer `top` will become, if it is to be kept
+    writing: LayerLock | None = None     # the layer state.disk will become, if it is to be kept
     keys_files: tuple[Path, str] | None = None     # this boot's login key and host key, for a kept state
     locks: list[LayerLock] = field(default_factory=list)
     abandoned: list[LayerLock] = field(default_factory=list)    # layers begun and never recorded
@@ -101,7 +100,7 @@ class LayerWriter:
     caching: bool = True                 # False once a layer could not be kept: none after it is either
     since_state: float = 0.0             # seconds of tasks since the last layer with a state
     save_cost: float | None = None       # what saving a state took (the booted machine's layer says)
-    _index: int = 0                      # the layer `top` will become: 0 booted, k after task k
+    _index: int = 0                      # the layer state.disk will become: 0 booted, k after task k
 
     def first_top(self) -> Path:
         """The overlay the build starts writing: in the folder of the first layer it will keep, if any."""
@@ -152,7 +151,7 @@ class LayerWriter:
             await self.checkpoint(play, seconds)
 
     async def checkpoint(self, play: Play | None, seconds: float) -> None:
-        """The layer `top` was to become is whole: freeze it and record it (the machine keeps running on
+        """The layer state.disk was to become is whole: freeze it and record it (the machine keeps running on
         a new overlay). Does nothing once the build is past what can be cached."""
         lock, index = self.writing, self._index
         if lock is None or not self.caching or self.machine is None or self.machine.monitor is None:
@@ -192,7 +191,7 @@ class LayerWriter:
                 self.abandoned.append(lock)
         lock.share()
         self.locks.append(lock)
-        self.top = state.disk = next_top
+        state.disk = next_top               # the overlay QEMU writes now: shutdown and export read the chain
 
     async def _keep_state(self, key: str, extra: dict) -> bool:
         """Save the stopped VM's memory and devices with the layer; False if QEMU cannot (a disk format that

@@ -116,8 +116,6 @@ class CreateDisk:
                        backing, disk, *size, what="qemu-img create (overlay)",
                        hint="disk_size must not be smaller than the base image")
         state.disk, state.disk_format = disk, "qcow2"
-        if layers:
-            layers.top = disk
 
 
 @dataclass
