@@ -1,4 +1,5 @@
-"""A whole image build under TCG, recipe against Packer 1.6.6, in the same run.
+"""A whole image build under TCG, recipe against Packer 1.6.6, in the same run: recipe cold (an empty layer
+cache) and warm (its cache holds the booted machine of another recipe on the same base and VM: a warm boot).
 
 Both tools build the same image: the cached debootstrap base (Debian 12), 2
 vCPUs, 1024 MiB, 20 shell steps run as root, shut down, exported as one
@@ -10,6 +11,9 @@ phases come from each tool's own record of the build:
            script as they arrive: Packer's own timestamps are whole seconds
 
     .venv/bin/python bench/qemu_build.py [--rounds 1] [--match-vm] [--steps 20] [--keep]
+
+Each round: recipe cold, Packer, then recipe warm: its tasks differ from the cold build's (no task of it is
+cached), its layer cache is the cold build's. Packer has no cache: its build is always cold.
 
 Phases, the same boundaries for both tools:
   to SSH           first build step -> first successful SSH login
@@ -227,13 +231,13 @@ def gib(size: int) -> str:
 
 # ---------------------------------------------------------------- recipe
 
-def step_commands(count: int) -> list[str]:
-    return [f"echo step {n} > /tmp/step-{n}" for n in range(1, count + 1)]
+def step_commands(count: int, variant: str = "") -> list[str]:
+    return [f"echo step {n}{variant} > /tmp/step-{n}" for n in range(1, count + 1)]
 
 
-def recipe_text(base: Path, count: int) -> str:
+def recipe_text(base: Path, count: int, variant: str = "") -> str:
     tasks = "".join(f"  - name: step {n}\n    shell: {json.dumps(cmd)}\n"
-                    for n, cmd in enumerate(step_commands(count), 1))
+                    for n, cmd in enumerate(step_commands(count, variant), 1))
     return (f"name: {RECIPE_NAME}\n"
             "sources:\n"
             f"  {SOURCE}:\n"
@@ -249,14 +253,15 @@ def recipe_text(base: Path, count: int) -> str:
             "  - qcow2: {}\n")
 
 
-def run_recipe(work: Path, base: Path, count: int) -> Timing:
-    directory = work / "recipe"
+def run_recipe(work: Path, base: Path, count: int, warm: bool = False) -> Timing:
+    directory = work / ("recipe-warm" if warm else "recipe")
     directory.mkdir()
     recipe = directory / "recipe.yml"
-    recipe.write_text(recipe_text(base, count))
+    recipe.write_text(recipe_text(base, count, " again" if warm else ""))
     events_path, output, log = directory / "events.jsonl", directory / "out", directory / "recipe.log"
-    # TMPDIR: recipe's work directory (disk overlay, seed, QEMU's files) lands in our temp dir
-    env = {**os.environ, "TMPDIR": str(directory)}
+    # TMPDIR: recipe's work directory (disk overlay, seed, QEMU's files) lands in our temp dir; the round's own
+    # layer cache: empty for the cold build, which fills it for the warm one
+    env = {**os.environ, "TMPDIR": str(directory), "RECIPE_LAYERS_DIR": str(work / "layers")}
     command = [str(BIN / "recipe"), "run", str(recipe), "--json", str(events_path), "--output-dir", str(output)]
     code, _lines, launched, exited = run_logged(command, log, env, directory)
     events = [json.loads(line) for line in events_path.read_text().splitlines() if line.strip()] \
@@ -413,7 +418,8 @@ def median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def report(base: Path, count: int, recipe: list[Timing], packer: list[Timing], match_vm: bool) -> float:
+def report(base: Path, count: int, recipe: list[Timing], packer: list[Timing], warm: list[Timing],
+           match_vm: bool) -> float:
     base_info = image_info(base)
     rounds = len(recipe)
     print(f"base: {base} ({gib(base_info['virtual-size'])} virtual, {gib(base.stat().st_size)} on disk)")
@@ -424,12 +430,13 @@ def report(base: Path, count: int, recipe: list[Timing], packer: list[Timing], m
     print()
     r = {phase: median([t.phases()[phase] for t in recipe]) for phase in recipe[0].phases()}
     p = {phase: median([t.phases()[phase] for t in packer]) for phase in packer[0].phases()}
+    w = {phase: median([t.phases()[phase] for t in warm]) for phase in warm[0].phases()}
     heading = "phase" if rounds == 1 else f"phase (median of {rounds})"
-    print(f"{heading:<22}{'recipe':>10}{'Packer':>10}")
+    print(f"{heading:<22}{'recipe':>10}{'Packer':>10}{'recipe warm':>14}")
     for phase in r:
         if phase == "total":
-            print("-" * 42)
-        print(f"{phase:<22}{r[phase]:>9.1f}s{p[phase]:>9.1f}s")
+            print("-" * 56)
+        print(f"{phase:<22}{r[phase]:>9.1f}s{p[phase]:>9.1f}s{w[phase]:>13.1f}s")
     if rounds > 1:
         print()
         for n, (rt, pt) in enumerate(zip(recipe, packer), 1):
@@ -446,6 +453,8 @@ def report(base: Path, count: int, recipe: list[Timing], packer: list[Timing], m
     ratio = r["total"] / p["total"]
     print()
     print(f"ratio recipe/packer: {ratio:.2f}  (target: at most {TARGET}: {'met' if ratio <= TARGET else 'NOT met'})")
+    print(f"ratio recipe warm/packer: {w['total'] / p['total']:.2f}  (a warm boot: the booted machine resumed from "
+          "recipe's cache, no task of it cached; Packer has no cache)")
     return ratio
 
 
@@ -486,16 +495,17 @@ def main() -> int:
     code = 0
     recipe: list[Timing] = []
     packer: list[Timing] = []
+    warm_builds: list[Timing] = []
     try:
         for n in range(args.rounds):
             directory = work / f"round-{n + 1}"
             directory.mkdir()
             order = ("recipe", "Packer") if n % 2 == 0 else ("Packer", "recipe")
-            for tool in order:
+            for tool in (*order, "recipe warm"):
                 print(f"{tool}: building{f' (round {n + 1})' if args.rounds > 1 else ''}...", flush=True)
-                if tool == "recipe":
-                    timing = run_recipe(directory, base_path, args.steps)
-                    recipe.append(timing)
+                if tool.startswith("recipe"):
+                    timing = run_recipe(directory, base_path, args.steps, warm=tool == "recipe warm")
+                    (warm_builds if tool == "recipe warm" else recipe).append(timing)
                 else:
                     timing = run_packer(directory, base_path, args.steps, args.match_vm)
                     packer.append(timing)
@@ -506,7 +516,7 @@ def main() -> int:
                     print(f"warning: {tool} left QEMU running (pids {left}); killed", flush=True)
         watch.stop()
         print()
-        report(base_path, args.steps, recipe, packer, args.match_vm)
+        report(base_path, args.steps, recipe, packer, warm_builds, args.match_vm)
         if watch.noisy:
             print(f"warning: other QEMU processes (pids {sorted(watch.pids)}) ran during "
                   f"{100 * watch.noisy // max(1, watch.samples)}% of the benchmark: the figures are noisy")

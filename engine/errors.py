@@ -67,6 +67,16 @@ class RecipeError(Exception):
         return cls(Problem(position, message, path=path, hint=hint))
 
 
+class UsageError(Exception):
+    """A command line option or an environment setting is not one recipe can take (exit code 2, as argparse's)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str = ""):
+        self.message, self.hint = message, hint
+        super().__init__(f"{message} (hint: {hint})" if hint else message)
+
+
 class BuildError(Exception):
     """A build failed while running: a task failed, a host did not answer."""
 

@@ -9,7 +9,10 @@ import os
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
+from engine.units import parse_size_option
+
 Log = Callable[[str], None]
+DEFAULT_LAYERS_MAX_SIZE = "20G"
 
 
 def default_cache_dir() -> Path:
@@ -27,6 +30,15 @@ def layers_dir() -> Path:
     if os.environ.get("RECIPE_LAYERS_DIR"):
         return Path(os.environ["RECIPE_LAYERS_DIR"]).expanduser()
     return default_cache_dir() / "layers"
+
+
+def layers_max_size() -> int | None:
+    """What the layers may take on disk in all ($RECIPE_CACHE_MAX_SIZE, 20G unless set; `none`: no limit; 0:
+    no layers at all): after each build, the least recently used go until they fit (layer_store.prune)."""
+    text = os.environ.get("RECIPE_CACHE_MAX_SIZE", "").strip() or DEFAULT_LAYERS_MAX_SIZE
+    if text.lower() == "none":
+        return None
+    return parse_size_option(text, "RECIPE_CACHE_MAX_SIZE")
 
 
 @contextlib.asynccontextmanager

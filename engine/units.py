@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from engine.errors import Problem, RecipeError
+from engine.errors import UsageError
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -40,4 +40,12 @@ def parse_duration(text: str, option: str = "--older-than") -> float:
     try:
         return duration_seconds(text)
     except ValueError as error:
-        raise RecipeError([Problem(None, str(error), hint=f"e.g. {option} 2h (s, m, h or d)")]) from None
+        raise UsageError(f"{option}: {error}", hint=f"e.g. {option} 2h (s, m, h or d)") from None
+
+
+def parse_size_option(text: str, option: str = "--max-size") -> int:
+    """A command line's (or the environment's) size, or a clear error."""
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise UsageError(f"{option}: {error}", hint=f"e.g. {option} 20G (K, M, G or T)") from None

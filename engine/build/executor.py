@@ -736,7 +736,7 @@ async def _run_top_level(play: Play, tasks: tuple[Task, ...], cache: TaskCache |
         restore(play, resumed.play_state)
         for task, seconds in zip(tasks, resumed.seconds):
             play.state.counts["cached"] += 1
-            play.state.events.emit("task.cached", task=task.label, module=task.module or task.include,
+            play.state.events.emit("task.cached", task=task.heading, module=task.module or task.include,
                                    saved=round(seconds, 3))
     for index, task in enumerate(tasks):
         if resumed and index < resumed.tasks:

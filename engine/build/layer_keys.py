@@ -12,9 +12,13 @@ What goes into a task's key:
 - the recipe's handlers, become and the run's tags (they decide what a task runs).
 
 Facts are not in a task's key: the first layer's key holds the base image and the VM settings they come
-from. What differs between two runs of the same tasks on the same machine is not cacheable, and neither
-is anything after it: a task reading build.id or build.timestamp, the time (now(), date_time, uptime), or
-a lookup other than file and template (env, pipe, password, url...).
+from. The machine's names are (its hostname, and the play's inventory_hostname), for the tasks that read a
+fact or a host variable: two recipes share the layers of their common tasks, except those.
+
+What differs between two runs of the same tasks on the same machine is not cacheable, and neither is
+anything after it: a task reading build.id or build.timestamp, the time (now(), date_time, uptime), a fact
+each build gets afresh (machine_id, the SSH host keys), or a lookup other than file and template (env, pipe,
+password, url...).
 """
 from __future__ import annotations
 
@@ -34,7 +38,11 @@ from engine.recipe.template import all_names_read, is_template, lookups_called
 FORMAT = 1                                  # what a layer holds; a new format makes every old key unused
 UNPOSITIONED = ("position", "args_position", "path")
 FILE_LOOKUPS = frozenset({"file", "template", "fileglob", "first_found"})
-VOLATILE = re.compile(r"\b(?:date_time|uptime_seconds|memfree_mb|epoch|iso8601)\b")
+# what differs between two boots of one image: the time, and what each build gets afresh (RotateKeys)
+VOLATILE = re.compile(r"(?:\b|(?<=ansible_))"
+                      r"(?:date_time|uptime_seconds|memfree_mb|epoch|iso8601|machine_id|ssh_host_key\w*)\b")
+HOST_NAMES = frozenset({"inventory_hostname", "inventory_hostname_short", "hostvars", "groups", "group_names",
+                        "play_hosts", "ansible_play_hosts", "ansible_play_batch"})
 BUILD_ATTRIBUTE = re.compile(r"\bbuild\b(?:\s*\.\s*(\w+)|\s*\[\s*['\"](\w+)['\"]\s*\])?")
 STABLE_BUILD_FIELDS = frozenset({"recipe", "source", "name"})
 EXPRESSIONS = frozenset({"when", "changed_when", "failed_when", "until"})   # bare Jinja expressions
@@ -48,6 +56,7 @@ class KeyInputs:
     recipe: Recipe
     build_vars: Mapping[str, Any]           # the `build` variable: its recipe, source and name may be used
     hmac_key: bytes
+    host: tuple[str, str] = ("", "")        # the machine's hostname and the play's inventory_hostname
     tags: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
 
@@ -78,7 +87,7 @@ def task_keys(first: str, tasks: tuple[Task, ...], inputs: KeyInputs) -> list[Ta
             parent = None
             continue
         material = {"parent": parent, "common": common, "task": _canonical(task), "files": _files(task),
-                    "vars": _variables(task, variables, inputs)}
+                    "vars": _variables(task, variables, inputs), "host": inputs.host if _reads_host(task) else None}
         parent = digest(material)
         keys.append(TaskKey(parent))
     return keys
@@ -102,6 +111,15 @@ def uncacheable(task: Task) -> str:
         if other:
             return f"it calls the {', '.join(sorted(other))} lookup"
     return ""
+
+
+def _reads_host(task: Task) -> bool:
+    """Whether the task reads a fact or a variable naming the host (their values differ between recipes)."""
+    for text, expression in _strings(task):
+        names = all_names_read(text, expression)
+        if names & ({"ansible_facts", "facts"} | HOST_NAMES) or _fact_names(names):
+            return True
+    return False
 
 
 def _cached(task: Task) -> bool:

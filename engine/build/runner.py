@@ -43,6 +43,7 @@ class RunOptions:
     skip_tags: frozenset[str] = frozenset()      # --skip-tags
     force_handlers: bool = False                 # --force-handlers: as the recipe's force_handlers: true
     no_cache: bool = False                       # --no-cache: resume from no cache layer (still write them)
+    cache_max_size: int | None = None            # bytes the cache layers may take once a build is over
 
 
 @dataclass

@@ -100,13 +100,22 @@ class LayerStore:
         return Layer(record, folder, _size(folder), used.stat().st_mtime if used.exists() else record.created)
 
     def use(self, key: str) -> LayerLock | None:
-        """A shared lock on a whole layer (None if it is not one, or is being removed), and the use noted."""
+        """A shared lock on a whole layer (None if it is not one, or is being removed), and the use noted on it
+        and on the layers under it, which its disk reads: the least recently used go first, leaves before
+        their roots. (Those under it need no lock of their own: removing one removes this one too, which the
+        lock forbids.)"""
         lock = _lock(self.folder(key), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        if lock is None or self.find(key) is None:
+        layer = self.find(key) if lock else None
+        if lock is None or layer is None:
             if lock:
                 lock.release()
             return None
-        (self.folder(key) / "used").touch()
+        now = time.time()
+        while layer is not None:
+            with contextlib.suppress(OSError):
+                (layer.path / "used").touch()
+                os.utime(layer.path / "used", (now, now))
+            layer = self.find(layer.record.parent) if layer.record.parent else None
         return lock
 
     def begin(self, key: str, writer: str) -> LayerLock | None:

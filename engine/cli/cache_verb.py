@@ -7,9 +7,8 @@ from collections import defaultdict
 from typing import Any
 
 from engine.cache.layer_store import Layer, LayerRecord, LayerStore, prune
-from engine.errors import Problem, RecipeError
 from engine.local_cache import layers_dir
-from engine.units import parse_duration, parse_size
+from engine.units import parse_duration, parse_size_option
 
 
 def add_parser(verbs: Any) -> None:
@@ -31,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(listing(store.layers(), store))
         return 0
     older = parse_duration(args.older_than) if args.older_than else None
-    size = _size(args.max_size) if args.max_size else None
+    size = parse_size_option(args.max_size) if args.max_size else None
     removed = prune(store, older_than=older if older is not None or size is not None else 0.0, max_size=size)
     for layer in removed:
         print(f"removed {_describe(layer)}")
@@ -75,13 +74,6 @@ def _saved(record: LayerRecord, records: dict[str, LayerRecord]) -> float:
         current = records.get(current.parent) if current.parent else None
     return total
 
-
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError:
-        raise RecipeError([Problem(None, f"{text!r} is not a size", hint="e.g. --max-size 20G (K, M, G or T)")]) \
-            from None
 
 
 def _bytes(count: int) -> str:

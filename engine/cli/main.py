@@ -16,13 +16,14 @@ from typing import Any, Sequence, TextIO
 
 from engine.build.run import Runs, run_recipes
 from engine.build.runner import OnError, RunOptions
-from engine.cli import cache_verb, import_verb
+from engine.cli import cache_verb, import_verb, shell_verb
 from engine.cli.inspect import describe, rendered_document
 from engine.console import prompt
 from engine.console.events import EventBus, json_lines
 from engine.console.view import console_sinks
-from engine.errors import BuildError, Position, Problem, RecipeError
+from engine.errors import BuildError, Position, Problem, RecipeError, UsageError
 from engine.leftovers.local_sweep import LocalSweeper
+from engine.local_cache import layers_max_size
 from engine.leftovers.sweep import SweepOptions
 from engine.units import parse_duration
 from engine.recipe.compile import CompileOptions, compile_recipe
@@ -97,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     import_verb.add_parser(verbs)
     cache_verb.add_parser(verbs)
+    shell_verb.add_parser(verbs, common)
     return parser
 
 
@@ -174,12 +176,21 @@ def _print_recipe_error(exc: RecipeError, redactor: Redactor, stream: TextIO) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = words[words.index("--") + 1:] if "--" in words else []   # `recipe shell ... -- COMMAND`
+    parser = _parser()
+    args = parser.parse_args(words[:len(words) - len(command) - 1] if "--" in words else words)
+    args.command = tuple(command)
+    if command and args.verb != "shell":
+        parser.error("only `recipe shell` takes a command after --")
     redactor = Redactor()
     try:
         return _dispatch(args, redactor)
     except RecipeError as exc:
         _print_recipe_error(exc, redactor, sys.stderr)
+        return EXIT_INVALID
+    except UsageError as exc:
+        sys.stderr.write(f"error: {redactor.text(str(exc))}\n")
         return EXIT_INVALID
     except BuildError as exc:
         sys.stderr.write(f"error: {redactor.text(str(exc))}\n")
@@ -216,6 +227,8 @@ def _dispatch(args: argparse.Namespace, redactor: Redactor) -> int:
         return import_verb.run(args, redactor)
     if args.verb == "cache":
         return cache_verb.run(args)
+    if args.verb == "shell":
+        return shell_verb.run(args, _compile(args, redactor, placeholder=False), redactor, args.command)
     return _run(args, redactor)
 
 
@@ -250,6 +263,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, redactor: Redactor) -> int:
     recipes = select_builds(_compile_all(args, redactor, placeholder=False), args.only, args.except_)
+    cache_max_size = layers_max_size()         # a bad setting stops the run before anything starts
     bus = EventBus(redactor=redactor)
     # no live view when JSON lines go to stdout: they would be drawn into it
     console, close_console = console_sinks(sys.stdout, args.verbose, args.output_dir,
@@ -263,7 +277,8 @@ def _run(args: argparse.Namespace, redactor: Redactor) -> int:
     options = RunOptions(check=args.check, diff=args.diff, on_error=OnError(args.on_error),
                          output_dir=args.output_dir, debug=args.debug, pause=args.debug and prompt.interactive(),
                          tags=_tag_names(args.tags) or frozenset({"all"}), skip_tags=_tag_names(args.skip_tags),
-                         force_handlers=args.force_handlers, no_cache=args.no_cache)
+                         force_handlers=args.force_handlers, no_cache=args.no_cache,
+                         cache_max_size=cache_max_size)
     try:
         outcomes = asyncio.run(_run_interruptibly(recipes, options, bus, args))
     finally:

@@ -143,6 +143,18 @@ class Task:
             return f"{self.written or self.module}: {self.args}"
         return self.written or self.module
 
+    @property
+    def heading(self) -> str:
+        """What a top-level task is called where the recipe's tasks are listed (cache layers, `cached` lines):
+        its label, but `role web` for the unnamed block a role's tasks run in (roles: or import_role). Only at
+        the top: deeper down, an unnamed block of a role's own tasks looks the same."""
+        if self.name or self.module is not None or self.include is not None:
+            return self.label
+        if self.origin.role:
+            return f"role {self.origin.role_fqcn}"
+        roles = [inner.origin.role_fqcn for inner in self.block if inner.origin.role and inner.module is None]
+        return f"role {roles[-1]}" if roles else self.label     # import_role: its dependencies' blocks first
+
     def runs_on(self, source: str) -> bool:
         if self.only and source not in self.only:
             return False

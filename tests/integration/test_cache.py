@@ -50,10 +50,12 @@ def build(folder: Path, base: Path, last: str, token: str, *extra: str) -> tuple
     return events_of(events), read_image(folder / "out" / "layered-vm" / "layered-vm.qcow2")
 
 
-def read_image(image: Path) -> dict[str, str]:
+IMAGE_FILES = ("/etc/one", "/etc/motd", "/etc/token-hash", "/etc/last", "/home/debian/.ssh/authorized_keys",
+               "/etc/ssh/ssh_host_ed25519_key.pub")
+
+
+def read_image(image: Path, paths: tuple[str, ...] = IMAGE_FILES) -> dict[str, str]:
     """Files of the exported image, read by libguestfs (its own appliance, on TCG here)."""
-    paths = ["/etc/one", "/etc/motd", "/etc/token-hash", "/etc/last", "/home/debian/.ssh/authorized_keys",
-             "/etc/ssh/ssh_host_ed25519_key.pub"]
     script = "".join(f"cat {path}\necho ::end::\n" for path in paths)
     env = {**os.environ, "LIBGUESTFS_BACKEND": "direct", "LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"}
     out = subprocess.run(["guestfish", "--ro", "-a", str(image), "-i"], input=script, capture_output=True,

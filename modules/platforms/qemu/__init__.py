@@ -28,7 +28,7 @@ from modules.platforms.qemu.base import BASE_SCHEMA, parse_base
 from engine.units import parse_size
 from modules.platforms.qemu.bootstrap import MIN_DISK_SIZE
 from modules.platforms.qemu.config import QemuConfig
-from modules.platforms.qemu.layer_steps import FirstLayer, PlanLayers, RotateKeys
+from modules.platforms.qemu.layer_steps import FirstLayer, PlanLayers, RotateKeys, UseNewKeys
 from modules.platforms.qemu.steps import (Boot, ConnectVm, CreateDisk, Export, PrepareBase, RunVerify, Shutdown,
                                           VerifyDisk, VmRun)
 
@@ -82,9 +82,10 @@ class QemuPlatform(Platform, name="qemu"):
     def steps(self, recipe: Recipe, build: Build) -> list[Step]:
         run = VmRun(build=build, config=build.source.config)
         boot = Boot(run)
+        rotate = RotateKeys(run, boot)
         steps: list[Step] = [MakeWorkDir(), PrepareBase(run), PlanLayers(run), CreateDisk(run), boot,
-                             ConnectVm(run, boot), RotateKeys(run, boot), FirstLayer(run), GatherFacts(), Provision(),
-                             Shutdown(run), Export(run)]
+                             ConnectVm(run, boot), rotate, FirstLayer(run), GatherFacts(), UseNewKeys(rotate),
+                             Provision(), Shutdown(run), Export(run)]
         if recipe.verify:
             verify_boot = Boot(run, boot_name="verify", name="boot the image to verify it")
             steps += [VerifyDisk(run, verify_boot), verify_boot, ConnectVm(run, verify_boot), GatherFacts(),

@@ -5,10 +5,12 @@ engine.build.layer_keys names them).
 The disk QEMU writes is always the newest overlay of a chain on the base image. A checkpoint freezes it
 (blockdev-snapshot-sync: QEMU goes on writing a new overlay on top of it), so a layer costs no copy: it is
 the overlay that took the task's writes, created in its own layer folder from the start. Its first layer
-(after boot and connect) also keeps the VM's memory and devices, and so does the layer before the recipe's
-last task when the tasks since the last such layer took WORTH times what saving one does: a build on the same
-base, or a rebuild after editing the last task, resumes a running machine instead of booting one (a warm
-boot; layer_steps.RotateKeys then gives it this build's keys).
+(after boot and connect) also keeps the VM's memory and devices, and so does a later layer when the tasks
+since the last such layer took WORTH times what saving one does: the layer before the recipe's last task (the
+one most edited) on that alone, any other once STATE_EVERY seconds of tasks have passed too (a state is as
+big as the memory the guest uses: the cache holds one per so much work at most). A build on the same base,
+a rebuild after editing a task, or a failed build once fixed, resumes a running machine near where it parts
+instead of booting one (a warm boot; layer_steps.RotateKeys then gives it this build's keys).
 """
 from __future__ import annotations
 
@@ -31,7 +33,9 @@ from modules.platforms.qemu.vm_state import freeze_disk, save_state
 DISK, STATE, LOGIN_KEY, HOST_KEY, VARS = "disk.qcow2", "state", "login_key", "host_key.pub", "OVMF_VARS.fd"
 PLAY = "play"                            # the record's extra: the play's state after the layer's task
 SAVE = "save_seconds"                    # the record's extra: what saving the VM's memory took
+MIGRATABLE = ("qcow2", "raw")            # base formats QEMU saves a VM's state over (a VMDK chain blocks it)
 WORTH = 10                               # a later layer keeps a state when its tasks took this many times a save
+STATE_EVERY = 30.0                       # ... and, but for the layer before the last task, this many seconds
 RESUME_COST = 5.0                        # seconds from QEMU's start to SSH when resuming a state (measured: 1.3)
 
 
@@ -91,16 +95,19 @@ class LayerWriter:
     state: BuildState
     labels: tuple[str, ...]              # the top-level tasks' labels
     secret_values: list[str]
+    base_format: str = "qcow2"
+    renew_after: float | None = None     # seconds: an older layer with a key of this build's is made anew
+                                         # (0 with --no-cache; the recipe's cache: {max_age})
     machine: Machine | None = None
     writing: LayerLock | None = None     # the layer state.disk will become, if it is to be kept
     keys_files: tuple[Path, str] | None = None     # this boot's login key and host key, for a kept state
-    locks: list[LayerLock] = field(default_factory=list)
-    abandoned: list[LayerLock] = field(default_factory=list)    # layers begun and never recorded
+    locks: list[LayerLock] = field(default_factory=list)       # the layers used, and those this build wrote
     resumed: Resumed | None = None
     caching: bool = True                 # False once a layer could not be kept: none after it is either
     since_state: float = 0.0             # seconds of tasks since the last layer with a state
     save_cost: float | None = None       # what saving a state took (the booted machine's layer says)
     _index: int = 0                      # the layer state.disk will become: 0 booted, k after task k
+    _commits: asyncio.Task | None = None  # the last layer being recorded (each waits for the one before)
 
     def first_top(self) -> Path:
         """The overlay the build starts writing: in the folder of the first layer it will keep, if any."""
@@ -138,7 +145,18 @@ class LayerWriter:
         return self.plan.start.record.extra.get(PLAY) or {}
 
     def _next_top(self) -> Path:
-        key = self.plan.keys[self._index] if self._index < len(self.plan.keys) else None
+        keys = self.plan.keys
+        while self.caching and self._index < len(keys) and keys[self._index]:
+            kept = self.store.find(keys[self._index])
+            if kept is None:
+                break
+            if self.renew_after is not None and kept.age >= self.renew_after:
+                self.store.remove(kept.record.key)  # with those on it; not if a build uses it (then none is kept)
+                break
+            # kept by another build (this one runs its task again, resuming an earlier layer with a state, or
+            # a concurrent build wrote it): the overlay takes this task's writes too and becomes the next layer
+            self._index += 1
+        key = keys[self._index] if self._index < len(keys) else None
         self.writing = self.store.begin(key, self.state.build.info.id) if key and self.caching else None
         if self.writing:
             return self.store.folder(key) / DISK
@@ -149,6 +167,8 @@ class LayerWriter:
         """engine.build.task_cache.TaskCache: the layer after top-level task `index` (from 0)."""
         if index + 1 == self._index:
             await self.checkpoint(play, seconds)
+        elif index + 1 < self._index:       # run again, its layer kept already: still time since the last state
+            self.since_state += seconds
 
     async def checkpoint(self, play: Play | None, seconds: float) -> None:
         """The layer state.disk was to become is whole: freeze it and record it (the machine keeps running on
@@ -164,34 +184,55 @@ class LayerWriter:
             state.events.emit("warning", msg=f"no cache layer from {self.labels[index - 1]!r} on: {why}")
             self.caching = False        # QEMU still writes in the layer's folder: release() removes it
             return
-        await state.connection.run("sync", timeout=120)          # a cold resume boots the disk alone
         self.since_state += seconds if index else 0.0
-        keep_state = index == 0 or (index == len(self.plan.keys) - 2 and self.save_cost is not None
-                                    and self.since_state >= WORTH * self.save_cost)
+        worth = self.save_cost is not None and self.since_state >= WORTH * self.save_cost
+        keep_state = index == 0 or (worth and (index == len(self.plan.keys) - 2 or self.since_state >= STATE_EVERY))
+        synced = not keep_state or self.base_format not in MIGRATABLE
+        if synced:
+            # booted without its memory, the layer's disk must hold what the guest has written (a layer with its
+            # memory is resumed: what the guest had not written yet is in it, and goes to the layers above)
+            await state.connection.run("sync", timeout=120)
         self._index += 1
         next_top = self._next_top()
         monitor = self.machine.monitor
         extra: dict = {PLAY: play_state}
-        committed = False
+        self.locks.append(lock)             # whatever happens now, release() lets it go (and removes it unrecorded)
+        await monitor.execute("stop")
         try:
-            await monitor.execute("stop")
-            try:
-                await freeze_disk(monitor, next_top)
-                if keep_state:
-                    keep_state = await self._keep_state(key, extra)
-            finally:
-                await monitor.execute("cont")
-            record = LayerRecord(key=key, parent=self.plan.keys[index - 1] if index else None,
-                                 recipe=state.recipe.name, step="boot" if index == 0 else self.labels[index - 1],
-                                 index=index, seconds=seconds, created=time.time(), has_state=keep_state, extra=extra)
-            await asyncio.to_thread(self.store.commit, record)
-            committed = True
+            await freeze_disk(monitor, next_top)
+            if keep_state:
+                keep_state = await self._keep_state(key, extra)
         finally:
-            if not committed:       # failed or interrupted: never recorded, so never used; release() removes it
-                self.abandoned.append(lock)
-        lock.share()
-        self.locks.append(lock)
+            await monitor.execute("cont")
         state.disk = next_top               # the overlay QEMU writes now: shutdown and export read the chain
+        if not keep_state and not synced:   # its memory not kept after all, and its disk not whole without it
+            self.caching = False            # release() removes it, and the layer begun on it
+            state.events.emit("warning", msg="this build keeps no more cache layers")
+            return
+        record = LayerRecord(key=key, parent=self.plan.keys[index - 1] if index else None,
+                             recipe=state.recipe.name, step="boot" if index == 0 else self.labels[index - 1],
+                             index=index, seconds=seconds, created=time.time(), has_state=keep_state, extra=extra)
+        self._commits = asyncio.create_task(self._commit(self._commits, lock, record))
+
+    async def _commit(self, before: asyncio.Task | None, lock: LayerLock, record: LayerRecord) -> bool:
+        """Record the layer once its files are on disk, while the machine goes on with the next task; never
+        before the layer under it is recorded (a layer whose parent has no record would look whole, and be
+        removed with that parent's folder). A layer not recorded is removed by release()."""
+        if before is not None and not await before:
+            return False
+        try:
+            await asyncio.to_thread(self.store.commit, record)
+        except OSError as why:
+            self.caching = False
+            self.state.events.emit("warning", msg=f"cache layer {record.step!r} not kept ({why}); none after it is")
+            return False
+        lock.share()
+        return True
+
+    async def settle(self) -> None:
+        """Wait for the layers being recorded (a failure was a warning already)."""
+        if self._commits is not None:
+            await asyncio.gather(self._commits, return_exceptions=True)
 
     async def _keep_state(self, key: str, extra: dict) -> bool:
         """Save the stopped VM's memory and devices with the layer; False if QEMU cannot (a disk format that
@@ -203,8 +244,7 @@ class LayerWriter:
             await save_state(self.machine.monitor, folder / STATE)
         except BuildError as why:
             (folder / STATE).unlink(missing_ok=True)
-            self.state.events.emit("warning", msg=f"the VM's memory is not kept with its cache layer ({why.message}); "
-                                                  "builds that start there boot it")
+            self.state.events.emit("warning", msg=f"the VM's memory is not kept with its cache layer ({why.message})")
             return False
         extra[SAVE] = time.monotonic() - started
         self.save_cost, self.since_state = self.save_cost or extra[SAVE], 0.0
@@ -217,12 +257,11 @@ class LayerWriter:
         return True
 
     def release(self) -> None:
-        """The build is over (the VM is gone): unfinished layers go, the others stay for the next build."""
-        for lock in [*self.abandoned, *([self.writing] if self.writing else [])]:
+        """The build is over (the VM is gone, settle() done): unrecorded layers go, the others stay for the next
+        build (remove_unfinished leaves a recorded layer alone)."""
+        held = [*self.locks, *([self.writing] if self.writing else [])]
+        self.locks, self.writing = [], None
+        for lock in held:
             lock.release()
+        for lock in held:
             self.store.remove_unfinished(lock.path.parent)
-        self.abandoned.clear()
-        self.writing = None
-        for lock in self.locks:
-            lock.release()
-        self.locks.clear()

@@ -228,7 +228,9 @@ class Shutdown:
         assert machine and state.connection
         become = None if state.build.source.ssh.user == "root" else Become("root")
         try:
-            await state.connection.run("sync; nohup sh -c 'sleep 0.5; poweroff' >/dev/null 2>&1 &",
+            # systemd queues the poweroff and answers at once; elsewhere, poweroff waits for the answer to leave
+            await state.connection.run("sync; systemctl --no-block poweroff 2>/dev/null || "
+                                       "{ nohup sh -c 'sleep 0.5; poweroff' >/dev/null 2>&1 & }",
                                        become=become, timeout=30)
         except BuildError:
             pass  # the connection may drop as the machine goes down

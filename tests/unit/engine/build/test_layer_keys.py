@@ -34,14 +34,14 @@ tasks:
 
 
 def keys(folder: Path, tasks: str = TASKS, token: str = "s3cret", head: str = RECIPE, hmac_key: bytes = b"k" * 32,
-         first: str = "root") -> list:
+         first: str = "root", host: tuple[str, str] = ("web", "box")) -> list:
     (folder / "files").mkdir(exist_ok=True)
     if not (folder / "files" / "motd").exists():
         (folder / "files" / "motd").write_text("welcome\n")
     (folder / "web.yml").write_text(head + tasks)
     recipe = compile_recipe(folder / "web.yml", CompileOptions(var_assignments=(f"token={token}",)))
     build = recipe.builds[0].info.as_vars()
-    return [each.key for each in task_keys(first, recipe.tasks, KeyInputs(recipe, build, hmac_key))]
+    return [each.key for each in task_keys(first, recipe.tasks, KeyInputs(recipe, build, hmac_key, host))]
 
 
 def changed(before: list, after: list) -> list[int]:
@@ -116,3 +116,19 @@ def test_cache_false_stops_the_layers_at_its_task(tmp_path):
     inside = TASKS.replace("  - name: five\n    shell: echo five\n",
                            "  - block:\n      - shell: echo five\n        cache: false\n")
     assert keys(tmp_path, inside)[4] is None and keys(tmp_path, inside)[3] == keys(tmp_path)[3]
+
+
+def test_the_machines_names_are_in_the_keys_of_the_tasks_that_read_them_only(tmp_path):
+    tasks = TASKS.replace("echo five", "echo {{ ansible_hostname }}")
+    before = keys(tmp_path, tasks)
+    assert changed(before, keys(tmp_path, tasks, host=("api", "box"))) == [5]
+    assert changed(before, keys(tmp_path, tasks, host=("web", "other"))) == [5]
+    by_inventory = TASKS.replace("echo five", "echo {{ inventory_hostname }}")
+    assert changed(keys(tmp_path, by_inventory), keys(tmp_path, by_inventory, host=("web", "other"))) == [5]
+    assert keys(tmp_path, host=("api", "other")) == keys(tmp_path)
+
+
+def test_facts_each_build_gets_afresh_are_not_cached(tmp_path):
+    for fact in ("ansible_date_time.epoch", "ansible_machine_id", "ansible_ssh_host_key_ed25519_public", "ansible_facts.machine_id"):
+        found = keys(tmp_path, TASKS.replace("echo five", "echo {{ %s }}" % fact))
+        assert found[:4] == keys(tmp_path)[:4] and found[4] is None, fact

@@ -83,3 +83,18 @@ def test_prune_by_age_then_by_size_least_recently_used_first(tmp_path):
     sizes = {layer.record.key: layer.size for layer in store.layers()}
     assert [layer.record.key for layer in prune(store, max_size=sizes["new"])] == ["mid"]
     assert [layer.record.key for layer in store.layers()] == ["new"]
+
+
+def test_using_a_layer_uses_those_under_it_so_pruning_by_size_takes_leaves_first(tmp_path):
+    store = LayerStore(tmp_path / "layers")
+    long_ago = time.time() - 86400
+    write_layer(store, "root", size=8192, used=long_ago)
+    write_layer(store, "mid", parent="root", size=8192, used=long_ago)
+    write_layer(store, "leaf", parent="mid", size=8192, used=long_ago)
+    write_layer(store, "other", parent="root", size=8192, used=long_ago + 60)
+    store.use("leaf").release()                       # a build resumed the leaf: its disk read mid and root
+    assert all(store.find(key).last_used > long_ago + 3600 for key in ("root", "mid", "leaf"))
+    sizes = {layer.record.key: layer.size for layer in store.layers()}
+    limit = sum(sizes.values()) - 1
+    assert [layer.record.key for layer in prune(store, max_size=limit)] == ["other"]
+    assert {layer.record.key for layer in store.layers()} == {"root", "mid", "leaf"}

@@ -44,3 +44,4 @@ def test_prune_by_age_then_everything(tmp_path, monkeypatch, capsys):
     assert main(["cache", "prune"]) == 0
     assert store.layers() == []
     assert main(["cache", "prune", "--max-size", "lots"]) == 2
+    assert capsys.readouterr().err == "error: --max-size: 'lots' is not a size (hint: e.g. --max-size 20G (K, M, G or T))\n"

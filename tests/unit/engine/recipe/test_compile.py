@@ -64,3 +64,17 @@ def test_secret_values_reach_the_redactor_even_when_the_recipe_is_invalid(recipe
     with pytest.raises(RecipeError):
         compile_recipe(recipe_dir / "r.yml", CompileOptions(), redactor)
     assert redactor.text("x secret-value y") == "x ******** y"
+
+
+def test_a_top_level_role_block_is_headed_by_its_roles_name(tmp_path):
+    (tmp_path / "roles" / "dep" / "tasks").mkdir(parents=True)
+    (tmp_path / "roles" / "dep" / "tasks" / "main.yml").write_text("- shell: echo dep\n")
+    (tmp_path / "roles" / "web" / "tasks").mkdir(parents=True)
+    (tmp_path / "roles" / "web" / "tasks" / "main.yml").write_text("- block:\n    - shell: echo hi\n")
+    (tmp_path / "roles" / "web" / "meta").mkdir()
+    (tmp_path / "roles" / "web" / "meta" / "main.yml").write_text("dependencies: [dep]\n")
+    (tmp_path / "r.yml").write_text("name: r\nsources:\n  box: {platform: ssh, ssh: {host: 127.0.0.1}}\n"
+                                    "roles: [web]\ntasks:\n  - import_role: {name: web}\n  - block:\n"
+                                    "      - shell: echo mine\n  - name: named\n    import_role: {name: web}\n")
+    tasks = compile_recipe(tmp_path / "r.yml", CompileOptions()).tasks
+    assert [task.heading for task in tasks] == ["role dep", "role web", "role web", "block", "named"]

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from engine.cli.main import main
-from engine.errors import RecipeError
+from engine.errors import UsageError
 from engine.leftovers.sweep import build_age
 from engine.units import parse_duration
 
@@ -76,7 +76,7 @@ def test_sweep_removes_old_tagged_leftovers_and_nothing_else(aws, moto_endpoint,
 
 def test_durations_and_ages():
     assert parse_duration("2h") == 7200 and parse_duration("90m") == 5400 and parse_duration("1.5d") == 129600
-    with pytest.raises(RecipeError):
+    with pytest.raises(UsageError, match="--older-than: 'two hours' is not a duration"):
         parse_duration("two hours")
     assert build_age("20200101-000000-dead", now=1577836800 + 60) == 60
     assert build_age("not-a-build-id") is None
