@@ -128,6 +128,13 @@ def whole(layer: Path) -> bool:
     return check.returncode == 0 and chain.returncode == 0 and state_ok
 
 
+def unused_for_2h(layer: Path) -> None:
+    """As if no build had used the layer for two hours (its `used` file's time says when one last did)."""
+    hours_ago = time.time() - 7200
+    (layer / "used").touch()
+    os.utime(layer / "used", (hours_ago, hours_ago))
+
+
 PREPARE = task("prepare", "sleep 8; echo one > /etc/one")
 SECOND = task("second", "echo two > /etc/two")
 
@@ -206,11 +213,10 @@ def test_builds_share_layers_at_once_and_prune_spares_what_they_use(builds):
     # by age, then by size, on real layers: the least recently used first, leaves before what they rest on
     store = LayerStore(builds.layers)
     own = {layer.record.recipe: layer for layer in store.layers() if layer.record.step in ("alpha", "beta")}
-    hours_ago = time.time() - 7200
-    os.utime(own["beta"].path / "used", (hours_ago, hours_ago))
+    unused_for_2h(own["beta"].path)
     assert builds.command("cache", "prune", "--older-than", "1h").startswith("removed ")
     assert store.find(own["beta"].record.key) is None and store.find(own["alpha"].record.key) is not None
-    os.utime(own["alpha"].path / "used", (hours_ago, hours_ago))
+    unused_for_2h(own["alpha"].path)
     total = sum(layer.size for layer in store.layers())
     builds.command("cache", "prune", "--max-size", str(total - 1))
     left = store.layers()
