@@ -709,7 +709,10 @@ def _with_role(task: Task, names: Iterable[str]) -> set[str]:
     return names | {f"{prefix} : {name}" for prefix in {role, fqcn} if prefix for name in names}
 
 
-async def provision(state: BuildState, tasks: tuple[Task, ...], handlers: tuple[Handler, ...]) -> Play:
+async def provision(state: BuildState, tasks: tuple[Task, ...], handlers: tuple[Handler, ...],
+                    cache: TaskCache | None = None) -> Play:
+    """Run the tasks, then the handlers they notified; with a cache (the recipe's tasks on a platform that keeps
+    layers), resume where it says and checkpoint after each top-level task."""
     source = state.build.source.name
     total = count_leaves(tasks, source) + count_leaves(tuple(h.task for h in handlers), source)
     play = Play(state, handlers, total=total, pausing=state.options.pause,
@@ -717,7 +720,7 @@ async def provision(state: BuildState, tasks: tuple[Task, ...], handlers: tuple[
                 ansible_facts=dict(state.ansible_facts) if state.recipe.gather_facts else {},
                 local=LocalConnection())
     try:
-        await _run_top_level(play, tasks, state.task_cache)
+        await _run_top_level(play, tasks, cache)
     except EndPlay:
         return play
     except TaskFailed:

@@ -91,4 +91,4 @@ class Provision:
     name: str = "provision"
 
     async def run(self, state: BuildState, cleanup: Cleanup) -> None:
-        await provision(state, state.recipe.tasks, state.recipe.handlers)
+        await provision(state, state.recipe.tasks, state.recipe.handlers, state.task_cache)

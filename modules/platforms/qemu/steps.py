@@ -281,4 +281,4 @@ class RunVerify:
     name: str = "verify"
 
     async def run(self, state: BuildState, cleanup: Cleanup) -> None:
-        await provision(state, state.recipe.verify, ())
+        await provision(state, state.recipe.verify, ())      # no cache: the verify tasks run on every verify boot
