@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -34,14 +35,18 @@ async def run_tool(*args: str | Path, what: str, hint: str = "") -> str:
 def atomic_path(final: Path) -> Iterator[Path]:
     """A temporary name beside final; renamed to final only if the block completes.
 
-    A file with the final name is therefore always whole; the temporary one is
-    removed on failure and cancellation alike.
+    A file (or a folder: the block makes it) with the final name is therefore always whole; the temporary
+    one is removed on failure and cancellation alike. A folder replaces an earlier run's folder of that name.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     temporary = final.with_name(f".{final.name}.part-{os.getpid()}")
     try:
         yield temporary
+        if temporary.is_dir() and final.is_dir():
+            shutil.rmtree(final)
         os.replace(temporary, final)
     finally:
-        if temporary.exists():
+        if temporary.is_dir():
+            shutil.rmtree(temporary, ignore_errors=True)
+        elif temporary.exists():
             temporary.unlink()

@@ -121,7 +121,7 @@ REMOVERS = {
     "QEMU process": _stop,
     "process": _stop,
     "work dir": _remove_tree,
-    "partial artifact": lambda path: Path(path).unlink(missing_ok=True),
+    "partial artifact": lambda path: _remove_tree(path) if Path(path).is_dir() else Path(path).unlink(missing_ok=True),
     "claim": _remove_claim,
     "unfinished cache layer": lambda path: LayerStore(Path(path).parent).remove_unfinished(Path(path)),
 }

@@ -21,6 +21,7 @@ from engine.errors import BuildError
 from engine.process import atomic_path, run_tool
 
 SUBFORMATS = ("streamOptimized", "monolithicSparse")
+SPLIT = "twoGbMaxExtentSparse"           # a text descriptor and 2 GiB extents (the vmx export offers it)
 ADAPTERS = ("lsilogic", "ide", "buslogic", "legacyESX")
 HEADER = struct.Struct("<4sIIQQQQ")      # magic, version, flags, capacity, grain size, descriptor offset, size
 SECTOR = 512
@@ -51,10 +52,23 @@ class Vmdk(Exporter, name="vmdk"):
 
 async def convert_to_vmdk(disk: Path, disk_format: str, destination: Path, file_name: str,
                           subformat: str = "streamOptimized", adapter_type: str = "lsilogic") -> None:
-    """qemu-img convert, then a descriptor that names file_name and has a stable CID."""
+    """qemu-img convert, then a descriptor that names file_name and has a stable CID. A split subformat
+    (twoGbMaxExtentSparse) is a text descriptor beside its extents, which qemu-img names after destination:
+    give it its final name (in a temporary folder)."""
     await run_tool("qemu-img", "convert", "-O", "vmdk", "-o", f"subformat={subformat},adapter_type={adapter_type}",
                    "-f", disk_format, disk, destination, what=f"qemu-img convert to vmdk ({subformat})")
-    await asyncio.to_thread(stabilize_descriptor, destination, file_name)
+    if subformat == SPLIT:
+        await asyncio.to_thread(stabilize_split_descriptor, destination)
+    else:
+        await asyncio.to_thread(stabilize_descriptor, destination, file_name)
+
+
+def stable_cid(file_name: str) -> str:
+    return hashlib.sha256(file_name.encode()).hexdigest()[:8]
+
+
+def stabilize_split_descriptor(path: Path) -> None:
+    path.write_text(re.sub(r"(?m)^CID=[0-9a-fA-F]+$", f"CID={stable_cid(path.name)}", path.read_text()))
 
 
 def stabilize_descriptor(path: Path, file_name: str) -> None:
@@ -66,8 +80,7 @@ def stabilize_descriptor(path: Path, file_name: str) -> None:
         # The descriptor is a NUL-terminated string. qemu-img rewrites it in place when it
         # updates the CID, so a shorter CID leaves the old text's last bytes after the NUL.
         text = vmdk.read(size * SECTOR).split(b"\0", 1)[0].decode()
-        cid = hashlib.sha256(file_name.encode()).hexdigest()[:8]
-        text = re.sub(r"(?m)^CID=[0-9a-fA-F]+$", f"CID={cid}", text)
+        text = re.sub(r"(?m)^CID=[0-9a-fA-F]+$", f"CID={stable_cid(file_name)}", text)
         text = re.sub(r'(?m)^(RW \d+ SPARSE) ".*"$', lambda m: f'{m.group(1)} "{file_name}"', text)
         data = text.encode()
         if len(data) > size * SECTOR:

@@ -92,10 +92,10 @@ def bootstrap_base() -> ResolvedBase:
 
 @dataclass(frozen=True)
 class Conversion:
-    """virt-v2v converting the exported OVA, started in the background as soon as the OVA exists: under TCG
-    it takes about 5 minutes (libguestfs' appliance rebuilds the guest's initramfs: 24 minutes before the
-    base's initramfs held only the root disk's drivers), which the tests after test_exports overlap with
-    their own guests. test_virt_v2v waits for it."""
+    """virt-v2v converting the exported OVA (or the VMware VM folder's .vmx), started in the background as soon
+    as the export exists: under TCG it takes about 5 minutes (libguestfs' appliance rebuilds the guest's
+    initramfs: 24 minutes before the base's initramfs held only the root disk's drivers), which the tests
+    after test_exports overlap with their own guests. test_virt_v2v waits for it."""
 
     process: subprocess.Popen
     output: Path         # -os: the converted disk (<name>-sda) and its libvirt XML
@@ -116,7 +116,7 @@ class ExportedImage:
     output: Path         # output/<name>/ with the OVA, OVF, boxes, catalog, SHA256SUMS
     run_dir: Path        # the run's output dir, holding <recipe>.manifest.json
     events: list[dict]   # the run's JSON events
-    conversion: Conversion
+    conversions: dict[str, Conversion]     # by virt-v2v's input mode: ova, vmx
     marker: str = "exported-by-recipe"    # the content of /etc/recipe-test-marker in the image
 
 
@@ -124,12 +124,12 @@ class ExportedImage:
 LIBGUESTFS_TCG = {"LIBGUESTFS_BACKEND": "direct", "LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"}
 
 
-def start_conversion(ova: Path, work: Path) -> Conversion:
-    output, log = work / "v2v", work / "virt-v2v.log"
+def start_conversion(mode: str, source: Path, work: Path) -> Conversion:
+    output, log = work / f"v2v-{mode}", work / f"virt-v2v-{mode}.log"
     output.mkdir()
     with open(log, "wb") as stream:
         # niced, so the guests it overlaps are not slowed into their timeouts; it takes what CPU they leave
-        process = subprocess.Popen(["nice", "-n", "19", "virt-v2v", "-i", "ova", str(ova), "-o", "local",
+        process = subprocess.Popen(["nice", "-n", "19", "virt-v2v", "-i", mode, str(source), "-o", "local",
                                     "-of", "qcow2", "-os", str(output)], stdin=subprocess.DEVNULL, stdout=stream,
                                    stderr=subprocess.STDOUT, env={**os.environ, **LIBGUESTFS_TCG},
                                    start_new_session=True)
@@ -139,8 +139,9 @@ def start_conversion(ova: Path, work: Path) -> Conversion:
 @pytest.fixture(scope="session")
 def exported_image(bootstrap_base, tmp_path_factory):
     """One build of the appliance recipe on the bootstrap base (grown to a 3G disk_size, which a task checks),
-    exported as vmdk -> ova (keep_input: false), ovf, libvirt and virtualbox Vagrant boxes with a catalog,
-    SHA256SUMS and the manifest. About 3 min. virt-v2v's conversion of the OVA starts in the background."""
+    exported as vmdk -> ova (keep_input: false), ovf, a VMware VM folder (vmx), libvirt and virtualbox Vagrant
+    boxes with a catalog, SHA256SUMS and the manifest. About 3 min. virt-v2v's conversions of the OVA and of
+    the .vmx start in the background."""
     work = tmp_path_factory.mktemp("exported")
     recipe = work / "appliance.yml"
     recipe.write_text((DATA / "appliance.yml").read_text())      # base: {bootstrap: {}}, the fixture's image
@@ -154,11 +155,13 @@ def exported_image(bootstrap_base, tmp_path_factory):
     events = [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
     sys.stderr.write(f"\nexported appliance in {time.monotonic() - started:.0f} s\n")
     output = run_dir / "appliance-vm"
-    conversion = start_conversion(output / "appliance-vm.ova", work)
+    conversions = {"ova": start_conversion("ova", output / "appliance-vm.ova", work),
+                   "vmx": start_conversion("vmx", output / "appliance-vm.vmwarevm" / "appliance-vm.vmx", work)}
     try:
         yield ExportedImage(name="appliance-vm", output=output, run_dir=run_dir, events=events,
-                            conversion=conversion)
+                            conversions=conversions)
     finally:
-        if conversion.process.poll() is None:          # a session cut short: stop virt-v2v and its appliance
-            os.killpg(conversion.process.pid, signal.SIGKILL)
-            conversion.process.wait()
+        for conversion in conversions.values():
+            if conversion.process.poll() is None:      # a session cut short: stop virt-v2v and its appliance
+                os.killpg(conversion.process.pid, signal.SIGKILL)
+                conversion.process.wait()

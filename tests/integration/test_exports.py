@@ -19,7 +19,9 @@ def test_the_chain_left_every_artifact_and_removed_the_consumed_vmdk(exported_im
     out = exported_image.output
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("console-") and p.name != "build.log") == [
         "SHA256SUMS", "appliance-disk1.vmdk", "appliance-vm-libvirt.box", "appliance-vm-virtualbox.box",
-        "appliance-vm.box.json", "appliance-vm.ova", "appliance.mf", "appliance.ovf"]
+        "appliance-vm.box.json", "appliance-vm.ova", "appliance-vm.vmwarevm", "appliance.mf", "appliance.ovf"]
+    assert sorted(p.name for p in (out / "appliance-vm.vmwarevm").iterdir()) == ["appliance-vm.vmdk",
+                                                                                  "appliance-vm.vmx"]
     removed = [e["path"] for e in exported_image.events if e.get("event") == "export.removed"]
     assert removed == [str(out / "appliance-vm.vmdk")]
 
@@ -27,14 +29,14 @@ def test_the_chain_left_every_artifact_and_removed_the_consumed_vmdk(exported_im
 def test_manifest_and_checksums_match_the_files(exported_image):
     check = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=exported_image.output,
                            capture_output=True, text=True)
-    assert check.returncode == 0 and check.stdout.count(": OK") == 7, check.stdout + check.stderr
+    assert check.returncode == 0 and check.stdout.count(": OK") == 9, check.stdout + check.stderr
     manifest = json.loads((exported_image.run_dir / "appliance.manifest.json").read_text())
     (build,) = manifest["builds"]
     assert build["name"] == "appliance-vm" and build["platform"] == "qemu" and build["source"] == "vm"
     assert manifest["recipe"]["digest"] == build["recipe_digest"] and len(build["recipe_digest"]) == 64
     assert build["started"] <= build["finished"]
     formats = {a["format"] for a in build["artifacts"]}
-    assert {"ova", "ovf", "vmdk", "box", "box-catalog", "checksum"} <= formats
+    assert {"ova", "ovf", "vmdk", "vmx", "box", "box-catalog", "checksum"} <= formats
     for artifact in build["artifacts"]:
         path = exported_image.run_dir / artifact["path"]
         assert artifact["size"] == path.stat().st_size

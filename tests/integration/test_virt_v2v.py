@@ -1,4 +1,5 @@
-"""virt-v2v converts the OVA of a real build on the bootstrap base, and the converted disk boots.
+"""virt-v2v converts the OVA and the VMware VM folder (.vmx, `-i vmx`) of a real build on the bootstrap base,
+and each converted disk boots.
 
 virt-v2v, like the import services of clouds, inspects the guest and converts it only if it finds a
 bootloader it understands (GRUB): the bootstrap base boots with GRUB 2 for that. The converted disk is
@@ -47,10 +48,12 @@ exports: []
 """
 
 
-def test_virt_v2v_converts_the_ova_and_the_converted_disk_boots(exported_image, tmp_path):
-    code, log, took = exported_image.conversion.wait(timeout=1800)
-    assert code == 0, f"virt-v2v failed after {took:.0f} s:\n{log[-6000:]}"
-    out = exported_image.conversion.output
+@pytest.mark.parametrize("mode", ["ova", "vmx"])
+def test_virt_v2v_converts_the_export_and_the_converted_disk_boots(exported_image, tmp_path, mode):
+    conversion = exported_image.conversions[mode]
+    code, log, took = conversion.wait(timeout=1800)
+    assert code == 0, f"virt-v2v -i {mode} failed after {took:.0f} s:\n{log[-6000:]}"
+    out = conversion.output
     assert "no bootloader detected" not in log
     assert "Converting " in log          # inspection found the guest and its GRUB
     (disk,) = [p for p in out.iterdir() if p.name.endswith("-sda")]

@@ -82,3 +82,17 @@ def test_a_layer_a_killed_build_was_writing_is_swept_and_a_written_one_is_not(tm
         ("unfinished cache layer", str(store.folder("half")), "build-half")]
     assert sweeper.remove(SweepOptions(), found) == []
     assert not store.folder("half").exists() and store.find("whole") is not None
+
+
+def test_a_partial_folder_of_a_dead_run_is_swept(tmp_path, monkeypatch):
+    """An export that writes a folder (vmx: <name>.vmwarevm) writes it under the same temporary name."""
+    monkeypatch.setattr(claims, "RUNS_DIR", tmp_path / "recipe-runs")
+    monkeypatch.setenv("RECIPE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("RECIPE_LAYERS_DIR", raising=False)
+    _, output = dead_run(tmp_path, files=3)
+    (output / ".web-vm.vmwarevm.part-4242").mkdir()
+    (output / ".web-vm.vmwarevm.part-4242" / "web-vm.vmdk").write_bytes(b"half")
+    sweeper = LocalSweeper()
+    found = sweeper.find(SweepOptions())
+    assert sum(leftover.kind == "partial artifact" for leftover in found) == 2
+    assert sweeper.remove(SweepOptions(), found) == [] and not list(output.iterdir())
