@@ -12,6 +12,7 @@ consumes nothing starts from the disk and runs beside the others.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 from dataclasses import dataclass, field
@@ -65,6 +66,12 @@ class ExportContext:
         path = self.work_dir or self.output_dir
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def machine_as(self, name: str | None, cpus: int | None, memory_mib: int | None) -> MachineShape:
+        """The machine as an appliance export describes it: the build's name, cpus and memory unless the
+        export's options say otherwise."""
+        return dataclasses.replace(self.machine, name=name or self.build_name, cpus=cpus or self.machine.cpus,
+                                   memory_mib=memory_mib or self.machine.memory_mib)
 
     def input(self, format: str, variant: str = "") -> Artifact | None:
         """The last consumed artifact of a format (and variant), if an earlier export made one."""

@@ -12,7 +12,6 @@ and the manifest's slot, which comes before the disk, is filled in after it.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import shutil
 from dataclasses import dataclass
@@ -46,8 +45,7 @@ class OvfConfig:
                            system_type=self.system_type, os_type=self.os_type)
 
     def machine(self, ctx: ExportContext) -> MachineShape:
-        return dataclasses.replace(ctx.machine, name=self.name or ctx.build_name,
-                                   cpus=self.cpus or ctx.machine.cpus, memory_mib=self.memory or ctx.machine.memory_mib)
+        return ctx.machine_as(self.name, self.cpus, self.memory)
 
 
 SCHEMA = {vol.Optional("name", default=None): vol.Any(None, str), **HARDWARE_SCHEMA}

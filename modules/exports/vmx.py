@@ -10,7 +10,6 @@ descriptor does (modules.exports.vmdk). The folder gets its final name only once
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import voluptuous as vol
@@ -47,8 +46,7 @@ class VmxConfig:
     subformat: str = "monolithicSparse"
 
     def machine(self, ctx: ExportContext) -> MachineShape:
-        return dataclasses.replace(ctx.machine, name=self.name or ctx.build_name,
-                                   cpus=self.cpus or ctx.machine.cpus, memory_mib=self.memory or ctx.machine.memory_mib)
+        return ctx.machine_as(self.name, self.cpus, self.memory)
 
 
 class Vmx(Exporter, name="vmx"):
