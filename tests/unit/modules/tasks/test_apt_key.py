@@ -25,6 +25,8 @@ def key(tmp_path_factory) -> tuple[str, str]:
     listing = subprocess.run(["gpg", "--with-colons", "--list-keys"], check=True, capture_output=True, text=True,
                              env=env)
     fingerprint = next(line.split(":")[9] for line in listing.stdout.splitlines() if line.startswith("fpr"))
+    # --quick-gen-key started an agent for this home; nothing needs it now, and nothing may outlive the tests
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True)
     return fingerprint, armored.stdout
 
 
