@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
-from modules.platforms.qemu.accel import choose_accelerator
+from engine.accelerator import choose_accelerator
 from engine.local_cache import default_cache_dir
 from modules.platforms.qemu.base import BootstrapBase, resolve_base
 from modules.platforms.qemu.machine import Machine, MachineSpec, free_port

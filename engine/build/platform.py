@@ -23,6 +23,7 @@ class Platform:
     has_disk: ClassVar[bool] = True          # False: the image stays remote (an AMI); only exports that
                                              # read everything (manifest, checksum) apply to its builds
     ssh_required: ClassVar[tuple[str, ...]] = ()   # ssh options a source must give (the rest the platform fills)
+    template_vars: ClassVar[dict[str, Any]] = {}   # more variables its source's options are rendered with
 
     def __init_subclass__(cls, name: str | None = None, **kwargs: Any):
         super().__init_subclass__(**kwargs)

@@ -188,7 +188,9 @@ def _builds(doc: YMap, variables: Variables, options: CompileOptions) -> tuple[l
         if platform is None:
             continue  # the schema reported it
         info = _build_info(doc["name"], name, options)
-        scope = Scope(variables.layers(), {"build": info.as_vars(), "facts": {}})
+        # playbook_dir: a lookup('file', ...) in a source's options reads from the recipe's folder, as in a task
+        scope = Scope(variables.layers(), {**platform.template_vars, "build": info.as_vars(), "facts": {},
+                                           "playbook_dir": str(Path(doc.pos.file).parent)})
         rendered, found = _render_located(entry, scope, ["sources", name])
         problems += found
         ssh = ssh_schema(platform.ssh_required)

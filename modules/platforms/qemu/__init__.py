@@ -3,7 +3,7 @@
   sources:
     local:
       platform: qemu
-      base: {bootstrap: {distro: debian, suite: bookworm}}   # or {url:, checksum:} or {path:}
+      base: {bootstrap: {distro: debian, suite: bookworm}}   # or {url:, checksum:}, {path:} or {installer: ...}
       cpus: 2
       memory: 1024
       disk_size: 4G               # a bootstrap base is grown to it (4G without it); at least 2G
@@ -28,6 +28,7 @@ from modules.platforms.qemu.base import BASE_SCHEMA, parse_base
 from engine.units import parse_size
 from modules.platforms.qemu.bootstrap import MIN_DISK_SIZE
 from modules.platforms.qemu.config import QemuConfig
+from modules.platforms.qemu.install_http import GUEST_HOST_ADDRESS, HTTP_PORT
 from modules.platforms.qemu.layer_steps import FirstLayer, PlanLayers, RotateKeys, UseNewKeys
 from modules.platforms.qemu.steps import (Boot, ConnectVm, CreateDisk, Export, PrepareBase, RunVerify, Shutdown,
                                           VerifyDisk, VmRun)
@@ -55,11 +56,20 @@ class QemuPlatform(Platform, name="qemu"):
         vol.Optional("hostname", default=None): vol.Any(None, str),
     }
     Config = QemuConfig
+    # an installer base's boot_command and answer files name the HTTP server: {{ http_ip }}:{{ http_port }}
+    template_vars = {"http_ip": GUEST_HOST_ADDRESS, "http_port": HTTP_PORT}
 
     @classmethod
     def check(cls, validated: dict[str, Any]) -> dict[str, Any]:
         """What validate can know of disk_size on a bootstrap base: not below the base's own size, nor below
         the size no Debian system fits in (the size of the built base itself is known only once it is built)."""
+        installer = (validated.get("base") or {}).get("installer")
+        ssh = validated.get("ssh") or {}
+        if installer is not None and not (ssh.get("password") or ssh.get("private_key_file")):
+            raise HintedInvalid("an installer base needs ssh.password (or ssh.private_key_file) for the first "
+                                "login to the installed system", path=["ssh"], at_key="ssh" in validated,
+                                hint="e.g. ssh: {user: debian, password: '{{ installer_password }}'}, the user and "
+                                     "password the answer file sets up")
         bootstrap = (validated.get("base") or {}).get("bootstrap")
         wanted = validated.get("disk_size")
         if bootstrap is None or not wanted:

@@ -6,20 +6,23 @@ Exactly one of:
     base: {url: https://.../image.qcow2, checksum: "file:https://.../SHA512SUMS", format: qcow2}
     base: {path: /srv/images/debian.qcow2}
     base: {bootstrap: {distro: debian, suite: bookworm, packages: [curl]}}
+    base: {installer: {iso: {url:, checksum:}, boot_command: [...], http: {...}}}   (installer_options.py)
 
 A bootstrap base is made as small as its system comfortably fits in, and each
 build grows its overlay to the source's disk_size (4G without one); its own
 `size:` (optional) fixes the base image's size instead, a floor for disk_size.
 
 BASE_SCHEMA checks the shape (every error at once, each with its path);
-parse_base() turns the validated mapping into a frozen UrlBase, PathBase or
-BootstrapBase; resolve_base() makes it a file on disk (downloaded and
-verified, or built with debootstrap) and says its format. The platform uses
+parse_base() turns the validated mapping into a frozen UrlBase, PathBase,
+BootstrapBase or InstallerBase; resolve_base() makes it a file on disk
+(downloaded and verified, built with debootstrap, or installed by the
+installer) and says its format. The platform uses
 the result read-only, as the backing file of a per-build overlay.
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -33,14 +36,15 @@ from engine.local_cache import default_cache_dir
 from engine.recipe.schema import HintedInvalid, did_you_mean, each, strict, type_name
 from modules.platforms.qemu import bootstrap, download
 from engine.units import parse_size
-from modules.platforms.qemu.base_spec import Base, BootstrapBase, PathBase, ResolvedBase, UrlBase
+from modules.platforms.qemu.base_spec import Base, BootstrapBase, InstallerBase, PathBase, ResolvedBase, UrlBase
 from modules.platforms.qemu.bootstrap_steps import Log, Progress, Status
-from modules.platforms.qemu.checksums import parse_checksum
 from modules.platforms.qemu.distros import DISTROS
-from modules.platforms.qemu.image_urls import check_url, display_url
+from modules.platforms.qemu.image_options import FORMATS, PATH_OPTIONS, url_image
+from modules.platforms.qemu.image_urls import display_url
+from modules.platforms.qemu.installer import InstallRun, install_base
+from modules.platforms.qemu.installer_options import installer_options, parse_installer
 
-FORMATS = ("qcow2", "raw", "vmdk", "vdi", "vhdx")   # what QEMU reads as the backing file of an overlay
-KINDS = ("url", "path", "bootstrap")
+KINDS = ("url", "path", "bootstrap", "installer")
 MIN_BOOTSTRAP_SIZE = 2 << 30
 COMPRESSED_MAGIC = {b"\xfd7zXZ\x00": "xz", b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2"}
 
@@ -48,39 +52,6 @@ COMPRESSED_MAGIC = {b"\xfd7zXZ\x00": "xz", b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\x
 # ---------------------------------------------------------------- the options, parsed
 
 # ---------------------------------------------------------------- the schema
-
-def _checksum(value: Any) -> str:
-    try:
-        parse_checksum(value)
-    except ValueError as exc:
-        raise HintedInvalid(str(exc), hint="use sha256:<64 hex digits>, sha512:<128 hex digits> "
-                                           "or file:<url of a SHA256SUMS file>") from None
-    return value.strip()
-
-
-def _url(value: Any) -> str:
-    hint = "e.g. url: https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2"
-    if not isinstance(value, str):
-        raise HintedInvalid(f"expected a url (a string), got {type_name(value)}", hint=hint)
-    try:
-        return check_url(value)
-    except ValueError as exc:
-        raise HintedInvalid(str(exc), hint=hint) from None
-
-
-def _format(value: Any) -> str:
-    if not isinstance(value, str) or value not in FORMATS:
-        raise HintedInvalid(f"{value!r} is not an image format",
-                            hint=did_you_mean(str(value), FORMATS, "use qcow2, raw, vmdk, vdi or vhdx, or leave it out to detect it"))
-    return value
-
-
-def _path(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise HintedInvalid(f"expected the path of an image file, got {type_name(value)}",
-                            hint="e.g. path: /srv/images/debian-12.qcow2")
-    return value
-
 
 def _distro(value: Any) -> str:
     if not isinstance(value, str) or value not in DISTROS:
@@ -119,24 +90,8 @@ def _size(value: Any) -> str:
     return str(value)
 
 
-_URL_OPTIONS = strict({vol.Required("url"): _url, "checksum": _checksum, "format": _format}, what="option")
-_PATH_OPTIONS = strict({vol.Required("path"): _path, "format": _format}, what="option")
 _BOOTSTRAP_OPTIONS = strict({"distro": _distro, "suite": _suite, "packages": each(_package),
                              "mirror": _mirror, "size": _size}, what="option")
-
-
-def _url_base(value: dict) -> dict:
-    errors: list[vol.Invalid] = []
-    try:
-        value = _URL_OPTIONS(value)
-    except vol.MultipleInvalid as exc:
-        errors.extend(exc.errors)
-    if "checksum" not in value:
-        errors.append(HintedInvalid("a url base needs a checksum", path=["checksum"],
-                                    hint="add checksum: sha256:<hex>, or checksum: file:<url of SHA256SUMS>"))
-    if errors:
-        raise vol.MultipleInvalid(errors)
-    return value
 
 
 def _bootstrap_base(value: dict) -> dict:
@@ -163,26 +118,45 @@ def _bootstrap_base(value: dict) -> dict:
     return {"bootstrap": filled}
 
 
+def _installer_base(value: dict) -> dict:
+    extra = [key for key in value if key != "installer"]
+    if extra:
+        raise HintedInvalid(f"unknown option {extra[0]!r}", path=[extra[0]], at_key=True,
+                            hint="an installer base takes its options inside installer: {...}")
+    try:
+        return {"installer": installer_options(value["installer"])}
+    except vol.MultipleInvalid as exc:
+        for error in exc.errors:
+            error.prepend(["installer"])
+        raise
+    except vol.Invalid as exc:
+        exc.prepend(["installer"])
+        raise
+
+
 def BASE_SCHEMA(value: Any) -> dict:
-    """One of {url, checksum[, format]}, {path[, format]}, {bootstrap: {...}}."""
+    """One of {url, checksum[, format]}, {path[, format]}, {bootstrap: {...}}, {installer: {...}}."""
     if not isinstance(value, dict):
         raise HintedInvalid(f"expected a mapping, got {type_name(value)}",
                             hint="e.g. base: {bootstrap: {distro: debian, suite: bookworm}}")
     kinds = [kind for kind in KINDS if kind in value]
     if len(kinds) > 1:
-        raise HintedInvalid(f"give one of url, path or bootstrap, not {' and '.join(kinds)}",
+        raise HintedInvalid(f"give one of url, path, bootstrap or installer, not {' and '.join(kinds)}",
                             path=[kinds[1]], at_key=True, hint=f"remove {kinds[1]!r} or {kinds[0]!r}")
     if not kinds:
         example = "e.g. base: {bootstrap: {distro: debian, suite: bookworm}}"
         unknown = next(iter(value), None)
         if unknown is None:
-            raise HintedInvalid("a base is a url (with a checksum), a path or a bootstrap", hint=example)
-        raise HintedInvalid(f"unknown option {unknown!r}: a base is a url (with a checksum), a path or a bootstrap",
+            raise HintedInvalid("a base is a url (with a checksum), a path, a bootstrap or an installer", hint=example)
+        raise HintedInvalid(f"unknown option {unknown!r}: a base is a url (with a checksum), a path, a bootstrap "
+                            "or an installer",
                             path=[unknown], at_key=True, hint=did_you_mean(unknown, KINDS, example))
     if kinds == ["url"]:
-        return _url_base(value)
+        return url_image(value)
     if kinds == ["path"]:
-        return _PATH_OPTIONS(value)
+        return PATH_OPTIONS(value)
+    if kinds == ["installer"]:
+        return _installer_base(value)
     return _bootstrap_base(value)
 
 
@@ -195,6 +169,8 @@ def parse_base(validated: dict, relative_to: Path | None = None) -> Base:
         if not path.is_absolute() and relative_to is not None:
             path = Path(relative_to) / path
         return PathBase(path=path, format=validated.get("format"))
+    if "installer" in validated:
+        return parse_installer(validated["installer"], relative_to)
     options = validated["bootstrap"] or {}
     distro = DISTROS[options.get("distro", "debian")]
     return BootstrapBase(distro=distro.name, suite=options.get("suite", distro.suite),
@@ -206,8 +182,10 @@ def parse_base(validated: dict, relative_to: Path | None = None) -> Base:
 # ---------------------------------------------------------------- resolution
 
 async def resolve_base(base: Base, cache_dir: Path | None = None, progress: Progress | None = None,
-                       log: Log | None = None, status: Status | None = None) -> ResolvedBase:
-    """The base as an image file: downloaded and verified, found, or bootstrapped, with its format."""
+                       log: Log | None = None, status: Status | None = None,
+                       install: InstallRun | None = None) -> ResolvedBase:
+    """The base as an image file: downloaded and verified, found, bootstrapped, or installed (an installer base
+    needs install: how to run it), with its format."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if isinstance(base, UrlBase):
         path = await download.fetch_image(base.url, base.checksum, cache / "images", progress, log)
@@ -224,6 +202,12 @@ async def resolve_base(base: Base, cache_dir: Path | None = None, progress: Prog
     if isinstance(base, BootstrapBase):
         path = await bootstrap.build_image(base, cache, progress=progress, log=log, status=status)
         return await inspect_image(path, "qcow2", what=f"bootstrapped image {path.name}", allow_backing=False)
+    if isinstance(base, InstallerBase):
+        if install is None:
+            raise TypeError("an installer base is resolved with install=InstallRun(...)")
+        path, login = await install_base(base, cache, install, progress, log, status)
+        found = await inspect_image(path, "qcow2", what=f"installed image {path.name}", allow_backing=False)
+        return dataclasses.replace(found, login=login)
     raise TypeError(f"not a base: {base!r}")
 
 

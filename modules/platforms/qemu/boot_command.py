@@ -88,13 +88,16 @@ def _named(name: str) -> Action | None:
     wait = WAIT.match(name)
     if wait:
         if wait.group(2):
-            return Wait(_duration(wait.group(2)))
+            return Wait(go_duration(wait.group(2)))
         return Wait(float(wait.group(1)) if wait.group(1) else 1.0)
     return None
 
 
-def _duration(text: str) -> float:
-    """Go's duration syntax, as Packer's <waitXX> takes it: 300ms, 1.5s, 1m30s."""
+def go_duration(text: str) -> float:
+    """Go's duration syntax, as Packer's <waitXX>, boot_wait and the like take it: 300ms, 1.5s, 1m30s
+    (ValueError for anything else)."""
+    if not re.fullmatch(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h))+", text.strip(), re.IGNORECASE):
+        raise ValueError(f"{text!r} is not a duration")
     total = 0.0
     for number, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text, re.IGNORECASE):
         total += float(number) * DURATION_UNITS[unit.lower()]

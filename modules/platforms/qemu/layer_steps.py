@@ -17,7 +17,7 @@ from engine.errors import BuildError
 from engine.local_cache import layers_dir
 from engine.process import run_tool
 from engine.remote.connection import Become
-from engine.remote.ssh import SshSession
+from engine.remote.ssh import BUILD_KEY_MARK, SshSession
 from modules.platforms.qemu.layers import LayerWriter, first_key, plan
 from modules.platforms.qemu.machine import QEMU
 from modules.platforms.qemu.steps import Boot, VmRun, disk_size
@@ -110,6 +110,7 @@ class RotateKeys:
         user = state.build.source.ssh.user
         hostname = self.vm.config.hostname or state.build.info.recipe     # as the seed names a booted one
         script = ROTATE.format(user=shlex.quote(user), hostname=shlex.quote(hostname), epoch=int(time.time()),
+                               mark=shlex.quote(BUILD_KEY_MARK),
                                entropy=secrets.token_hex(64))
         data = f"{login_public}\n{endpoint.host_key}\n{host_private}"
         result = await state.connection.run(script, stdin=data, become=None if user == "root" else Become("root"),
@@ -153,10 +154,13 @@ class UseNewKeys:
 # quicker under TCG than `systemctl restart`, and the script returns once the new listener has its sockets.
 # With socket activation (ssh.socket) every connection starts its own sshd: nothing to restart.
 # /etc/hosts: cloud-init's manage_etc_hosts line named the earlier build's hostname.
+# authorized_keys keeps the keys recipe did not put there (an installed system's own), and loses recipe's.
 ROTATE = """set -eu
 read -r login; read -r hostpub; hostkey=$(cat)
 home=$(getent passwd {user} | cut -d: -f6)
-printf '%s\\n' "$login" > "$home/.ssh/authorized_keys"
+keys="$home/.ssh/authorized_keys"
+others=$(grep -v -- {mark} "$keys" 2>/dev/null || true)
+printf '%s\\n' "$others" "$login" | sed '/^$/d' > "$keys"
 rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub
 (umask 077; printf '%s\\n' "$hostkey" > /etc/ssh/ssh_host_ed25519_key)
 printf '%s\\n' "$hostpub" > /etc/ssh/ssh_host_ed25519_key.pub

@@ -32,6 +32,7 @@ class MachineSpec:
     ovmf_vars: Path | None = None        # a writable copy, for uefi
     pid_file: Path | None = None         # for `recipe sweep --local`, should this run die by SIGKILL
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    netdev_options: str = ""             # more of -netdev user's options (",tftp=...,bootfile=..." for PXE)
     qemu: str = QEMU
     monitor: bool = False                # a QMP monitor (Machine.monitor) for checkpoints and saved states
     incoming: Path | None = None         # a saved state (QEMU's migration stream) to resume instead of booting
@@ -49,7 +50,7 @@ def command(spec: MachineSpec) -> list[str]:
             "-display", "none", "-vga", "none", "-monitor", "none",
             # cache=unsafe: a build VM is disposable, and guest flushes cost a lot under emulation
             "-drive", f"id=disk0,file={spec.disk},if=virtio,format={spec.disk_format},discard=unmap,cache=unsafe",
-            "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22",
+            "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22{spec.netdev_options}",
             "-device", "virtio-net-pci,netdev=net0",
             "-device", "virtio-rng-pci",       # entropy for sshd and cloud-init on first boot
             "-chardev", f"file,id=console,path={spec.console_log}", "-serial", "chardev:console"]

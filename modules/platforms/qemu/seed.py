@@ -19,11 +19,31 @@ from engine.remote.ssh import BUILD_KEY_MARK
 
 
 @dataclass(frozen=True)
+class BootKeys:
+    """One boot's login key (its private half in a 0600 file) and host key."""
+
+    private_key: Path
+    login_public: str
+    host_public: str                    # "ssh-ed25519 AAAA..."
+    host_private: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Seed:
     iso: Path
-    private_key: Path              # the login key (OpenSSH format, mode 0600)
-    host_public_key: str           # "ssh-ed25519 AAAA..." the guest will present
-    host_private_key: str = field(default="", repr=False)   # for a resumed guest, given over SSH (RotateKeys)
+    keys: BootKeys
+
+    @property
+    def private_key(self) -> Path:             # the login key (OpenSSH format, mode 0600)
+        return self.keys.private_key
+
+    @property
+    def host_public_key(self) -> str:          # "ssh-ed25519 AAAA..." the guest will present
+        return self.keys.host_public
+
+    @property
+    def host_private_key(self) -> str:         # for a resumed guest, given over SSH (RotateKeys)
+        return self.keys.host_private
 
 
 def user_data(user: str, login_public_key: str, host_private: str, host_public: str) -> str:
@@ -44,20 +64,24 @@ def user_data(user: str, login_public_key: str, host_private: str, host_public: 
     return "#cloud-config\n" + json.dumps(config, indent=2) + "\n"
 
 
-async def make_seed(directory: Path, build_id: str, boot_name: str, user: str, hostname: str) -> Seed:
-    """Write keys and user-data into directory and build the seed ISO (volume label cidata)."""
+def make_keys(directory: Path, build_id: str, boot_name: str) -> BootKeys:
     directory.mkdir(parents=True, exist_ok=True)
     login = asyncssh.generate_private_key("ssh-ed25519", comment=f"{BUILD_KEY_MARK}{build_id}-{boot_name}")
     host = asyncssh.generate_private_key("ssh-ed25519", comment=f"recipe-host-{build_id}")
     private_key = directory / "login_key"
     private_key.touch(mode=0o600)
     private_key.write_bytes(login.export_private_key("openssh"))
-    host_public = host.export_public_key("openssh").decode().strip()
+    return BootKeys(private_key, login.export_public_key("openssh").decode().strip(),
+                    " ".join(host.export_public_key("openssh").decode().split()[:2]),
+                    host.export_private_key("openssh").decode())
+
+
+async def make_seed(directory: Path, build_id: str, boot_name: str, user: str, hostname: str) -> Seed:
+    """Write keys and user-data into directory and build the seed ISO (volume label cidata)."""
+    keys = make_keys(directory, build_id, boot_name)
     content = directory / "cidata"
     content.mkdir(exist_ok=True)
-    (content / "user-data").write_text(user_data(
-        user, login.export_public_key("openssh").decode().strip(),
-        host.export_private_key("openssh").decode(), host_public))
+    (content / "user-data").write_text(user_data(user, keys.login_public, keys.host_private, keys.host_public))
     (content / "meta-data").write_text(f"instance-id: recipe-{build_id}-{boot_name}\nlocal-hostname: {hostname}\n")
     iso = directory / "seed.iso"
     process = await asyncio.create_subprocess_exec(
@@ -68,4 +92,4 @@ async def make_seed(directory: Path, build_id: str, boot_name: str, user: str, h
     if process.returncode != 0:
         raise BuildError(f"could not make the cloud-init seed: {output.decode(errors='replace')[-300:]}",
                          hint="is xorriso installed? (make installs it)")
-    return Seed(iso, private_key, " ".join(host_public.split()[:2]), host.export_private_key("openssh").decode())
+    return Seed(iso, keys)

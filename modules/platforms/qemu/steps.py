@@ -21,14 +21,16 @@ from engine.process import run_tool
 from engine.recipe.model import Build
 from engine.remote.connection import Become
 from engine.remote.ssh import Endpoint, SshSession
-from modules.platforms.qemu.accel import choose_accelerator
+from engine.accelerator import choose_accelerator
 from engine.local_cache import default_cache_dir
 from modules.platforms.qemu.base import resolve_base
 from engine.units import parse_size
-from modules.platforms.qemu.base_spec import BootstrapBase
+from modules.platforms.qemu.base_spec import BaseLogin, BootstrapBase, InstallerBase
 from modules.platforms.qemu.boot_stage import BootStage, follow_console
 from modules.platforms.qemu.bootstrap import DEFAULT_DISK_SIZE
 from modules.platforms.qemu.config import QemuConfig
+from modules.platforms.qemu.first_login import FirstLogin
+from modules.platforms.qemu.installer import InstallRun, InstallVm
 from modules.platforms.qemu.layers import DISK as LAYER_DISK
 from modules.platforms.qemu.layers import HOST_KEY as LAYER_HOST_KEY
 from modules.platforms.qemu.layers import LOGIN_KEY as LAYER_LOGIN_KEY
@@ -36,7 +38,7 @@ from modules.platforms.qemu.layers import STATE as LAYER_STATE
 from modules.platforms.qemu.layers import VARS as LAYER_VARS
 from modules.platforms.qemu.layers import LayerWriter
 from modules.platforms.qemu.machine import OVMF_VARS, Machine, MachineSpec, free_port
-from modules.platforms.qemu.seed import make_seed
+from modules.platforms.qemu.seed import make_keys, make_seed
 
 
 @dataclass
@@ -53,6 +55,7 @@ class VmRun:
     artifacts: list[Artifact] = field(default_factory=list)
     layers: LayerWriter | None = None        # the cache layers this build resumes and keeps (layer_steps)
     boot_started: float = 0.0                # monotonic time the build's QEMU started
+    base_login: BaseLogin | None = None      # an installed base: the key and host key recipe logs in with first
 
 
 @dataclass
@@ -70,11 +73,30 @@ class PrepareBase:
         def status(what: str) -> None:
             state.events.emit("step.status", step=self.name, status=what)
 
-        resolved = await resolve_base(self.vm.config.base, default_cache_dir(), progress, log, status)
-        self.vm.base, self.vm.base_format, self.vm.base_size = resolved.path, resolved.format, resolved.virtual_size
-        self.vm.accel = await choose_accelerator(self.vm.config.accelerator,
+        config = self.vm.config
+        self.vm.accel = await choose_accelerator(config.accelerator,
                                                  remembered=default_cache_dir() / "accelerator.json")
+        install = None
+        if isinstance(config.base, InstallerBase):
+            assert state.work_dir
+            ssh = state.build.source.ssh
+            cleanup.push("the installer's console logs", lambda: _keep_consoles(state, state.work_dir / "installer"))
+            install = InstallRun(work=state.work_dir / "installer",
+                                 vm=InstallVm(self.vm.accel, config.cpus, config.memory, config.firmware),
+                                 login=FirstLogin(ssh.user, ssh.password, ssh.private_key_file, ssh.connect_timeout))
+        resolved = await resolve_base(config.base, default_cache_dir(), progress, log, status, install)
+        self.vm.base, self.vm.base_format, self.vm.base_size = resolved.path, resolved.format, resolved.virtual_size
+        self.vm.base_login = resolved.login
         state.events.emit("base", path=str(resolved.path), accelerator=self.vm.accel)
+
+
+async def _keep_consoles(state: BuildState, folder: Path) -> None:
+    """The installer's serial consoles (console-install.log, console-first-login.log) beside the artifacts,
+    as a build's own: what an install did, or why it failed, outlives the work dir."""
+    keep = state.options.output_dir / state.build.info.name
+    for console in sorted(folder.glob("console-*.log")):
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(console, keep / console.name)
 
 
 def disk_size(vm: VmRun) -> str | None:
@@ -134,7 +156,10 @@ class Boot:
         config, info = self.vm.config, state.build.info
         boot_dir = state.work_dir / self.boot_name
         user = state.build.source.ssh.user
-        seed = await make_seed(boot_dir, info.id, self.boot_name, user, config.hostname or info.recipe)
+        installed = self.vm.base_login is not None      # no cloud-init: no seed, keys over SSH (RotateKeys)
+        seed = None if installed else await make_seed(boot_dir, info.id, self.boot_name, user,
+                                                      config.hostname or info.recipe)
+        keys = make_keys(boot_dir, info.id, self.boot_name) if seed is None else seed.keys
         port = free_port()
         vars_copy = None
         if config.firmware == "uefi":
@@ -148,8 +173,8 @@ class Boot:
             shutil.copyfile(resumed / LAYER_VARS, vars_copy)     # the firmware's variables as they were saved
         spec = MachineSpec(name=f"recipe-{info.name}-{self.boot_name}", disk=disk,
                            console_log=boot_dir / "console.log", ssh_port=port, accel=self.vm.accel,
-                           cpus=config.cpus, memory=config.memory, firmware=config.firmware, seed=seed.iso,
-                           ovmf_vars=vars_copy, extra_args=tuple(config.qemu_args),
+                           cpus=config.cpus, memory=config.memory, firmware=config.firmware,
+                           seed=seed.iso if seed else None, ovmf_vars=vars_copy, extra_args=tuple(config.qemu_args),
                            pid_file=boot_dir / "qemu.pid", monitor=layers is not None,
                            incoming=resumed / LAYER_STATE if resumed else None)
         machine = Machine(spec, boot_dir / "qemu.log")
@@ -158,15 +183,31 @@ class Boot:
         await machine.start()
         self.vm.machine = machine
         state.events.emit("booted", pid=machine.pid, port=port, accelerator=self.vm.accel, resumed=bool(resumed))
-        self.endpoint = Endpoint(host="127.0.0.1", port=port, user=user, private_key_file=str(seed.private_key),
-                                 host_key=seed.host_public_key)
+        self.endpoint = Endpoint(host="127.0.0.1", port=port, user=user, private_key_file=str(keys.private_key),
+                                 host_key=keys.host_public)
         if layers:
-            layers.machine, layers.keys_files = machine, (seed.private_key, seed.host_public_key)
-        if resumed:                 # the saved machine trusts the keys of the build that kept it, at first
-            self.rotate_to = (self.endpoint, seed.host_private_key)
-            self.endpoint = Endpoint(host="127.0.0.1", port=port, user=user,
-                                     private_key_file=str(resumed / LAYER_LOGIN_KEY),
-                                     host_key=(resumed / LAYER_HOST_KEY).read_text().strip())
+            layers.machine, layers.keys_files = machine, (keys.private_key, keys.host_public)
+        login = self._first_login(port, state, resumed)
+        if login is not None:       # the machine trusts the keys of the build that kept it, or the base's, at first
+            self.rotate_to = (self.endpoint, keys.host_private) if self.boot_name == "build" else None
+            self.endpoint = login
+
+    def _first_login(self, port: int, state: BuildState, resumed: Path | None) -> Endpoint | None:
+        """How the booted machine is logged in to before RotateKeys, when not with this boot's keys: a resumed
+        layer's keys, an installed base's, or (verifying an installed base's image) as the source says."""
+        ssh, base = state.build.source.ssh, self.vm.base_login
+        if resumed:
+            return Endpoint(host="127.0.0.1", port=port, user=ssh.user,
+                            private_key_file=str(resumed / LAYER_LOGIN_KEY),
+                            host_key=(resumed / LAYER_HOST_KEY).read_text().strip())
+        if base is None:
+            return None
+        if self.boot_name == "build":
+            return Endpoint(host="127.0.0.1", port=port, user=ssh.user, private_key_file=str(base.private_key),
+                            host_key=base.host_key)
+        # the image was given the build's keys and may have been sysprepped: log in as the installer set up
+        return Endpoint(host="127.0.0.1", port=port, user=ssh.user, password=ssh.password,
+                        private_key_file=ssh.private_key_file)
 
     async def _release(self, machine: Machine, state: BuildState) -> None:
         await machine.stop()

@@ -55,8 +55,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 async def sweep_stale(cache_dir: Path, log: Log | None = None) -> None:
-    """Work directories and temporary images of bootstraps whose process died (a SIGKILL, a crash)."""
-    for path in list((cache_dir / "tmp").glob("bootstrap-*-*")) + list((cache_dir / "images").glob(".bootstrap-*.tmp")):
+    """Work directories and temporary images of bootstraps and installs whose process died (a SIGKILL, a
+    crash)."""
+    images = cache_dir / "images"
+    for path in [*(cache_dir / "tmp").glob("bootstrap-*-*"), *images.glob(".bootstrap-*.tmp"),
+                 *images.glob(".installed-*.tmp")]:
         match = re.search(r"-(\d+)-", path.name) if path.is_dir() else re.search(r"\.(\d+)\.tmp$", path.name)
         if match and not _pid_alive(int(match.group(1))):
             if log:

@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 
 from engine.remote.ssh import Endpoint, SshSession
 from modules.aws import clients
-from modules.platforms.qemu.accel import choose_accelerator
+from engine.accelerator import choose_accelerator
 from modules.platforms.qemu.machine import Machine, MachineSpec, free_port
 from modules.platforms.qemu.seed import make_seed
 

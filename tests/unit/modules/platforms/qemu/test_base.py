@@ -62,9 +62,9 @@ def test_bootstrap_base_gets_its_defaults():
 
 def test_exactly_one_kind():
     (path, message, hint), = problems({"url": "https://e/a.qcow2", "checksum": SHA, "path": "/a"})
-    assert path == "base.path" and message == "give one of url, path or bootstrap, not url and path"
+    assert path == "base.path" and message == "give one of url, path, bootstrap or installer, not url and path"
     (path, message, hint), = problems({})
-    assert path == "base" and "a url (with a checksum), a path or a bootstrap" in message and "bootstrap" in hint
+    assert path == "base" and "a url (with a checksum), a path, a bootstrap or an installer" in message and "bootstrap" in hint
     (path, message, hint), = problems({"ulr": "https://e/a.qcow2"})
     assert path == "base.ulr" and "did you mean 'url'?" == hint
     (path, message, hint), = problems("https://e/a.qcow2")

@@ -47,3 +47,19 @@ def test_it_stops_listening(served):
     server.stop()
     with pytest.raises(OSError):
         get(port, "/preseed.cfg")
+
+
+def test_a_symlink_in_the_folder_is_followed(tmp_path):
+    """The folder may link to a big file kept elsewhere (a system image); the URL still cannot climb out."""
+    (tmp_path / "elsewhere.tar").write_bytes(b"x" * 3_000_000)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "rootfs.tar").symlink_to(tmp_path / "elsewhere.tar")
+    server = InstallServer(site)
+    port = server.start()
+    try:
+        status, body = get(port, "/rootfs.tar")
+        assert status == 200 and body == b"x" * 3_000_000
+        assert get(port, "/../elsewhere.tar")[0] == 404
+    finally:
+        server.stop()

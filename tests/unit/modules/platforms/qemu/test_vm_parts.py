@@ -10,7 +10,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from engine.remote.ssh import BUILD_KEY_MARK
-from modules.platforms.qemu import accel
+from engine import accelerator as accel
 from modules.platforms.qemu.machine import Machine, MachineSpec, command
 from modules.platforms.qemu.seed import make_seed
 
@@ -20,7 +20,7 @@ HERE = Path(accel.__file__).parent
 def test_probe_bytes_are_the_assembled_probe_source(tmp_path):
     if not shutil.which("as"):
         pytest.fail("binutils (as, ld) are needed to check the probe; gcc's toolchain provides them")
-    subprocess.run(["as", "--64", "-o", tmp_path / "p.o", HERE / "probe.S"], check=True)
+    subprocess.run(["as", "--64", "-o", tmp_path / "p.o", HERE / "accelerator_probe.S"], check=True)
     subprocess.run(["ld", "-Ttext", "0x7c00", "--oformat", "binary", "-o", tmp_path / "p.img", tmp_path / "p.o"],
                    check=True)
     assert (tmp_path / "p.img").read_bytes() == accel.probe_image()

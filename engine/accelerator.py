@@ -2,12 +2,14 @@
 
 On some machines /dev/kvm exists and opens, yet guests under KVM crawl or hang
 (nested virtualization that traps everything) or QEMU aborts. So `auto` boots
-a one-sector guest (probe.S beside this file: firmware, long mode, 96 MiB of
+a one-sector guest (accelerator_probe.S beside this file: firmware, long mode, 96 MiB of
 memory touched, then an exit through QEMU's isa-debug-exit port) under TCG
 and under KVM. KVM is chosen only if its guest exits as expected and is not
 slower than emulation: a healthy KVM is many times faster than TCG, while a
 broken one takes seconds or never exits. The answer is kept for the rest of the
 machine's boot (in the cache), so each `recipe run` does not pay for the probe.
+
+Both local-VM platforms use it: qemu for QEMU's -accel, vagrant for vagrant-libvirt's driver (kvm or qemu).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from pathlib import Path
 QEMU = "qemu-system-x86_64"
 PROBE_TIMEOUT = 10.0
 EXPECTED_STATUS = (0x2A << 1) | 1      # the probe writes 0x2a; QEMU exits with (value << 1) | 1
-# probe.S assembled (as --64; ld -Ttext 0x7c00 --oformat binary); trailing zeros dropped
+# accelerator_probe.S assembled (as --64; ld -Ttext 0x7c00 --oformat binary); trailing zeros dropped
 PROBE_HEX = (
     "fa31c08ed88ec08ed0bc007cbf0010b900306631c0f3aa66c70600100320000066c706002003300000bf003066b883000000"
     "b9400066890566050000200083c708e2f20f20e06683c8200f22e066b8001000000f22d866b9800000c00f32660d00010000"
