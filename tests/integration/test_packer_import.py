@@ -1,17 +1,21 @@
-"""A Packer template imported by `recipe import` builds for real: one TCG boot of the bootstrap base.
+"""Packer templates imported by `recipe import` build for real.
 
-The template is the usual cloud-image one: qemu with disk_image = true on the base, a shell inline
+The first is the usual cloud-image one: qemu with disk_image = true on the bootstrap base, a shell inline
 provisioner and file provisioners (a file, and a folder's contents), then a shell step that checks in the
-guest that everything arrived. Both commands are the installed `recipe`.
+guest that everything arrived. The second is an ISO build (iso_url, a boot_command typed with
+{{ .HTTPIP }}:{{ .HTTPPort }}, http_directory, ssh_password): imported and validated; test_installer.py
+installs. Both commands are the installed `recipe`.
 """
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
 
 RECIPE = str(Path(sys.executable).parent / "recipe")
 
@@ -88,3 +92,66 @@ def test_an_imported_qemu_template_builds(bootstrap_base, tmp_path):
     assert [e["status"] for e in ended] == ["changed"] * 4, ended      # the last one checked the files in the guest
     assert ended[-1]["task"].startswith("shell: test ")
     assert (output / "web-vm" / "web-vm.qcow2").stat().st_size > 0
+
+
+ISO_TEMPLATE = """\
+variable "password" {{
+  type      = string
+  sensitive = true
+}}
+
+source "qemu" "installed" {{
+  iso_url          = "{iso_url}"
+  iso_checksum     = "sha256:{iso_sum}"
+  memory           = 1024
+  disk_size        = 4096
+  headless         = true
+  http_directory   = "http"
+  boot_wait        = "15s"
+  boot_command     = ["install url=http://{{{{ .HTTPIP }}}}:{{{{ .HTTPPort }}}}/answers.cfg<enter>"]
+  ssh_username     = "packer"
+  ssh_password     = var.password
+  ssh_timeout      = "40m"
+  shutdown_command = "echo '${{var.password}}' | sudo -S poweroff"
+}}
+
+build {{
+  sources = ["source.qemu.installed"]
+
+  provisioner "shell" {{
+    inline = ["echo 'installed from an ISO' | sudo tee /etc/imported-by"]
+  }}
+}}
+"""
+# the test installer's answer file, served from http_directory; it reboots when done, as Debian's installer
+# does at the end of a preseeded install (recipe's QEMU runs with -no-reboot, so that ends the install)
+ANSWERS = """\
+INSTALL_HOSTNAME=imported
+INSTALL_USER=packer
+INSTALL_PASSWORD='{password}'
+INSTALL_ROOTFS=rootfs.tar.gz
+INSTALL_AFTER=reboot
+"""
+PASSWORD = "imported-horse-battery"
+
+
+def test_an_imported_iso_template_is_a_valid_installer_recipe(tmp_path):
+    """The import, and `recipe validate` of what it wrote. The install itself is test_installer.py's: one
+    install per test run (an imported template installs the same way a written recipe does)."""
+    packer = tmp_path / "packer"
+    (packer / "http").mkdir(parents=True)
+    (packer / "http" / "answers.cfg").write_text(ANSWERS.format(password=PASSWORD))
+    (packer / "installed.pkr.hcl").write_text(ISO_TEMPLATE.format(iso_url="https://example.org/installer.iso",
+                                                                  iso_sum="ab" * 32))
+    env = {**os.environ, "RECIPE_VAR_password": PASSWORD}
+    imported = subprocess.run([RECIPE, "import", "installed.pkr.hcl", "-o", "../recipes/installed.yml"],
+                              cwd=packer, capture_output=True, text=True, env=env, timeout=120)
+    assert imported.returncode == 0, imported.stderr
+    recipe = tmp_path / "recipes" / "installed.yml"
+    text = recipe.read_text()
+    assert "directory: ../packer/http" in text
+    assert "install url=http://{{ http_ip }}:{{ http_port }}/answers.cfg<enter>" in text
+    assert PASSWORD not in text + imported.stdout + imported.stderr
+    validated = subprocess.run([RECIPE, "validate", str(recipe)], capture_output=True, text=True, env=env,
+                               timeout=120)
+    assert validated.returncode == 0, validated.stdout + validated.stderr

@@ -8,9 +8,10 @@ one module each:
   legacy_reader, names                               the files into a Template (template.py)
   hcl_expressions, go_templates, expressions         HCL2 and Go template expressions into Jinja
   mapping                                            the option tables' machinery: rules, notes, leftovers
-  builders (builder_rules, qemu_builder,
-  appliance_builders, amazon_builder), provisioners
-  (provisioner_tools), post_processors, variables    the Template's parts as the recipe's (one table each)
+  builders (builder_rules, installer_rules,
+  qemu_builder, appliance_builders, amazon_builder),
+  provisioners (provisioner_tools), post_processors,
+  variables                                          the Template's parts as the recipe's (one table each)
   recipe, draft, writer                              the recipe assembled, then written with comments
 """
 from __future__ import annotations

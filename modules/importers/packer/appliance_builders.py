@@ -2,14 +2,17 @@
 
 recipe has no VirtualBox or VMware platform; what Packer's builders leave
 behind (an OVF or OVA, a VMDK, a Vagrant box) is what an export writes, and
-a note on the source says so.
+a note on the source says so. A *-iso builder's installer (iso_url,
+boot_command, http_directory) runs under QEMU as an installer base, its
+boot_command typed as it was (the key names are the same in every builder).
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from modules.importers.packer.builder_rules import (BASE_OPTIONS, INSTALLER_WHY, NOT_AN_INSTALLER, QUIET, SEED, SSH,
-                                                     base, communicator, firmware, packer_size)
+from modules.importers.packer.builder_rules import (BASE_OPTIONS, NOT_AN_INSTALLER, QUIET, SEED, SSH, base,
+                                                     communicator, firmware, packer_size)
+from modules.importers.packer.installer_rules import installs, map_installer
 from modules.importers.packer.mapping import (Assembly, Rule, apply, integer, leftover, note, only_if, seconds, skip,
                                               to)
 from modules.importers.packer.template import Plugin, Value
@@ -76,10 +79,13 @@ def appliance(kind: str) -> Callable[[Plugin, Assembly], None]:
     """virtualbox-* and vmware-*: the same machine built on QEMU, then the appliance format Packer's would write."""
     def build(plugin: Plugin, assembly: Assembly) -> None:
         assembly.set("platform", "qemu")
-        base(plugin, assembly, INSTALLER_WHY if plugin.type.endswith("-iso") else
-              "recipe starts from a disk image (qcow2, raw, vmdk) or debootstrap: take the disk out of the "
-              "appliance and give base: {path: <the .vmdk>}")
-        apply(APPLIANCE, assembly, skip=(*BASE_OPTIONS, "source_path", *EXPORT_OPTIONS))
+        skipped = (*BASE_OPTIONS, "source_path", *EXPORT_OPTIONS)
+        if installs(plugin):       # virtualbox-iso, vmware-iso: the same installer, run under QEMU
+            map_installer(plugin, assembly, APPLIANCE, skip=skipped)
+        else:
+            base(plugin, assembly, "recipe starts from a disk image (qcow2, raw, vmdk) or debootstrap: take the disk "
+                                   "out of the appliance and give base: {path: <the .vmdk>}")
+            apply(APPLIANCE, assembly, skip=skipped)
         export, options = _appliance_export(kind, plugin, assembly)
         what = "VirtualBox" if kind == "virtualbox" else "VMware"
         assembly.export(export, options, f"Packer's {plugin.type} builder: recipe builds the machine with QEMU and "

@@ -1,8 +1,9 @@
-"""What the builders share: SSH and installer options, sizes, the base image a build boots.
+"""What the builders share: SSH options, sizes, checksums, the base image a build boots.
 
 Packer's builders that make a local machine (qemu, virtualbox-*, vmware-*,
 vagrant) all become recipe's qemu platform: they share the rules for options
-of the communicator, the installer Packer typed into, and the disk.
+of the communicator, the disk image a build boots, and the disk. An ISO build
+(an installer Packer typed into) is installer_rules' business.
 """
 from __future__ import annotations
 
@@ -10,16 +11,14 @@ import re
 from typing import Any
 
 from modules.importers.packer.expressions import Untranslatable
-from modules.importers.packer.files import PathMapper
 from modules.importers.packer.mapping import (WHOLE_EXPRESSION, Assembly, Rule, leftover, note, seconds, skip, to,
                                               to_path)
 from modules.importers.packer.template import Plugin, Value
 
 PACKER_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$", re.IGNORECASE)
 GOOD_CHECKSUMS = ("sha256", "sha512")
-INSTALLER_WHY = ("recipe types into no installer: a build starts from a cloud image, or from Debian made by "
-                 "debootstrap (the base here); to keep another system, give base: {url: <its cloud image>, "
-                 "checksum: ...}")
+BARE_DIGEST = re.compile(r"^[0-9a-fA-F]+$")
+DIGEST_LENGTHS = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}    # hex digits: how Packer tells them apart
 SEED_WHY = ("recipe writes its own cloud-init seed (the build's key and ssh user); put other first-boot settings "
             "into tasks")
 WINDOWS_WHY = "recipe reaches guests over SSH with a POSIX shell: Windows guests (WinRM) are not supported"
@@ -45,13 +44,19 @@ def packer_size(data: Any) -> str:
 
 
 def checksum(settings: dict[str, Value]) -> str | None:
-    """iso_checksum ("sha256:<hex>", "file:<url>", or <hex> with the old iso_checksum_type) in recipe's form;
-    None when recipe cannot verify it."""
+    """iso_checksum in recipe's form: "sha256:<hex>" and "file:<url>" as they are, a bare hex digest with the
+    old iso_checksum_type or, as Packer infers it, by its length; the old iso_checksum_url as "file:<url>".
+    None when recipe cannot verify it (md5:, sha1:, Packer's "none")."""
     value = settings.get("iso_checksum")
-    text = str(value.data) if value and value.translated else ""
+    text = str(value.data).strip() if value and value.translated else ""
     kind = settings.get("iso_checksum_type")
+    listed = settings.get("iso_checksum_url")
+    if not text and listed is not None and listed.translated:
+        return f"file:{listed.data}"
     if kind and kind.translated and ":" not in text:
         text = f"{kind.data}:{text}"
+    elif ":" not in text and BARE_DIGEST.match(text):
+        text = f"{DIGEST_LENGTHS.get(len(text), 'unknown')}:{text}"
     algorithm = text.split(":", 1)[0].lower()
     if algorithm == "file" or (algorithm in GOOD_CHECKSUMS and ":" in text) or "{{" in text:
         return text
@@ -62,8 +67,9 @@ def _is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
 
 
-def disk_image_base(settings: dict[str, Value], paths: PathMapper, assembly: Assembly) -> dict[str, Any] | None:
-    """base: of a build that boots iso_url as its disk (disk_image = true): a path, or a url with its checksum."""
+def image_options(settings: dict[str, Value], assembly: Assembly, what: str) -> dict[str, Any] | None:
+    """The {url, checksum} or {path} of the file iso_url (or the first of iso_urls) names: what a build boots
+    as its disk (disk_image = true), or an installer's ISO. None when iso_url could not be translated."""
     value = settings.get("iso_url") or settings.get("iso_urls")
     if value is None or not value.translated:
         return None
@@ -72,15 +78,24 @@ def disk_image_base(settings: dict[str, Value], paths: PathMapper, assembly: Ass
         assembly.note("iso_urls: recipe downloads from the first url; the others were Packer's mirrors")
     url = str(url)
     if _is_local(url) and "{{" not in url:
-        assembly.note("the base is a file on this machine: recipe reads it as it is, without a checksum")
-        return {"path": paths.local(url.removeprefix("file://"))}
+        assembly.note(f"the {what} is a file on this machine: recipe reads it as it is, without a checksum")
+        return {"path": assembly.paths.local(url.removeprefix("file://"))}
     found = checksum(settings)
     if found is None:
-        where = settings.get("iso_checksum") or value
-        assembly.leftover("iso_checksum", where, "recipe verifies a downloaded base with sha256:, sha512: or "
-                                                 "file:<url of the checksum list>; give one of those")
+        given = settings.get("iso_checksum")
+        skipped = " (Packer's none skipped the check; recipe has no such choice)" if given is not None and \
+            str(given.data).strip().lower() == "none" else ""
+        assembly.leftover("iso_checksum", given or value, f"recipe verifies every {what} it downloads, so it needs a "
+                                                          "checksum: give sha256:<hex>, sha512:<hex> or file:<url of "
+                                                          f"the checksum list>{skipped}")
         return {"url": url}
     return {"url": url, "checksum": found}
+
+
+def boots_disk_image(settings: dict[str, Value]) -> bool:
+    """disk_image = true: iso_url is the disk the build boots, not an installer."""
+    disk_image = settings.get("disk_image")
+    return disk_image is not None and disk_image.data in (True, "true")
 
 
 def firmware(assembly: Assembly, name: str, value: Value) -> None:
@@ -113,8 +128,9 @@ SSH: dict[str, Rule] = {
                                                            "use_ntlm", "port", "host", "transport")},
 }
 
-NO_INSTALLER_WHY = ("recipe types into no installer and serves no files over HTTP or floppy: a build boots its base "
-                    "image (a cloud image, or Debian made by debootstrap) and provisions it over SSH")
+NO_INSTALLER_WHY = ("no installer runs in this build: it boots its base (a disk image, or Debian made by "
+                    "debootstrap) and provisions it over SSH, so nothing is typed into it or served to it over HTTP "
+                    "or floppy (an ISO build, iso_url without disk_image, is imported as an installer base)")
 NOT_AN_INSTALLER = {
     key: leftover(NO_INSTALLER_WHY) for key in (
         "boot_command", "boot_wait", "boot_key_interval", "boot_keygroup_interval", "http_directory",
@@ -130,21 +146,23 @@ QUIET = {key: note("QEMU runs headless under recipe (the console is logged to co
 BASE_OPTIONS = ("iso_url", "iso_urls", "iso_checksum", "iso_checksum_type", "iso_checksum_url", "disk_image")
 
 
-def base(plugin: Plugin, assembly: Assembly, installer_why: str = INSTALLER_WHY) -> None:
-    """base: the disk image Packer booted (disk_image = true), else Debian by debootstrap, since recipe has
-    nothing to run an installer with; the setting that named the installer is the leftover."""
+def base(plugin: Plugin, assembly: Assembly, source_why: str = "") -> None:
+    """base: the disk image Packer booted (disk_image = true), else Debian by debootstrap; an appliance's or a
+    box's source_path, which recipe cannot boot, is the leftover (source_why). An ISO build is no business of
+    this: installer_rules makes it an installer base."""
     settings = dict(plugin.settings)
-    disk_image = settings.get("disk_image")
-    if disk_image is not None and disk_image.data is True:
-        found = disk_image_base(settings, assembly.paths, assembly)
+    if boots_disk_image(settings):
+        found = image_options(settings, assembly, "base")
         if found is not None:
             assembly.set("base", found)
             return
     assembly.set("base", {"bootstrap": {}})
-    blamed = settings.get("iso_url") or settings.get("iso_urls") or settings.get("source_path")
-    if blamed is not None:
-        name = next(k for k, v in settings.items() if v is blamed)
-        assembly.leftover(name, blamed, installer_why)
+    url = settings.get("iso_url") or settings.get("iso_urls")
+    blamed = settings.get("source_path")
+    if url is not None and not url.translated:
+        assembly.leftover("iso_url" if "iso_url" in settings else "iso_urls", url, url.problem)
+    elif blamed is not None and source_why:
+        assembly.leftover("source_path", blamed, source_why)
     else:
         assembly.note("the base is a Debian system made by debootstrap: give base: {url: ..., checksum: ...} "
                       "for a cloud image")

@@ -2,15 +2,18 @@
 
 JSON templates use them everywhere; HCL2 templates still have them in a few
 builder options (ami_name = "web-{{timestamp}}"). Only the small set of
-functions Packer's templates use is known; anything else (the builder's own
-{{ .HTTPIP }}, {{ .Path }}) cannot be evaluated outside Packer and is
+functions Packer's templates use is known. The fields a builder fills in
+({{ .HTTPIP }}) are known only in the options recipe has them for too (a
+boot_command's HTTP server, see BUILDER_FIELDS); anywhere else, and for the
+rest ({{ .Path }}), they cannot be evaluated outside Packer and are
 Untranslatable.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Callable, Union
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Callable, Mapping, Union
 
 from modules.importers.packer.expressions import (Code, Expr, InvalidReference, Lit, Untranslatable, code,
                                                   env_lookup, literal_code, template)
@@ -27,6 +30,18 @@ FILTERS = {
     "clean_ami_name": f"regex_replace({literal_code(CLEAN_NAME)}, '-')",
 }
 BUILD_FIELDS = {"ID": "build.id", "PackerRunUUID": "build.id"}
+# What Packer fills in a boot_command ({{ .HTTPIP }}:{{ .HTTPPort }}), as the variables recipe renders an
+# installer base's options with: the HTTP server the installer fetches its answer file from, and the VM's name
+# (Packer's vm_name; recipe's machine is named build.name, <recipe>-<source>, as its exports are)
+BOOT_COMMAND_FIELDS: Mapping[str, str] = MappingProxyType({"HTTPIP": "http_ip", "HTTPPort": "http_port",
+                                                          "Name": "build.name"})
+BUILDER_FIELDS: Mapping[str, Mapping[str, str]] = MappingProxyType({"boot_command": BOOT_COMMAND_FIELDS})
+NO_FIELDS: Mapping[str, str] = MappingProxyType({})
+
+
+def builder_fields(option: str) -> Mapping[str, str]:
+    """The {{ .Field }}s Packer fills in a builder's option, by their Jinja equivalents (none for most)."""
+    return BUILDER_FIELDS.get(option, NO_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -36,6 +51,8 @@ class GoContext:
     user_variables: dict[str, str]       # template name -> recipe name
     template_dir: str                    # absolute; paths are made relative to the recipe later
     workdir: str
+    # the {{ .Field }}s Packer fills in the option being read (builder_fields)
+    fields: Mapping[str, str] = field(default_factory=lambda: NO_FIELDS)
 
     def user(self, name: str) -> Expr:
         if name not in self.user_variables:
@@ -84,6 +101,8 @@ def _argument(token: str) -> str:
 
 def _call(words: list[str], context: GoContext) -> Expr:
     name, args = words[0], [_argument(w) for w in words[1:]]
+    if name.startswith(".") and name[1:] in context.fields and len(words) == 1:
+        return Code(context.fields[name[1:]])
     if name.startswith("."):
         raise Untranslatable(f"{{{{ {name} }}}} is filled in by Packer while it builds; recipe has no such value")
     function = FUNCTIONS.get(name)
@@ -99,10 +118,10 @@ def _one(args: list[str], what: str) -> str:
 
 
 def _build(args: list[str], context: GoContext) -> Expr:
-    field = _one(args, "build")
-    if field not in BUILD_FIELDS:
-        raise Untranslatable(f"{{{{ build `{field}` }}}} is known only to Packer while it builds")
-    return Code(BUILD_FIELDS[field])
+    wanted = _one(args, "build")
+    if wanted not in BUILD_FIELDS:
+        raise Untranslatable(f"{{{{ build `{wanted}` }}}} is known only to Packer while it builds")
+    return Code(BUILD_FIELDS[wanted])
 
 
 def _no_arguments(expr: Expr, name: str) -> Callable[[list[str], GoContext], Expr]:

@@ -9,9 +9,10 @@ not exist is an InvalidReference, as Packer would have it.
 """
 from __future__ import annotations
 
+import posixpath
 import textwrap
-from dataclasses import dataclass
-from typing import Any, Callable, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Union
 
 import hcl2
 from hcl2.utils import HEREDOC_PATTERN, HEREDOC_TRIM_PATTERN, process_escape_sequences
@@ -33,9 +34,12 @@ class HclContext:
     template_dir: str                    # absolute
     workdir: str                         # absolute
     references: bool = True              # False in variable files, where Packer allows no references
+    # the {{ .Field }}s Packer fills in the option being read: its Go template actions may name them
+    fields: Mapping[str, str] = field(default_factory=lambda: go_templates.NO_FIELDS)
 
     def go(self) -> go_templates.GoContext:
-        return go_templates.GoContext(user_variables={}, template_dir=self.template_dir, workdir=self.workdir)
+        return go_templates.GoContext(user_variables={}, template_dir=self.template_dir, workdir=self.workdir,
+                                      fields=self.fields)
 
 
 def translate(node: Any, context: HclContext) -> Expr:
@@ -282,7 +286,11 @@ def _regex_replace(args: list[Expr], context: HclContext) -> Expr:
 
 
 def _file(args: list[Expr], context: HclContext) -> Expr:
+    """Packer's file() reads a relative path from the folder it runs in; recipe's lookup from the recipe's:
+    a literal path is made absolute here, and relative to the recipe later, as path.cwd is."""
     path = _one_argument(args, "file")
+    if isinstance(path, Lit) and isinstance(path.value, str) and not path.value.startswith(("/", "~")):
+        path = Lit(posixpath.join(context.workdir, path.value))
     return Code(f"lookup('file', {code(path)})")
 
 

@@ -7,13 +7,14 @@ source that does not exist, makes the template invalid.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from engine.errors import Position, Problem, RecipeError
 from modules.importers.packer import hcl_expressions
 from modules.importers.packer.expressions import InvalidReference, Untranslatable
+from modules.importers.packer.go_templates import NO_FIELDS, builder_fields
 from modules.importers.packer.hcl_expressions import HclContext
 from modules.importers.packer.hcl_syntax import BLOCK_LABELS, JsonValue, RawAttribute, RawBlock
 from modules.importers.packer.names import RecipeNames
@@ -35,12 +36,14 @@ class Reading:
     problems: list[Problem] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)
 
-    def value(self, attribute: RawAttribute) -> Value:
+    def value(self, attribute: RawAttribute, fields: Mapping[str, str] = NO_FIELDS) -> Value:
+        """The attribute translated; fields: the {{ .Field }}s Packer fills in it (a builder's boot_command)."""
+        context = replace(self.context, fields=fields) if fields else self.context
         try:
             if isinstance(attribute.node, JsonValue):
-                expr = hcl_expressions.translate_json(attribute.node.value, self.context)
+                expr = hcl_expressions.translate_json(attribute.node.value, context)
             else:
-                expr = hcl_expressions.translate(attribute.node, self.context)
+                expr = hcl_expressions.translate(attribute.node, context)
         except Untranslatable as exc:
             return Value.untranslated(attribute.source, attribute.position, str(exc))
         except InvalidReference as exc:
@@ -60,9 +63,10 @@ class Reading:
             return default
         return value.data if value.translated else default
 
-    def settings(self, block: RawBlock) -> Settings:
-        """A block's attributes, and its nested blocks as lists of mappings (source_ami_filter { ... })."""
-        items = [(a.name, self.value(a)) for a in block.attributes]
+    def settings(self, block: RawBlock, builder: bool = False) -> Settings:
+        """A block's attributes, and its nested blocks as lists of mappings (source_ami_filter { ... }). A
+        builder's options may name the fields Packer fills in ({{ .HTTPIP }} in a boot_command)."""
+        items = [(a.name, self.value(a, builder_fields(a.name) if builder else NO_FIELDS)) for a in block.attributes]
         for kind in dict.fromkeys(b.type for b in block.blocks):
             nested = block.blocks_of(kind)
             values = [self.settings(b) for b in nested]
@@ -141,7 +145,7 @@ def read_sources(files: list[RawBlock], reading: Reading) -> dict[str, Plugin]:
             reading.problems.append(Problem(block.position, "a source block takes two labels, its type and name",
                                             hint='e.g. source "qemu" "debian" { ... }'))
             continue
-        plugin = Plugin(type=block.labels[0], name=block.labels[1], settings=reading.settings(block),
+        plugin = Plugin(type=block.labels[0], name=block.labels[1], settings=reading.settings(block, builder=True),
                         position=block.position)
         if plugin.label in sources:
             reading.problems.append(Problem(block.position, f"source {plugin.label} is defined twice",
@@ -181,7 +185,7 @@ def _build_sources(block: RawBlock, sources: dict[str, Plugin], reading: Reading
     for inner in block.blocks_of("source"):
         found = _source(inner.labels[0] if inner.labels else "", sources, inner.position, reading)
         if found:
-            overrides = reading.settings(inner)
+            overrides = reading.settings(inner, builder=True)
             renamed = overrides.get("name")
             chosen.append(Plugin(found.type, str(renamed.data) if renamed and renamed.translated else found.name,
                                  found.settings.merged(overrides.without("name")), inner.position))

@@ -7,15 +7,16 @@ Strings hold Go template actions ({{user `x`}}), translated by go_templates.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from engine.errors import Position, Problem, RecipeError
 from engine.recipe.yamlpos import YMap, YSeq, parse_yaml
 from modules.importers.packer import go_templates
 from modules.importers.packer.expressions import Expr, InvalidReference, Lit, Untranslatable, structure
 from modules.importers.packer.files import read_text
+from modules.importers.packer.go_templates import NO_FIELDS
 from modules.importers.packer.names import RecipeNames
 from modules.importers.packer.template import Build, Plugin, Settings, Value, Variable
 
@@ -30,23 +31,25 @@ class LegacyReading:
     context: go_templates.GoContext
     problems: list[Problem] = field(default_factory=list)
 
-    def value(self, value: Any, position: Position, key: str) -> Value:
+    def value(self, value: Any, position: Position, key: str, fields: Mapping[str, str] = NO_FIELDS) -> Value:
+        """The value translated; fields: the {{ .Field }}s Packer fills in it (a builder's boot_command)."""
         source = f"{json.dumps(key)}: {json.dumps(value)}"
+        context = replace(self.context, fields=fields) if fields else self.context
         try:
-            return Value.of(self._translate(value), source, position)
+            return Value.of(self._translate(value, context), source, position)
         except Untranslatable as exc:
             return Value.untranslated(source, position, str(exc))
         except InvalidReference as exc:
             self.problems.append(Problem(position, exc.message, hint=exc.hint))
             return Value.untranslated(source, position, exc.message)
 
-    def _translate(self, value: Any) -> Expr:
+    def _translate(self, value: Any, context: go_templates.GoContext) -> Expr:
         if isinstance(value, str):
-            return go_templates.translate(value, self.context)
+            return go_templates.translate(value, context)
         if isinstance(value, list):
-            return structure([self._translate(v) for v in value])
+            return structure([self._translate(v, context) for v in value])
         if isinstance(value, dict):
-            return structure([self._translate(v) for v in value.values()], [str(k) for k in value])
+            return structure([self._translate(v, context) for v in value.values()], [str(k) for k in value])
         return Lit(value)
 
 
@@ -136,7 +139,8 @@ def _plugins(entries: Any, positions: Any, reading: LegacyReading, what: str) ->
                                             hint=f'e.g. {{"type": "{"qemu" if what == "builder" else "shell"}", ...}}'))
             continue
         keys = _item(positions, index)
-        settings = tuple((key, reading.value(value, _key_position(keys, key, reading.shown), key))
+        settings = tuple((key, reading.value(value, _key_position(keys, key, reading.shown), key,
+                                             go_templates.builder_fields(key) if what == "builder" else NO_FIELDS))
                          for key, value in entry.items() if key not in ("type", "name") and not key.startswith("_"))
         found.append(Plugin(type=entry["type"], name=str(entry.get("name") or entry["type"]),
                             settings=Settings(settings), position=position))

@@ -1,8 +1,10 @@
-"""Packer's qemu builder as recipe's qemu platform: the disk image it boots, cpus, memory, disk, firmware."""
+"""Packer's qemu builder as recipe's qemu platform: the disk image it boots (or the installer it runs, see
+installer_rules), cpus, memory, disk, firmware."""
 from __future__ import annotations
 
 from modules.importers.packer.builder_rules import (BASE_OPTIONS, NOT_AN_INSTALLER, QUIET, SEED, SSH, base,
                                                      firmware, packer_size)
+from modules.importers.packer.installer_rules import installs, map_installer
 from modules.importers.packer.mapping import Assembly, Rule, apply, integer, leftover, note, only_if, seconds, to
 from modules.importers.packer.template import Plugin, Value
 
@@ -89,5 +91,8 @@ QEMU: dict[str, Rule] = {
 
 def qemu(plugin: Plugin, assembly: Assembly) -> None:
     assembly.set("platform", "qemu")
+    if installs(plugin):
+        map_installer(plugin, assembly, QEMU, skip=BASE_OPTIONS)
+        return
     base(plugin, assembly)
     apply(QEMU, assembly, skip=BASE_OPTIONS)

@@ -82,7 +82,7 @@ def test_leftovers_exit_3_each_listed_with_its_place_and_kept_in_the_recipe(pack
     assert imported.code == 3
     lines = imported.err.splitlines()
     assert lines[0] == "2 settings of the template not imported (kept as comments in recipes/web.yml):"
-    assert lines[1].startswith("  web.pkr.hcl:5:3: boot_wait: recipe types into no installer")
+    assert lines[1].startswith("  web.pkr.hcl:5:3: boot_wait: no installer runs in this build")
     assert lines[2].startswith("  web.pkr.hcl:6:3: floppy_files:")
     assert lines[3] == "wrote recipes/web.yml: valid"
     assert '\n  #   floppy_files = ["ks.cfg"]\n' in imported.text         # the setting itself, under its comment

@@ -2,6 +2,8 @@
 engine and must give what Packer would have computed."""
 from __future__ import annotations
 
+import dataclasses
+
 import hcl2
 import pytest
 
@@ -124,6 +126,19 @@ def test_go_clean_resource_name_renders_as_packer_cleans():
 def test_go_actions_recipe_cannot_evaluate(text, words):
     with pytest.raises(Untranslatable, match=words):
         go_templates.translate(text, GO)
+
+
+def test_go_builder_fields_are_known_where_packer_fills_them_in():
+    """{{ .HTTPIP }} and the rest are Packer's only in a builder's boot_command: recipe's variables there."""
+    boot = dataclasses.replace(GO, fields=go_templates.builder_fields("boot_command"))
+    text = "url=http://{{ .HTTPIP }}:{{.HTTPPort}}/ks.cfg hostname={{ .Name }}"
+    assert data(go_templates.translate(text, boot)) == \
+        "url=http://{{ http_ip }}:{{ http_port }}/ks.cfg hostname={{ build.name }}"
+    assert go_templates.builder_fields("iso_url") == {}
+    with pytest.raises(Untranslatable, match="filled in by Packer"):
+        go_templates.translate("{{ .Path }}", boot)
+    with pytest.raises(Untranslatable, match="filled in by Packer"):
+        go_templates.translate("{{ .HTTPIP }}", GO)
 
 
 def test_go_user_of_an_undeclared_variable_is_invalid():
