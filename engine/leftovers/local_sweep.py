@@ -6,6 +6,10 @@ two runs sharing a machine never sweep each other. A dead run leaves QEMU
 processes and the tools it was running (qemu-img), found by their command
 lines naming its work dir, the work dir with its overlays, seeds and
 keys, and half-written artifacts (.<name>.part-<pid>) in its output folder.
+
+A platform whose tools keep things outside the work dir (vagrant: a libvirt domain, its volumes and network)
+records them in the work dir and registers a RunLeftovers that finds them there; they are listed, and removed,
+before the work dir. Were one not removed, the run's work dir and claim stay, so a later sweep tries again.
 """
 from __future__ import annotations
 
@@ -15,13 +19,46 @@ import shutil
 import signal
 import time
 from pathlib import Path
+from typing import ClassVar
 
 from engine.cache.layer_store import LayerStore
 from engine.leftovers.claims import ClaimRecord, dead_claims
 from engine.local_cache import layers_dir
 from engine.leftovers.sweep import Leftover, Sweeper, SweepOptions
+from engine.registry import Registry
 
 HERE = "this machine"
+
+
+class RunLeftovers:
+    """What a platform's tools leave outside a dead run's work dir, found from what the work dir records.
+
+    A platform module subclasses it with name=... (registering it) and the kinds of leftover it finds.
+    find() must not raise (every `recipe run` starts with a sweep): what it cannot reach it still lists,
+    and remove() then fails with why."""
+
+    name: ClassVar[str]
+    kinds: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, name: str | None = None, **kwargs: object):
+        super().__init_subclass__(**kwargs)
+        if name:
+            cls.name = name
+            RUN_LEFTOVERS.add(name, cls)
+
+    def find(self, work_dir: Path, build_id: str) -> list[Leftover]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def remove(self, leftover: Leftover) -> None:  # pragma: no cover - interface
+        """Remove one of the leftovers find() listed; raise OSError (or a subclass) with why if it stays."""
+        raise NotImplementedError
+
+
+RUN_LEFTOVERS: Registry[type[RunLeftovers]] = Registry("run leftovers")
+
+
+def _run_leftovers() -> list[RunLeftovers]:
+    return [hook() for hook in map(RUN_LEFTOVERS.get, RUN_LEFTOVERS) if hook is not None]
 
 
 def _processes_using(work_dir: Path) -> list[tuple[int, str]]:
@@ -47,6 +84,7 @@ def leftovers_of(claim: Path, record: ClaimRecord | None) -> list[Leftover]:
     if record.work_dir and Path(record.work_dir).is_dir():
         work = Path(record.work_dir)
         found += [Leftover(kind, str(pid), HERE, record.build_id, None) for pid, kind in _processes_using(work)]
+        found += [leftover for hook in _run_leftovers() for leftover in hook.find(work, record.build_id)]
         found.append(Leftover("work dir", str(work), HERE, record.build_id, None))
     output = Path(record.output)
     if output.is_dir():
@@ -70,11 +108,21 @@ class LocalSweeper(Sweeper, name="local"):
 
     def remove(self, options: SweepOptions, leftovers: list[Leftover]) -> list[tuple[Leftover, str]]:
         failed = []
+        stuck: set[str] = set()           # runs whose platform leftovers stay: their work dir and claim stay too
+        hooks = _run_leftovers()
         for leftover in leftovers:        # in the order found: processes before the folder they use
+            hook = next((h for h in hooks if leftover.kind in h.kinds), None)
             try:
-                REMOVERS[leftover.kind](leftover.id)
+                if hook is not None:
+                    hook.remove(leftover)
+                elif leftover.kind in ("work dir", "claim") and leftover.build_id in stuck:
+                    raise OSError("kept, so that a later sweep finds what the run left outside it")
+                else:
+                    REMOVERS[leftover.kind](leftover.id)
             except OSError as error:
                 failed.append((leftover, str(error)))
+                if hook is not None:
+                    stuck.add(leftover.build_id)
         return failed
 
 

@@ -5,12 +5,27 @@ No mock: Vagrant 2.3.4 and vagrant-libvirt from Debian, a real libvirtd (tests/l
 KVM (libvirt domain type "qemu"). VirtualBox is not installed, and is not needed for `vagrant box add`:
 the VirtualBox box is checked for what VirtualBox's import would read (the OVF, a streamOptimized VMDK,
 the base MAC). The box files come from the `boxes` fixture (conftest.py, BOX_FIXTURE).
+
+Then the vagrant platform, for real: `recipe run` of a recipe whose source is the libvirt box recipe's
+own `vagrant` export made (the `boxes` fixture), brought up by Vagrant 2.3.4 and vagrant-libvirt under TCG in
+the tests' libvirt pool and network (conftest.py), provisioned over recipe's SSH (the host key trusted on
+first use, then pinned: the reboot's reconnection must present the same key), halted, and exported as a
+qcow2 that libguestfs then reads. Nothing may be left: no domain, volume or network in libvirt, no work dir,
+no private VAGRANT_HOME.
+
+The recipe is named so that everything the build makes in libvirt (its box image, domain and disk, named
+after its work dir recipe-test-vagrant-box-XXXXXXXX) carries the tests' PREFIX: the `libvirt` fixture fails
+the module if any of it is left, and removes what a killed earlier run left.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import urlparse
@@ -225,3 +240,142 @@ def up_phases(up: Ran) -> str:
     stamps = [(label, up.first(text)) for label, text in UP_PHASES]
     stamps = [(label, at) for label, at in stamps if at is not None]
     return ", ".join(f"{a} {tb - ta:.0f} s" for (a, ta), (_, tb) in zip(stamps, stamps[1:]))
+
+
+# ------------------------------------------------------------------ the vagrant platform
+
+RECIPE_BIN = str(Path(sys.executable).parent / "recipe")
+NAME = "test-vagrant"                       # the build test-vagrant-box, its work dir recipe-test-vagrant-box-*
+BUILD = f"{NAME}-box"
+MARKER = "made-by-the-vagrant-platform"
+# the guest's serial console, for a boot that fails; QEMU opens it as libvirt-qemu, which cannot enter pytest's
+# temporary directories
+PLATFORM_CONSOLE_LOG = Path("/var/log/libvirt/qemu") / f"{PREFIX}platform-console.log"
+LIBGUESTFS_TCG = {"LIBGUESTFS_BACKEND": "direct", "LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"}
+
+RECIPE = """\
+name: {name}
+sources:
+  box:
+    platform: vagrant
+    box_url: {box_url}
+    checksum: sha256:{digest}
+    provider: libvirt
+    storage_pool: {pool}
+    management_network: {{name: {network}, address: {subnet}}}
+    cpus: 2
+    memory: 1024
+    vagrantfile: |
+      config.vm.provider :libvirt do |libvirt|
+        libvirt.graphics_type = "none"
+        libvirt.video_type = "none"
+        libvirt.serial :type => "file", :source => {{:path => "{console}"}}
+      end
+    ssh: {{user: vagrant}}
+become: true
+tasks:
+  - name: A file the image keeps
+    copy: {{content: "{marker}\\n", dest: /etc/recipe-vagrant-platform, mode: "0644"}}
+  - name: Reboot (the reconnection must present the pinned host key)
+    reboot: {{}}
+  - name: The file is still there after the reboot
+    command: cat /etc/recipe-vagrant-platform
+    register: seen
+    changed_when: false
+    failed_when: seen.stdout != "{marker}"
+exports:
+  - qcow2: {{}}
+"""
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_file(image: Path, path: str) -> str:
+    """A file of the image, read by libguestfs (its own appliance, on TCG here)."""
+    return subprocess.run(["guestfish", "--ro", "-a", str(image), "-i", "cat", path], capture_output=True,
+                          text=True, env={**os.environ, **LIBGUESTFS_TCG}, timeout=600, check=True).stdout
+
+
+def platform_console_tail(lines: int = 30) -> str:
+    if not PLATFORM_CONSOLE_LOG.exists():
+        return ""
+    tail = PLATFORM_CONSOLE_LOG.read_text(errors="replace").splitlines()[-lines:]
+    return f"\n--- guest console ({PLATFORM_CONSOLE_LOG}), last {len(tail)} lines:\n" + "\n".join(tail)
+
+
+@pytest.fixture
+def platform_console():
+    PLATFORM_CONSOLE_LOG.unlink(missing_ok=True)
+    yield PLATFORM_CONSOLE_LOG
+    PLATFORM_CONSOLE_LOG.unlink(missing_ok=True)
+
+
+@pytest.mark.guest
+@pytest.mark.timeout(3600)
+def test_recipe_run_on_a_vagrant_box_exports_its_disk_and_leaves_nothing(request, boxes, libvirt, platform_console,
+                                                                        tmp_path):
+    """The vagrant platform, for real. (In this module, not one of its own: both use the module's libvirt
+    daemon, pool and network, which two lanes of the suite must not set up and tear down at once.)"""
+    box = boxes.output / f"{boxes.name}-libvirt.box"
+    assert box.is_file(), sorted(p.name for p in boxes.output.iterdir())
+    recipe = tmp_path / "recipe.yml"
+    recipe.write_text(RECIPE.format(name=NAME, box_url=box.resolve().as_uri(), digest=sha256(box), pool=POOL,
+                                    network=NETWORK, subnet=SUBNET, console=platform_console, marker=MARKER))
+    # a TMPDIR of its own: the work dir, the private VAGRANT_HOME in it and the run's claim are all in here
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    events_file, output = tmp_path / "events.jsonl", tmp_path / "out"
+    started = time.monotonic()
+    result = subprocess.run([RECIPE_BIN, "run", str(recipe), "--output-dir", str(output), "--json", str(events_file)],
+                            capture_output=True, text=True, timeout=3000, env={**os.environ, "TMPDIR": str(tmp)})
+    took = time.monotonic() - started
+    events = [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
+    log = (output / BUILD / "build.log").read_text(errors="replace") if (output / BUILD / "build.log").exists() else ""
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:] + log[-4000:] + platform_console_tail()
+
+    # the tasks ran, the reboot's reconnection included
+    finished = {e["task"]: e["status"] for e in events if e.get("event") == "task.end"}
+    assert finished == {"A file the image keeps": "changed",
+                        "Reboot (the reconnection must present the pinned host key)": "changed",
+                        "The file is still there after the reboot": "ok"}, finished
+
+    # the host key: trusted on first use, said with its fingerprint, then verified on every connection
+    (trusted,) = [e for e in events if e.get("event") == "step.status" and e.get("trust") == "first use"]
+    assert trusted["fingerprint"].startswith("SHA256:") and trusted["fingerprint"] in trusted["status"]
+    assert "trusted on first use" in log and trusted["fingerprint"] in log
+    (connected,) = [e for e in events if e.get("event") == "connected"]
+    assert connected["host_key_verified"] is True, connected
+    assert not [e for e in events if e.get("event") == "warning" and "host key" in e.get("msg", "")], events
+
+    # the machine ran under TCG, in the tests' pool, from the box added under the build's unique name
+    (made,) = [e for e in events if e.get("event") == "vagrant"]
+    assert made["accelerator"] == "tcg" and made["private_home"] is True, made
+    work_dir, home = Path(made["project"]), Path(made["vagrant_home"])
+    assert work_dir.name.startswith(PREFIX) and home.parent == work_dir, made
+    (disk,) = [e for e in events if e.get("event") == "disk"]
+    assert disk["format"] == "qcow2" and Path(disk["path"]).name == f"{work_dir.name}-default.img", disk
+
+    # the export is a whole qcow2 with the task's file in it
+    image = output / BUILD / f"{BUILD}.qcow2"
+    info = json.loads(subprocess.run([tool("qemu-img"), "info", "--output=json", str(image)], check=True,
+                                     capture_output=True, text=True).stdout)
+    assert info["format"] == "qcow2" and "backing-filename" not in info, info
+    assert read_file(image, "/etc/recipe-vagrant-platform").strip() == MARKER
+
+    # nothing left: in libvirt (domain, its disk, the box image, the network vagrant-libvirt made), on disk
+    assert libvirt.leftovers(PREFIX, pools=(POOL,)) == []
+    assert not [n for n in libvirt.names("domain") if work_dir.name in n]
+    assert NETWORK not in libvirt.names("net")
+    assert not work_dir.exists() and not home.exists()
+    assert sorted(p.name for p in tmp.iterdir()) in ([], ["recipe-runs"]), sorted(tmp.rglob("*"))[:20]
+    assert not list((tmp / "recipe-runs").glob("*.json")) if (tmp / "recipe-runs").exists() else True
+
+    steps = {e["step"]: e["duration"] for e in events if e.get("event") == "step.end"}
+    report(request, f"\nvagrant platform build under TCG: {took:.0f} s in all ("
+                    + ", ".join(f"{step} {seconds:.0f} s" for step, seconds in steps.items()) + ")")
