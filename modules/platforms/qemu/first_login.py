@@ -19,7 +19,7 @@ from engine.errors import BuildError
 from engine.remote.connection import Become
 from engine.remote.ssh import BUILD_KEY_MARK, Endpoint, SshSession
 from modules.platforms.qemu.bootstrap_steps import Log, Status
-from modules.platforms.qemu.machine import Machine, MachineSpec
+from modules.platforms.qemu.machine import POWEROFF, Machine, MachineSpec
 
 SHUTDOWN_TIMEOUT = 120.0
 # The base's key carries the mark of a build's key: sysprep removes it from an image, and RotateKeys replaces
@@ -96,8 +96,7 @@ async def _connect(session: SshSession, machine: Machine, login: FirstLogin) -> 
 async def _power_off(session: SshSession, machine: Machine, login: FirstLogin) -> None:
     become = None if login.user == "root" else Become("root", password=login.password)
     try:
-        await session.run("sync; systemctl --no-block poweroff 2>/dev/null || "
-                          "{ nohup sh -c 'sleep 0.5; poweroff' >/dev/null 2>&1 & }", become=become, timeout=60)
+        await session.run(POWEROFF, become=become, timeout=60)
     except BuildError:
         pass                    # the connection may drop as the machine goes down
     await session.close()

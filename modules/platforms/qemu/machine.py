@@ -15,6 +15,9 @@ from modules.platforms.qemu.vm_state import resume_state
 QEMU = "qemu-system-x86_64"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS.fd")
+# How a guest is powered off over SSH: systemd queues the poweroff and answers at once; elsewhere, poweroff
+# waits for the answer to leave
+POWEROFF = "sync; systemctl --no-block poweroff 2>/dev/null || { nohup sh -c 'sleep 0.5; poweroff' >/dev/null 2>&1 & }"
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from modules.platforms.qemu.layers import LOGIN_KEY as LAYER_LOGIN_KEY
 from modules.platforms.qemu.layers import STATE as LAYER_STATE
 from modules.platforms.qemu.layers import VARS as LAYER_VARS
 from modules.platforms.qemu.layers import LayerWriter
-from modules.platforms.qemu.machine import OVMF_VARS, Machine, MachineSpec, free_port
+from modules.platforms.qemu.machine import OVMF_VARS, POWEROFF, Machine, MachineSpec, free_port
 from modules.platforms.qemu.seed import make_keys, make_seed
 
 
@@ -269,10 +269,7 @@ class Shutdown:
         assert machine and state.connection
         become = None if state.build.source.ssh.user == "root" else Become("root")
         try:
-            # systemd queues the poweroff and answers at once; elsewhere, poweroff waits for the answer to leave
-            await state.connection.run("sync; systemctl --no-block poweroff 2>/dev/null || "
-                                       "{ nohup sh -c 'sleep 0.5; poweroff' >/dev/null 2>&1 & }",
-                                       become=become, timeout=30)
+            await state.connection.run(POWEROFF, become=become, timeout=30)
         except BuildError:
             pass  # the connection may drop as the machine goes down
         await state.connection.close()
