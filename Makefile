@@ -15,13 +15,14 @@ DEMO_DEBS  := qemu-system-x86 qemu-utils ovmf openssh-client debootstrap debian-
 # The suite also talks to a real sshd (as root and through sudo), builds with
 # the assembler (the accelerator probe), boots boxes in vagrant-libvirt, and
 # converts OVAs with virt-v2v (which copies through nbdkit and nbdcopy), PXE-boots Debian's network installer,
-# and makes a test installer ISO (isolinux and GRUB's EFI image, busybox for its initrd).
+# makes a test installer ISO (isolinux and GRUB's EFI image, busybox for its initrd), and runs a cluster's
+# broker (redis-server).
 TEST_DEBS  := $(DEMO_DEBS) openssh-server sudo binutils python3-apt vagrant vagrant-libvirt libvirt-daemon-system \
               libvirt-clients dnsmasq-base iptables virt-v2v nbdkit libnbd-bin initramfs-tools-core puppet-agent \
-              isolinux busybox-static debian-installer-12-netboot-amd64
+              isolinux busybox-static debian-installer-12-netboot-amd64 redis-server
 # The benches compare against Packer (and ansible-playbook, from the bench extra). The corpus bench runs
 # Ansible's template target, whose pipe lookup runs the target's /usr/bin/python3 on this machine with jinja2.
-BENCH_DEBS := $(DEMO_DEBS) openssh-server sudo packer python3-jinja2
+BENCH_DEBS := $(DEMO_DEBS) openssh-server sudo packer python3-jinja2 redis-server
 SSH_DEBS   := openssh-server openssh-client
 
 # Published Ansible content bench/ansible_compat.py measures recipe against (not part of the project).

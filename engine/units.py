@@ -49,3 +49,12 @@ def parse_size_option(text: str, option: str = "--max-size") -> int:
         return parse_size(text)
     except ValueError as error:
         raise UsageError(f"{option}: {error}", hint=f"e.g. {option} 20G (K, M, G or T)") from None
+
+
+def format_duration(seconds: float) -> str:
+    """`45s`, `5m`, `1h30m`: a duration as the options take it, rounded to the second."""
+    whole = max(0, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs or not whole else ""]
+    return "".join(parts)

@@ -33,3 +33,18 @@ def aws(moto_endpoint):
     reset(moto_endpoint)
     return lambda service, region="eu-west-1": boto3.client(service, endpoint_url=moto_endpoint,
                                                             region_name=region)
+
+
+@pytest.fixture(scope="session")
+def redis_broker():
+    """A real redis-server on 127.0.0.1 for the session (tests.redis_server)."""
+    from tests.redis_server import redis_server
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_broker):
+    """The session's redis-server, emptied: its URL."""
+    redis_broker.flush()
+    return redis_broker.url

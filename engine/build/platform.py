@@ -24,6 +24,8 @@ class Platform:
                                              # read everything (manifest, checksum) apply to its builds
     ssh_required: ClassVar[tuple[str, ...]] = ()   # ssh options a source must give (the rest the platform fills)
     template_vars: ClassVar[dict[str, Any]] = {}   # more variables its source's options are rendered with
+    host_tools: ClassVar[tuple[str, ...]] = ()     # programs its builds run on the build host (a cluster
+                                                   # worker offers the platform only if it has them all)
 
     def __init_subclass__(cls, name: str | None = None, **kwargs: Any):
         super().__init_subclass__(**kwargs)

@@ -16,13 +16,15 @@ from typing import Any, Sequence, TextIO
 
 from engine.build.run import Runs, run_recipes
 from engine.build.runner import OnError, RunOptions
-from engine.cli import cache_verb, import_verb, shell_verb
+from engine.cli import cache_verb, import_verb, shell_verb, worker_verb
 from engine.cli.inspect import describe, rendered_document
+from engine.cluster.submit import ClusterOptions, run_on_cluster
+from engine.cluster.ticket import RunSettings
 from engine.console import prompt
 from engine.console.events import EventBus, json_lines
 from engine.console.view import console_sinks
 from engine.errors import BuildError, Position, Problem, RecipeError, UsageError
-from engine.leftovers.local_sweep import LocalSweeper
+from engine.leftovers.local_sweep import sweep_dead_runs
 from engine.local_cache import layers_max_size
 from engine.leftovers.sweep import SweepOptions
 from engine.units import parse_duration
@@ -76,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-cache", action="store_true", help="build from the base image, resuming from no cache "
                      "layer (the layers this build makes are still kept)")
     run.add_argument("-v", "--verbose", action="store_true", help="show command output")
+    run.add_argument("--cluster", nargs="?", const="", metavar="URL",
+                     help="run the builds on `recipe worker`s through this broker (redis://..., rediss://...; "
+                          f"alone: ${worker_verb.BROKER_VARIABLE})")
+    run.add_argument("--cluster-timeout", default="5m", metavar="DURATION",
+                     help="with --cluster: how long to wait out a broker outage, or for a worker that can take "
+                          "a build (default 5m)")
     validate = verbs.add_parser("validate", parents=[common],
                                 help="check recipes; no side effects, no credentials")
     validate.add_argument("recipes", nargs="+", type=Path, metavar="RECIPE", help="recipe files or directories")
@@ -99,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     import_verb.add_parser(verbs)
     cache_verb.add_parser(verbs)
     shell_verb.add_parser(verbs, common)
+    worker_verb.add_parser(verbs)
     return parser
 
 
@@ -227,6 +236,8 @@ def _dispatch(args: argparse.Namespace, redactor: Redactor) -> int:
         return import_verb.run(args, redactor)
     if args.verb == "cache":
         return cache_verb.run(args)
+    if args.verb == "worker":
+        return worker_verb.run(args)
     if args.verb == "shell":
         return shell_verb.run(args, _compile(args, redactor, placeholder=False), redactor, args.command)
     return _run(args, redactor)
@@ -262,25 +273,30 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, redactor: Redactor) -> int:
+    cluster = _cluster_options(args) if args.cluster is not None else None     # bad options: exit 2 before all
     recipes = select_builds(_compile_all(args, redactor, placeholder=False), args.only, args.except_)
-    cache_max_size = layers_max_size()         # a bad setting stops the run before anything starts
+    cache_max_size = layers_max_size() if cluster is None else None   # a bad setting stops the run at once
     bus = EventBus(redactor=redactor)
     # no live view when JSON lines go to stdout: they would be drawn into it
     console, close_console = console_sinks(sys.stdout, args.verbose, args.output_dir,
                                            live=False if args.json == "-" else None, redactor=redactor)
     bus.sinks.extend(console)
-    sweep_dead_runs(bus)
     json_file = None
     if args.json:
         json_file = sys.stdout if args.json == "-" else open(args.json, "w", encoding="utf-8")
         bus.sinks.append(json_lines(json_file))
-    options = RunOptions(check=args.check, diff=args.diff, on_error=OnError(args.on_error),
-                         output_dir=args.output_dir, debug=args.debug, pause=args.debug and prompt.interactive(),
-                         tags=_tag_names(args.tags) or frozenset({"all"}), skip_tags=_tag_names(args.skip_tags),
-                         force_handlers=args.force_handlers, no_cache=args.no_cache,
-                         cache_max_size=cache_max_size)
     try:
-        outcomes = asyncio.run(_run_interruptibly(recipes, options, bus, args))
+        if cluster is not None:
+            outcomes = run_on_cluster(recipes, cluster, bus)
+        else:
+            sweep_dead_runs(lambda text: bus.emit("warning", msg=text))
+            options = RunOptions(check=args.check, diff=args.diff, on_error=OnError(args.on_error),
+                                 output_dir=args.output_dir, debug=args.debug,
+                                 pause=args.debug and prompt.interactive(),
+                                 tags=_tag_names(args.tags) or frozenset({"all"}),
+                                 skip_tags=_tag_names(args.skip_tags), force_handlers=args.force_handlers,
+                                 no_cache=args.no_cache, cache_max_size=cache_max_size)
+            outcomes = asyncio.run(_run_interruptibly(recipes, options, bus, args))
     finally:
         close_console()                  # the live area, the build.log files
         if json_file not in (None, sys.stdout):
@@ -290,17 +306,17 @@ def _run(args: argparse.Namespace, redactor: Redactor) -> int:
     return EXIT_OK if all(o.status == "succeeded" for o in outcomes) else EXIT_FAILED
 
 
-def sweep_dead_runs(bus: EventBus) -> None:
-    """What runs killed on this machine left (QEMU, work dirs, partial artifacts) goes before new builds
-    start; what --on-error=abort kept on purpose stays for `recipe sweep --local`."""
-    sweeper = LocalSweeper()
-    options = SweepOptions(include_kept=False)
-    leftovers = sweeper.find(options)
-    failed = dict((id(l), why) for l, why in sweeper.remove(options, leftovers))
-    for leftover in leftovers:
-        if leftover.kind != "claim":
-            outcome = f"could not remove: {failed[id(leftover)]}" if id(leftover) in failed else "removed"
-            bus.emit("warning", msg=f"a dead run's {leftover.describe()}: {outcome}")
+def _cluster_options(args: argparse.Namespace) -> ClusterOptions:
+    if args.on_error == OnError.ASK.value:
+        raise UsageError("--on-error=ask needs a terminal on the machine that builds",
+                         hint="with --cluster, use cleanup (default) or abort (what failed stays on the worker)")
+    settings = RunSettings(check=args.check, diff=args.diff, tags=tuple(sorted(_tag_names(args.tags) or {"all"})),
+                           skip_tags=tuple(sorted(_tag_names(args.skip_tags))), force_handlers=args.force_handlers,
+                           no_cache=args.no_cache, on_error=args.on_error, debug=args.debug)
+    return ClusterOptions(broker=worker_verb.broker_from(args.cluster, "--cluster"), output_dir=args.output_dir,
+                          settings=settings, timeout=parse_duration(args.cluster_timeout, "--cluster-timeout"),
+                          parallel=args.parallel, fail_fast=args.fail_fast, var_assignments=tuple(args.var),
+                          var_files=tuple(args.var_file), roles_path=tuple(args.roles_path))
 
 
 async def _run_interruptibly(recipes: list[Any], options: RunOptions, bus: EventBus,

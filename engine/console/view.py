@@ -61,7 +61,8 @@ class EventText:
         return handler(e) if handler else None
 
     def _build_start(self, e: dict[str, Any]) -> list[Line]:
-        return [("head", f"==> {_build_of(e)}: {e.get('platform', '')} build {e.get('build_id', '')}", "bold")]
+        where = f" on {e['worker']}" if e.get("worker") else ""      # a cluster run's worker
+        return [("head", f"==> {_build_of(e)}: {e.get('platform', '')} build {e.get('build_id', '')}{where}", "bold")]
 
     def _step_start(self, e: dict[str, Any]) -> list[Line]:
         return [("line", e["step"], "dim")]
@@ -328,6 +329,7 @@ class BuildLogs:
 class _Build:
     name: str
     started: float | None = None         # None: queued, waiting for a slot (--parallel)
+    worker: str = ""                     # a cluster run's worker building it
     ended: float | None = None
     status: str = ""                     # "" while it runs
     step: str = ""
@@ -400,6 +402,7 @@ class LiveView:
         if not name:
             return
         b = self._build(name)
+        b.worker = str(e.get("worker") or b.worker)
         moment = e.get("time") or self.clock()
         if kind == "build.start":
             b.started, b.status, b.ended = moment, "", None
@@ -448,7 +451,10 @@ class LiveView:
                         b.spinner = Spinner("dots" if unicode else "line", style="cyan")
                     icon = b.spinner
                 elapsed = "" if b.started is None else _elapsed((b.ended or now) - b.started)
-                grid.add_row(icon, Text(b.name, style="bold"), self._activity(b), Text(elapsed, style="dim"))
+                name = Text(b.name, style="bold")
+                if b.worker:
+                    name.append(f" @{b.worker}", style="dim")
+                grid.add_row(icon, name, self._activity(b), Text(elapsed, style="dim"))
                 for phase, (done, total) in b.progress.items():
                     bar = Table.grid(padding=(0, 1))
                     bar.add_column(no_wrap=True, overflow="ellipsis", width=phase_width)

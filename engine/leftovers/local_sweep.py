@@ -19,7 +19,7 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 from engine.cache.layer_store import LayerStore
 from engine.leftovers.claims import ClaimRecord, dead_claims
@@ -124,6 +124,20 @@ class LocalSweeper(Sweeper, name="local"):
                 if hook is not None:
                     stuck.add(leftover.build_id)
         return failed
+
+
+def sweep_dead_runs(report: Callable[[str], None]) -> None:
+    """What runs killed on this machine left (QEMU, work dirs, partial artifacts) goes before new builds start
+    (`recipe run`, `recipe worker`); what --on-error=abort kept on purpose stays for `recipe sweep --local`.
+    report(text) is told of each removal."""
+    sweeper = LocalSweeper()
+    options = SweepOptions(include_kept=False)
+    leftovers = sweeper.find(options)
+    failed = {id(leftover): why for leftover, why in sweeper.remove(options, leftovers)}
+    for leftover in leftovers:
+        if leftover.kind != "claim":
+            outcome = f"could not remove: {failed[id(leftover)]}" if id(leftover) in failed else "removed"
+            report(f"a dead run's {leftover.describe()}: {outcome}")
 
 
 def _stop(pid_text: str) -> None:

@@ -27,7 +27,7 @@ from engine.recipe.role_specs import check_role_arguments
 from engine.recipe.schema import duration, each, format_path, plugin_failure, problems_from, strict, validate
 from engine.recipe.lookups import is_known_lookup
 from engine.recipe.template import Scope, TemplateFailure, lookups_called, render
-from engine.recipe.variables import cli_vars, env_vars, file_vars, recipe_vars_files
+from engine.recipe.variables import cli_vars, env_vars, file_vars, recipe_vars_file_paths, recipe_vars_files
 from engine.recipe.yamlpos import YMap, YSeq
 from engine.registry import DEFAULT_DISK_EXPORT, DISK_FORMATS, EVERYTHING, EXPORTS, PLATFORMS, TASK_MODULES, load_plugins
 from engine.secrets import Redactor
@@ -45,6 +45,7 @@ class CompileOptions:
     environ: Mapping[str, str] | None = None
     started: float = field(default_factory=time.time)
     placeholder_ids: bool = False      # validate and render: no run, so no real build ids
+    build_ids: Mapping[str, str] = field(default_factory=dict)   # source -> id: a cluster worker builds as submitted
 
 
 def compile_recipe(path: Path, options: CompileOptions = CompileOptions(),
@@ -76,6 +77,8 @@ def compile_recipe(path: Path, options: CompileOptions = CompileOptions(),
         cache_max_age=duration((doc.get("cache") or {})["max_age"]) if (doc.get("cache") or {}).get("max_age")
         else None,
         final_flushes=1 if doc.get("post_tasks") else 2,   # with post_tasks, the flush after tasks is a task
+        files_read=tuple(dict.fromkeys([*loaded.files_read, *recipe_vars_file_paths(doc, loaded.path.parent)])),
+        role_dirs=tuple(dict.fromkeys(role.directory for role in loaded.roles)),
     )
 
 
@@ -155,6 +158,8 @@ def _secret_values(variables: Variables, names: frozenset[str]) -> list[Any]:
 # -- builds: sources and exports, rendered per build ------------------------------------
 
 def _build_info(recipe: str, source: str, options: CompileOptions) -> BuildInfo:
+    if source in options.build_ids:
+        return BuildInfo(id=options.build_ids[source], source=source, recipe=recipe, timestamp=int(options.started))
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(options.started))
     suffix = "0000" if options.placeholder_ids else random_tokens.token_hex(2)
     return BuildInfo(id=f"{stamp}-{suffix}", source=source, recipe=recipe, timestamp=int(options.started))

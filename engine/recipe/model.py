@@ -240,6 +240,8 @@ class Recipe:
     # Ansible flushes handlers after the tasks and after post_tasks; without post_tasks both come at the end
     final_flushes: int = 2
     notes: tuple[Any, ...] = ()               # Problems that do not make it invalid: modules recipe does not run
+    files_read: tuple[Path, ...] = ()         # the recipe file and every file it includes (vars files, task files)
+    role_dirs: tuple[Path, ...] = ()          # the folder of every role it names, wherever it was found
 
     @property
     def task_count(self) -> int:

@@ -56,6 +56,13 @@ def env_vars(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             if key.startswith(ENV_PREFIX) and IDENTIFIER.match(key[len(ENV_PREFIX):])}
 
 
+def recipe_vars_file_paths(document: YMap, base: Path) -> list[Path]:
+    """The files a recipe's `vars_files:` names (what a bundle for a cluster worker must carry)."""
+    names = document.get("vars_files")
+    names = [names] if isinstance(names, str) else names if isinstance(names, list) else []
+    return [base / name for name in names if isinstance(name, str) and "{{" not in name]
+
+
 def recipe_vars_files(document: YMap, base: Path) -> dict[str, Any]:
     """A recipe's `vars_files:`, as a play's: read in order, later files win; names relative to the recipe."""
     names = document.get("vars_files")

@@ -5,15 +5,12 @@
 
 Like Packer's manifest post-processor, builds of the same recipe share the
 file: each build replaces its own entry and leaves the others, so a run of
-several sources (or an --only run later) ends with one file naming them all.
-Paths are relative to the manifest's folder.
+several sources (or an --only run later) ends with one file naming them all
+(engine.artifacts.manifest_file). Paths are relative to the manifest's folder.
 """
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +20,7 @@ import voluptuous as vol
 
 from engine.artifacts.digest import artifact_sha256
 from engine.artifacts.export import Artifact, ExportContext, Exporter
-from engine.process import atomic_path
+from engine.artifacts.manifest_file import merge_entry
 from engine.registry import EVERYTHING
 
 # builds of one run export concurrently: one writer at a time per file in this process (flock for others)
@@ -48,7 +45,7 @@ class Manifest(Exporter, name="manifest"):
         entry = await build_entry(ctx, final.parent)
         lock = _locks.setdefault(final.resolve(), asyncio.Lock())
         async with lock:
-            await asyncio.to_thread(merge_entry, final, entry, ctx)
+            await asyncio.to_thread(merge_entry, final, entry, _recipe_header(ctx))
         return [Artifact(final, "manifest")]
 
 
@@ -72,30 +69,9 @@ async def build_entry(ctx: ExportContext, base: Path) -> dict[str, Any]:
     }
 
 
-def merge_entry(final: Path, entry: dict[str, Any], ctx: ExportContext) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    folder = os.open(final.parent, os.O_RDONLY)     # flock on the folder: no lock file left behind
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
-        builds = _existing_builds(final)
-        builds = [b for b in builds if b.get("name") != entry["name"]] + [entry]
-        recipe = ctx.recipe
-        document = {"recipe": {"name": recipe.name, "path": str(recipe.path), "digest": recipe.digest}
-                    if recipe else None,
-                    "last_build_id": entry["build_id"],
-                    "builds": sorted(builds, key=lambda b: b.get("name") or "")}
-        with atomic_path(final) as temporary:
-            temporary.write_text(json.dumps(document, indent=2) + "\n")
-    finally:
-        os.close(folder)
-
-
-def _existing_builds(path: Path) -> list[dict[str, Any]]:
-    try:
-        builds = json.loads(path.read_text()).get("builds", [])
-    except (OSError, ValueError, AttributeError):
-        return []    # absent or not ours: start afresh rather than fail the build
-    return [b for b in builds if isinstance(b, dict)]
+def _recipe_header(ctx: ExportContext) -> dict[str, Any] | None:
+    recipe = ctx.recipe
+    return {"name": recipe.name, "path": str(recipe.path), "digest": recipe.digest} if recipe else None
 
 
 def _relative(path: Path, base: Path) -> str:

@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 # engine's groups, lowest first: a group may import from groups before it, never after.
 # The top-level modules (errors, secrets, registry, process) are the foundation every group uses.
-ENGINE_ORDER = ["foundation", "console", "cache", "leftovers", "recipe", "remote", "build", "artifacts", "cli"]
+ENGINE_ORDER = ["foundation", "console", "cache", "leftovers", "recipe", "remote", "build", "artifacts", "cluster",
+                "cli"]
 
 
 def module_name(path: Path) -> str:

@@ -44,6 +44,7 @@ def disk_size(value: Any) -> str:
 
 class QemuPlatform(Platform, name="qemu"):
     description = "a local QEMU VM from a cloud image or a debootstrap base; exports qcow2, raw, ..."
+    host_tools = ("qemu-system-x86_64", "qemu-img")
     schema = {
         vol.Required("base"): BASE_SCHEMA,
         vol.Optional("cpus", default=2): vol.All(int, vol.Range(min=1, max=64)),

@@ -150,6 +150,7 @@ def is_catalog(validated: dict[str, Any]) -> bool:
 
 class VagrantPlatform(Platform, name="vagrant"):
     description = "a Vagrant box, up with libvirt (virtualbox, vmware_desktop: untested); exports its disk"
+    host_tools = ("vagrant", "qemu-img")
     schema = SCHEMA
     Config = VagrantConfig
 

@@ -1,0 +1,1 @@
+"""Builds on a Celery cluster: `recipe worker` and `recipe run --cluster` (README "Cluster")."""
