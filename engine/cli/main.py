@@ -78,9 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-cache", action="store_true", help="build from the base image, resuming from no cache "
                      "layer (the layers this build makes are still kept)")
     run.add_argument("-v", "--verbose", action="store_true", help="show command output")
-    run.add_argument("--cluster", nargs="?", const="", metavar="URL",
-                     help="run the builds on `recipe worker`s through this broker (redis://..., rediss://...; "
-                          f"alone: ${worker_verb.BROKER_VARIABLE})")
+    run.add_argument("--cluster", metavar="URL",
+                     help="run the builds on `recipe worker`s through this broker: redis://host:6379/0, "
+                          "rediss://... for TLS (a password in $RECIPE_BROKER_PASSWORD stays out of `ps`)")
     run.add_argument("--cluster-timeout", default="5m", metavar="DURATION",
                      help="with --cluster: how long to wait out a broker outage, or for a worker that can take "
                           "a build (default 5m)")
@@ -274,6 +274,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, redactor: Redactor) -> int:
     cluster = _cluster_options(args) if args.cluster is not None else None     # bad options: exit 2 before all
+    if cluster is not None:
+        redactor.add(cluster.broker.password)
     recipes = select_builds(_compile_all(args, redactor, placeholder=False), args.only, args.except_)
     cache_max_size = layers_max_size() if cluster is None else None   # a bad setting stops the run at once
     bus = EventBus(redactor=redactor)

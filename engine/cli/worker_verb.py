@@ -46,9 +46,14 @@ def broker_from(value: str | None, option: str) -> Broker:
 
 def run(args: argparse.Namespace) -> int:
     labels = frozenset(w.strip() for value in args.labels for w in value.split(",") if w.strip())
+    visibility = parse_duration(args.visibility_timeout, "--visibility-timeout")
+    if visibility < 1:
+        raise UsageError("--visibility-timeout must be at least 1s", hint="e.g. --visibility-timeout 60s")
     options = WorkerOptions(broker=broker_from(args.broker, "--broker"), name=args.name, slots=args.slots,
                             labels=labels or None, output=args.output, store=args.store,
-                            visibility_timeout=parse_duration(args.visibility_timeout, "--visibility-timeout"))
+                            visibility_timeout=visibility,
+                            # look for dead workers' builds a few times per timeout, at most every 10 s
+                            restore_every=max(1.0, min(10.0, visibility / 4)))
     return serve(options)
 
 

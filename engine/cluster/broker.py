@@ -1,16 +1,17 @@
 """The broker: a Redis URL, the clients made from it, and calls that wait out an outage.
 
 `redis://[:password@]host[:port][/db]` or `rediss://...` (TLS; the server's certificate is checked against the
-system's CAs, or the file in `?ssl_ca_certs=`). Celery's queues and recipe's own keys (engine.cluster.keys) live
+system's CAs, or the file in `?ssl_ca_certs=`). A URL without a password takes $RECIPE_BROKER_PASSWORD's. Celery's queues and recipe's own keys (engine.cluster.keys) live
 in the same database.
 """
 from __future__ import annotations
 
+import os
 import ssl
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Callable, Mapping, TypeVar
 
 import redis
 
@@ -18,6 +19,7 @@ from engine.errors import BuildError, UsageError
 from engine.units import format_duration
 
 T = TypeVar("T")
+PASSWORD_VARIABLE = "RECIPE_BROKER_PASSWORD"     # the broker's password, kept out of command lines
 # what a lost or restarting broker raises: from redis-py (our calls) and from kombu (Celery's publishing)
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, ConnectionError,
                                                    OSError)
@@ -28,7 +30,8 @@ class Broker:
     url: str
 
     @classmethod
-    def parse(cls, url: str) -> "Broker":
+    def parse(cls, url: str, environ: Mapping[str, str] = os.environ) -> "Broker":
+        """The broker of a URL; a URL without a password takes $RECIPE_BROKER_PASSWORD's, if set."""
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
             raise UsageError(f"the broker {cls(url).shown!r} is not a Redis URL",
@@ -38,6 +41,11 @@ class Broker:
         except ValueError:
             raise UsageError(f"the broker {cls(url).shown!r} has a bad port",
                              hint="redis://host:6379/0") from None
+        password = environ.get(PASSWORD_VARIABLE)
+        if password and parts.password is None:
+            user = urllib.parse.quote(parts.username or "", safe="")
+            netloc = f"{user}:{urllib.parse.quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
+            url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
         return cls(url)
 
     @property
@@ -108,8 +116,9 @@ class Patience:
         if now - self.since >= self.timeout:
             raise BuildError(f"the broker {self.broker.shown} has not answered for "
                              f"{format_duration(now - self.since)} ({_reason(exc)})",
-                             hint="start it again, or give a longer --cluster-timeout; builds already on "
-                                  "workers go on and keep their artifacts in the workers' store")
+                             hint="check that it runs at that address (or start it again), or give a longer "
+                                  "--cluster-timeout; builds already sent go on, and keep their artifacts in "
+                                  "their workers' store")
         time.sleep(1.0)
 
 

@@ -1,0 +1,288 @@
+"""Builds on a cluster: a real redis-server (with a password), real `recipe worker` processes, a real sshd.
+
+The module's two workers offer different labels: `wa` ssh and x86_64, `wb` also qemu. Each takes one build at
+a time, so a directory of builds spreads over both.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from engine.leftovers.claims import RUNS_DIR
+from tests.cluster import RECIPE, Worker, json_events, ssh_recipe, wait_for
+from tests.redis_server import redis_server
+
+PASSWORD = "broker-Pa55word"
+SECRET = "s3cr3t-T0ken-value"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cluster")
+    with redis_server(password=PASSWORD) as server:
+        workers = {name: Worker(name, labels, folder / f"{name}-store", folder / f"{name}.log", server.url,
+                                extra=("--visibility-timeout", "4s"))
+                   for name, labels in (("wa", "ssh,x86_64"), ("wb", "ssh,qemu,x86_64"))}
+        try:
+            for worker in workers.values():
+                worker.start(wait=False)
+            for worker in workers.values():
+                worker.wait_ready()
+            yield server, workers
+        finally:
+            for worker in workers.values():
+                worker.stop()
+
+
+def submit(server, *args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    """`recipe run --cluster` with the broker's password in the environment, out of the command line."""
+    return subprocess.run([RECIPE, "run", "--cluster", f"redis://127.0.0.1:{server.port}/0", *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          env={**os.environ, "RECIPE_BROKER_PASSWORD": PASSWORD})
+
+
+def builds_by_worker(events: list[dict]) -> dict[str, str]:
+    return {e["build"]: e["worker"] for e in events if e.get("event") == "build.start"}
+
+
+def everything_in(url: str) -> bytes:
+    """Every value of every key in the broker, as bytes: what a secret must not be found in."""
+    client = redis.Redis.from_url(url)
+    found = []
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key).decode()
+        value = {"string": lambda: [client.get(key)],
+                 "stream": lambda: [json.dumps([(i.decode(), {k.decode(): v.decode() for k, v in f.items()})
+                                                for i, f in client.xrange(key)]).encode()],
+                 "hash": lambda: [k + b"=" + v for k, v in client.hgetall(key).items()],
+                 "list": lambda: client.lrange(key, 0, -1),
+                 "set": lambda: list(client.smembers(key)),
+                 "zset": lambda: client.zrange(key, 0, -1)}.get(kind, lambda: [])()
+        found += [key, *[v for v in value if v]]
+    return b"\n".join(found)
+
+
+def test_builds_spread_over_the_workers_and_a_build_no_worker_can_take_fails_clearly(cluster, sshd, tmp_path):
+    server, workers = cluster
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    target = tmp_path / "target"
+    target.mkdir()
+    for number in range(4):
+        tasks = (f"  - name: wait a little\n    command: sleep 2\n"
+                 f"  - name: leave a mark\n    copy:\n      dest: {target}/mark-{number}\n"
+                 f"      content: \"{{{{ token }}}} from {{{{ build.name }}}}\\n\"\n")
+        (recipes / f"web{number}.yml").write_text(ssh_recipe(f"web{number}", sshd, tasks, "secrets: [token]\n"))
+    (recipes / "fast.yml").write_text(
+        "name: fast\nsources:\n  vm:\n    platform: qemu\n    accelerator: kvm\n"
+        "    base: {url: 'http://127.0.0.1:9/debian.qcow2', checksum: 'sha256:" + "0" * 64 + "'}\n"
+        "tasks:\n  - name: nothing\n    command: 'true'\n")
+    json_file = tmp_path / "events.json"
+    done = submit(server, str(recipes), "--var", f"token={SECRET}", "--json", str(json_file), "--output-dir",
+                  str(tmp_path / "out"), "--cluster-timeout", "5s", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    events = json_events(json_file)
+    ends = {e["build"]: e for e in events if e.get("event") == "build.end"}
+    assert sorted(ends) == ["fast-vm", "web0-box", "web1-box", "web2-box", "web3-box"]
+    assert [e["build"] for e in events if e.get("event") == "build.end"].count("web0-box") == 1
+    assert all(ends[f"web{n}-box"]["status"] == "succeeded" for n in range(4)), ends
+    assert ends["web0-box"]["counts"]["changed"] == 2
+    assert ends["fast-vm"]["status"] == "failed"
+    assert "no live worker offers kvm,qemu,x86_64" in ends["fast-vm"]["error"]
+    assert "recipe worker --labels kvm,qemu,x86_64" in done.stdout
+    # both workers built, and every event of a build names the worker it happened on
+    assert set(builds_by_worker(events).values()) == {f"{w}@{os.uname().nodename}" for w in workers}
+    assert all(e.get("worker") for e in events if e.get("event") == "task.end")
+    for number in range(4):
+        assert (target / f"mark-{number}").read_text() == f"{SECRET} from web{number}-box\n"
+        log = (tmp_path / "out" / f"web{number}-box" / "build.log").read_text()
+        assert "leave a mark" in log and "succeeded" in log
+    # the secret: in no event, no worker log, nothing left in the broker; the broker's password in no output
+    assert SECRET not in json_file.read_text() and SECRET not in done.stdout + done.stderr
+    for worker in workers.values():
+        assert SECRET not in worker.log() and PASSWORD not in worker.log()
+    assert SECRET.encode() not in everything_in(server.url)
+    assert PASSWORD not in done.stdout + done.stderr + json_file.read_text()
+
+
+def test_a_killed_worker_s_build_is_run_by_the_other_once_and_its_leftovers_are_swept(cluster, sshd, tmp_path):
+    server, workers = cluster
+    recipe = tmp_path / "slow.yml"
+    tasks = (f"  - name: a long step\n    command: sleep 12\n"
+             f"  - name: done\n    copy:\n      dest: {tmp_path}/done\n      content: \"{{{{ build.id }}}}\\n\"\n")
+    recipe.write_text(ssh_recipe("slow", sshd, tasks))
+    json_file = tmp_path / "events.json"
+    run = subprocess.Popen([RECIPE, "run", "--cluster", server.url, str(recipe), "--json", str(json_file),
+                            "--output-dir", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+    try:
+        first = wait_for(lambda: builds_by_worker(json_events(json_file)).get("slow-box"), 60, "the build to start")
+        wait_for(lambda: any(e.get("event") == "task.start" and e.get("task") == "a long step"
+                             for e in json_events(json_file)), 30, "the long step")
+        victim = next(w for w in workers.values() if first.startswith(w.name + "@"))
+        survivor = next(w for w in workers.values() if w is not victim)
+        held = [c for c in RUNS_DIR.glob("*.json") if str(victim.output) in c.read_text(errors="replace")]
+        victim.kill()
+        output, _ = run.communicate(timeout=150)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, output
+    events = json_events(json_file)
+    ends = [e for e in events if e.get("event") == "build.end"]
+    assert len(ends) == 1 and ends[0]["status"] == "succeeded"
+    assert ends[0]["worker"].startswith(survivor.name + "@")
+    assert any(e.get("event") == "warning" and "was lost" in e.get("msg", "") for e in events)
+    build_ids = {e["build_id"] for e in events if e.get("event") == "build.start"}
+    assert len(build_ids) == 1 and (tmp_path / "done").read_text() == f"{build_ids.pop()}\n"
+    # the killed attempt's claim on the victim's store outlived it; the restarted victim sweeps it
+    assert held and all(c.exists() for c in held)
+    victim.start()
+    assert all(not c.exists() for c in held)
+
+
+def test_ctrl_c_stops_every_remote_build_with_its_cleanups(cluster, sshd, tmp_path):
+    server, workers = cluster
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    for number in range(2):
+        tasks = f"  - name: a very long step\n    command: sleep 1234{number}\n"
+        (recipes / f"long{number}.yml").write_text(ssh_recipe(f"long{number}", sshd, tasks))
+    json_file = tmp_path / "events.json"
+    run = subprocess.Popen([RECIPE, "run", "--cluster", server.url, str(recipes), "--json", str(json_file),
+                            "--output-dir", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+    try:
+        wait_for(lambda: len([e for e in json_events(json_file) if e.get("event") == "task.start"]) == 2, 60,
+                 "both builds to start their long step")
+        started = builds_by_worker(json_events(json_file))
+        run.send_signal(signal.SIGINT)
+        output, _ = run.communicate(timeout=90)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, output
+    assert len(set(started.values())) == 2                 # one on each worker
+    events = json_events(json_file)
+    ends = {e["build"]: e for e in events if e.get("event") == "build.end"}
+    assert {b: e["status"] for b, e in ends.items()} == {"long0-box": "interrupted", "long1-box": "interrupted"}
+    for build in ends:
+        assert any(e.get("event") == "cleanup" and e.get("build") == build and "ssh connection" in e.get("what", "")
+                   for e in events), build
+    # the remote commands are gone with their sessions
+    wait_for(lambda: subprocess.run(["pgrep", "-f", "sleep 1234"], capture_output=True).returncode == 1, 20,
+             "the remote sleeps to end")
+    # and the workers hold nothing of the run: they take the next build at once
+    recipe = tmp_path / "after.yml"
+    recipe.write_text(ssh_recipe("after", sshd, "  - name: quick\n    command: 'true'\n"))
+    after = submit(server, str(recipe), "--output-dir", str(tmp_path / "out"), cwd=tmp_path, timeout=60)
+    assert after.returncode == 0, after.stdout + after.stderr
+
+
+def test_a_worker_runs_recipe_builds_only(cluster, tmp_path):
+    """A pickled message and a message naming another task are refused, not run."""
+    from kombu import Connection
+    server, workers = cluster
+    marker = tmp_path / "pwned"
+    with Connection(server.url) as connection:
+        producer = connection.Producer()
+        body = ("import os; os.system('touch " + str(marker) + "')").encode()
+        producer.publish(body, routing_key="recipe.ssh", exchange="", content_type="application/x-python-serialize",
+                         content_encoding="binary", headers={"task": "recipe.build", "id": "pickled-1"},
+                         declare=[], serializer=None)
+        producer.publish([[str(marker)], {}, {}], routing_key="recipe.ssh", exchange="", serializer="json",
+                         headers={"task": "celery.accumulate", "id": "builtin-1", "argsrepr": "x"})
+    logs = wait_for(lambda: (lambda text: text if "Refusing to deserialize untrusted content of type pickle" in text
+                                        and "unregistered task of type 'celery.accumulate'" in text else "")(
+        "\n".join(w.log() for w in workers.values())), 30, "both messages to be refused")
+    assert marker.name in logs                    # the pickled message was seen, and refused
+    time.sleep(1)
+    assert not marker.exists()
+
+
+def test_parallel_only_and_fail_fast_keep_their_meaning(cluster, sshd, tmp_path):
+    server, _ = cluster
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    for number in range(3):
+        (recipes / f"step{number}.yml").write_text(ssh_recipe(f"step{number}", sshd,
+                                                              "  - name: a moment\n    command: sleep 1\n"))
+    (recipes / "skipped.yml").write_text(ssh_recipe("skipped", sshd, "  - name: never\n    command: 'false'\n")
+                                         .replace("  box:", "  other:"))
+    json_file = tmp_path / "events.json"
+    done = submit(server, str(recipes), "--parallel", "1", "--except", "other", "--json", str(json_file),
+                  "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    events = json_events(json_file)
+    spans = sorted((e["time"], e["event"]) for e in events if e.get("event") in ("build.start", "build.end"))
+    assert [kind for _, kind in spans] == ["build.start", "build.end"] * 3       # one at a time
+    assert "skipped-other" not in {e.get("build") for e in events}
+
+    failing = tmp_path / "failing"
+    failing.mkdir()
+    (failing / "bad.yml").write_text(ssh_recipe("bad", sshd, "  - name: fails\n    command: 'false'\n"))
+    (failing / "slow.yml").write_text(ssh_recipe("slow", sshd, "  - name: long\n    command: sleep 4321\n"))
+    json_file = tmp_path / "fail-fast.json"
+    done = submit(server, str(failing), "--fail-fast", "--json", str(json_file), "--output-dir",
+                  str(tmp_path / "out"), cwd=tmp_path, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    ends = {e["build"]: e for e in json_events(json_file) if e.get("event") == "build.end"}
+    assert ends["bad-box"]["status"] == "failed"
+    assert ends["slow-box"]["status"] == "cancelled" and ends["slow-box"]["error"] == "stopped by --fail-fast"
+    wait_for(lambda: subprocess.run(["pgrep", "-f", "sleep 4321"], capture_output=True).returncode == 1, 20,
+             "the cancelled build's command to end")
+
+
+def test_a_broker_outage_is_waited_out_and_a_long_one_fails_clearly(sshd, tmp_path):
+    with redis_server() as server:
+        worker = Worker("wo", "ssh,x86_64", tmp_path / "store", tmp_path / "wo.log", server.url).start()
+        try:
+            recipe = tmp_path / "outage.yml"
+            recipe.write_text(ssh_recipe("outage", sshd, "  - name: through the outage\n    command: sleep 6\n"
+                                                         "  - name: after\n    command: 'true'\n"))
+            json_file = tmp_path / "events.json"
+            run = subprocess.Popen([RECIPE, "run", "--cluster", server.url, str(recipe), "--json", str(json_file),
+                                    "--output-dir", str(tmp_path / "out"), "--cluster-timeout", "60s"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            try:
+                wait_for(lambda: any(e.get("event") == "task.start" for e in json_events(json_file)), 60,
+                         "the build to start")
+                server.stop()
+                time.sleep(3)
+                server.start()
+                output, _ = run.communicate(timeout=120)
+            finally:
+                if run.poll() is None:
+                    run.kill()
+            assert run.returncode == 0, output
+            assert "does not answer" in output and "answers again" in output
+            ends = [e for e in json_events(json_file) if e.get("event") == "build.end"]
+            assert [e["status"] for e in ends] == ["succeeded"]
+
+            recipe.write_text(ssh_recipe("outage", sshd, "  - name: longer than the patience\n    command: sleep 30\n"))
+            run = subprocess.Popen([RECIPE, "run", "--cluster", server.url, str(recipe), "--json", str(json_file),
+                                    "--output-dir", str(tmp_path / "out2"), "--cluster-timeout", "4s"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            try:
+                wait_for(lambda: any(e.get("event") == "task.start" for e in json_events(json_file)), 60,
+                         "the build to start")
+                server.stop()
+                started = time.monotonic()
+                output, _ = run.communicate(timeout=60)
+                waited = time.monotonic() - started
+            finally:
+                if run.poll() is None:
+                    run.kill()
+                server.start()
+            assert run.returncode == 1, output
+            assert f"the broker redis://127.0.0.1:{server.port}/0 has not answered for 4s" in output
+            assert 3 < waited < 30
+        finally:
+            worker.stop()
