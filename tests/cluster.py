@@ -22,7 +22,7 @@ RECIPE = str(Path(sys.executable).parent / "recipe")
 class Worker:
     name: str
     labels: str
-    output: Path
+    output: Path | None           # a folder store; None with --store s3://... in extra
     log_path: Path
     broker: str
     extra: tuple[str, ...] = ()
@@ -31,7 +31,7 @@ class Worker:
 
     def start(self, wait: bool = True) -> "Worker":
         command = [RECIPE, "worker", "--name", self.name, "--labels", self.labels, "--slots", "1",
-                   "--output", str(self.output), *self.extra]
+                   *(["--output", str(self.output)] if self.output else []), *self.extra]
         self._since = self.log_path.stat().st_size if self.log_path.exists() else 0   # a restart: its own lines
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
