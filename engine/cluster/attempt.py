@@ -51,12 +51,11 @@ class Lease:
                                      keys.RUN_TTL))
 
 
-def wait_for_turn(lease: Lease, waiting: Callable[[str], None], patience: float = 24 * 3600) -> str:
+def wait_for_turn(lease: Lease, waiting: Callable[[str], None]) -> str:
     """'run' once the lease is ours; 'done' if another attempt wrote the result meanwhile; 'cancelled' if the
     submitter stopped the run. waiting(holder) is told once when another live attempt holds the lease."""
     told = False
-    deadline = time.monotonic() + patience
-    while time.monotonic() < deadline:
+    while True:           # a live holder ends with a result, or dies and its lease lapses: either ends this
         if lease.client.exists(keys.result(lease.run, lease.build)):
             return "done"
         if lease.client.exists(keys.cancel(lease.run)):
@@ -67,7 +66,6 @@ def wait_for_turn(lease: Lease, waiting: Callable[[str], None], patience: float 
             waiting(lease.holder() or "another worker")
             told = True
         time.sleep(EVERY)
-    return "done"
 
 
 class Keeper(threading.Thread):
@@ -77,13 +75,13 @@ class Keeper(threading.Thread):
     def __init__(self, lease: Lease):
         super().__init__(name="recipe-lease", daemon=True)
         self.lease = lease
-        self._stop: Callable[[str], None] = lambda _reason: None
+        self._on_stop: Callable[[str], None] = lambda _reason: None   # not _stop: threading.Thread has one
         self._over = threading.Event()
         self.lost = False          # the lease went to another attempt: this one must not write a result
         self.reason = ""
 
     def watch(self, stop: Callable[[str], None]) -> None:
-        self._stop = stop
+        self._on_stop = stop
         self.start()
 
     def run(self) -> None:
@@ -96,11 +94,11 @@ class Keeper(threading.Thread):
                 continue           # nobody can take the lease while the broker is away: build on
             if not held:
                 self.lost, self.reason = True, "another worker has taken this build over"
-                self._stop(self.reason)
+                self._on_stop(self.reason)
                 return
             if cancel:
                 self.reason = cancel.decode() if isinstance(cancel, bytes) else str(cancel)
-                self._stop(self.reason)
+                self._on_stop(self.reason)
                 return
 
     def over(self) -> None:

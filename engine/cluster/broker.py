@@ -1,8 +1,8 @@
 """The broker: a Redis URL, the clients made from it, and calls that wait out an outage.
 
 `redis://[:password@]host[:port][/db]` or `rediss://...` (TLS; the server's certificate is checked against the
-system's CAs, or the file in `?ssl_ca_certs=`). A URL without a password takes $RECIPE_BROKER_PASSWORD's. Celery's queues and recipe's own keys (engine.cluster.keys) live
-in the same database.
+system's CAs, or the file in `?ssl_ca_certs=`). A URL without a password takes $RECIPE_BROKER_PASSWORD's.
+Celery's queues and recipe's own keys (engine.cluster.keys) live in the same database.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class Broker:
                              hint="redis://host:6379/0") from None
         password = environ.get(PASSWORD_VARIABLE)
         if password and parts.password is None:
-            user = urllib.parse.quote(parts.username or "", safe="")
+            user = parts.netloc.rpartition("@")[0]           # as written: already percent-encoded
             netloc = f"{user}:{urllib.parse.quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
             url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
         return cls(url)
@@ -54,9 +54,8 @@ class Broker:
         parts = urllib.parse.urlsplit(self.url)
         if parts.password is None:
             return self.url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        netloc = f"{user}:********@{host}" + (f":{parts.port}" if parts.port else "")
+        credentials, _, place = parts.netloc.rpartition("@")     # place as written: [::1]:6379, a bad port
+        netloc = f"{credentials.partition(':')[0]}:********@{place}"
         return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
     @property
@@ -65,7 +64,7 @@ class Broker:
 
     @property
     def tls(self) -> bool:
-        return self.url.startswith("rediss://")
+        return urllib.parse.urlsplit(self.url).scheme == "rediss"
 
     def client(self, timeout: float = 10.0) -> redis.Redis:
         """A client whose calls fail (rather than hang) when the broker goes: socket timeouts, keepalive."""

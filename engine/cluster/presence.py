@@ -47,7 +47,10 @@ class WorkerCard:
 def live_workers(client: redis.Redis) -> list[WorkerCard]:
     cards = []
     for key in client.scan_iter(match=keys.WORKERS_PATTERN, count=500):
-        text = client.get(key)
+        try:
+            text = client.get(key)
+        except redis.ResponseError:
+            continue               # not a string: not a card
         if not text:
             continue               # expired between the scan and the read
         try:
@@ -94,6 +97,8 @@ class Presence(threading.Thread):
 
     def stop(self) -> None:
         self._stopping.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(EVERY + 30)          # a refresh under way would put the card back after the delete
         try:
             self.client.delete(keys.worker(self.card.name))
         except OUTAGE_ERRORS:

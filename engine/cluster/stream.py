@@ -18,7 +18,7 @@ import redis
 from engine.cluster import keys
 from engine.cluster.broker import OUTAGE_ERRORS
 
-MAX_WAITING = 100_000     # events held while the broker is away; older ones are dropped past this
+MAX_WAITING = 100_000     # events held while the broker is away; the oldest are dropped past this
 MAX_LENGTH = 1_000_000    # a stream's approximate cap: a day of a large run's events
 BATCH = 200
 
@@ -44,14 +44,23 @@ class EventPublisher:
         self._thread.start()
 
     def __call__(self, event: dict[str, Any]) -> None:
-        try:
-            self._waiting.put_nowait(self._translate(event))
-        except queue.Full:      # the broker has been away for long: the console misses some lines, the build goes on
-            pass
+        self._put(self._translate(event))
 
     def close(self, timeout: float = 30.0) -> None:
-        self._waiting.put(None)
+        self._put(None)
         self._thread.join(timeout)
+
+    def _put(self, item: dict[str, Any] | None) -> None:
+        """Never blocks: the broker away for long, the console misses the oldest lines (build.end is the newest)."""
+        while True:
+            try:
+                self._waiting.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self._waiting.get_nowait()
+                except queue.Empty:
+                    pass
 
     def _send_all(self) -> None:
         done = False
@@ -80,8 +89,11 @@ class EventPublisher:
 
 def publish(client: redis.Redis, run: str, worker: str, attempt: int, event: dict[str, Any]) -> None:
     """One event, now (the worker's own notes: a build picked up, a delivery waiting for another worker's lease)."""
-    client.xadd(keys.events(run), {"worker": worker, "attempt": attempt, "event": json.dumps(event, default=str)},
-                maxlen=MAX_LENGTH, approximate=True)
+    pipe = client.pipeline(transaction=False)
+    pipe.xadd(keys.events(run), {"worker": worker, "attempt": attempt, "event": json.dumps(event, default=str)},
+              maxlen=MAX_LENGTH, approximate=True)
+    pipe.expire(keys.events(run), keys.RUN_TTL)
+    pipe.execute()
 
 
 def read(client: redis.Redis, run: str, after: str, block: float) -> list[StreamEvent]:

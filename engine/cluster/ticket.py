@@ -55,18 +55,24 @@ class BuildTicket:
 
     @classmethod
     def from_json(cls, data: Any) -> "BuildTicket":
-        if not isinstance(data, dict) or data.get("version") != VERSION:
-            found = data.get("version") if isinstance(data, dict) else type(data).__name__
-            raise BuildError(f"a build ticket of version {found!r}; this worker reads version {VERSION}",
+        if not isinstance(data, dict):
+            raise BuildError(f"a malformed build ticket: a {type(data).__name__}, not a mapping")
+        if data.get("version") != VERSION:
+            raise BuildError(f"a build ticket of version {data.get('version')!r}; this worker reads version {VERSION}",
                              hint="run the same recipe release on the workers and the submitting machine")
-        fields = dict(data)
-        fields["settings"] = RunSettings(**{k: tuple(v) if isinstance(v, list) else v
-                                            for k, v in fields.get("settings", {}).items()})
-        for name in ("var_assignments", "var_files", "roles_path", "needs"):
-            fields[name] = tuple(fields.get(name, ()))
         try:
+            fields = dict(data)
+            settings = fields.get("settings", {})
+            if not isinstance(settings, dict):
+                raise TypeError("settings is not a mapping")
+            fields["settings"] = RunSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+            for name in ("var_assignments", "var_files", "roles_path", "needs"):
+                value = fields.get(name, ())
+                if not isinstance(value, (list, tuple)):
+                    raise TypeError(f"{name} is not a list")
+                fields[name] = tuple(value)
             return cls(**fields)
-        except TypeError as exc:
+        except (TypeError, AttributeError, ValueError) as exc:
             raise BuildError(f"a malformed build ticket: {exc}") from None
 
 

@@ -5,7 +5,6 @@ a time, so a directory of builds spreads over both.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -57,16 +56,22 @@ def everything_in(url: str) -> bytes:
     client = redis.Redis.from_url(url)
     found = []
     for key in client.scan_iter(count=1000):
-        kind = client.type(key).decode()
-        value = {"string": lambda: [client.get(key)],
-                 "stream": lambda: [json.dumps([(i.decode(), {k.decode(): v.decode() for k, v in f.items()})
-                                                for i, f in client.xrange(key)]).encode()],
-                 "hash": lambda: [k + b"=" + v for k, v in client.hgetall(key).items()],
-                 "list": lambda: client.lrange(key, 0, -1),
-                 "set": lambda: list(client.smembers(key)),
-                 "zset": lambda: client.zrange(key, 0, -1)}.get(kind, lambda: [])()
-        found += [key, *[v for v in value if v]]
-    return b"\n".join(found)
+        found += [key, *values_of(client, key, client.type(key).decode())]
+    return b"\n".join(v for v in found if v)
+
+
+def values_of(client: redis.Redis, key: bytes, kind: str) -> list[bytes]:
+    if kind == "string":
+        return [client.get(key)]
+    if kind == "stream":
+        return [value for _, fields in client.xrange(key) for value in fields.values()]
+    if kind == "hash":
+        return [k + b"=" + v for k, v in client.hgetall(key).items()]
+    if kind == "list":
+        return client.lrange(key, 0, -1)
+    if kind == "set":
+        return list(client.smembers(key))
+    return client.zrange(key, 0, -1) if kind == "zset" else []
 
 
 def test_builds_spread_over_the_workers_and_a_build_no_worker_can_take_fails_clearly(cluster, sshd, tmp_path):
