@@ -92,7 +92,7 @@ class Attempt:
         try:
             recipe, build = self._compile()
         except (RecipeError, BuildError) as exc:
-            return self._report(self._early_failure(exc, started), None)
+            return self._report(self._early_failure(exc, started))
         keeper = Keeper(self.lease)
         outcome, why = asyncio.run(_build(recipe, build, self._options(), self.bus, keeper))
         if why == STOPPING:
@@ -103,7 +103,7 @@ class Attempt:
             log.warning("%s: %s; this attempt's result is dropped", self.ticket.build, keeper.reason)
             self.publisher.close()
             return Ending.DONE
-        return self._report(outcome, build)
+        return self._report(outcome)
 
     def _compile(self) -> tuple[Recipe, Build]:
         root = self.root = materialize(self.ticket.bundle, self.client, self.context.bundles)
@@ -138,14 +138,18 @@ class Attempt:
                          counts={}, artifacts=[])
         return outcome
 
-    def _report(self, outcome: BuildOutcome, build: Build | None) -> Ending:
+    def _report(self, outcome: BuildOutcome) -> Ending:
         """Deliver what the build made, then write its result (if this attempt still holds the lease)."""
         spool = self.context.store.spool(self.ticket.run)
-        location, files = self.context.store.deliver(spool / self.ticket.build, self.context.name)
+        try:
+            location, files = self.context.store.deliver(spool / self.ticket.build, self.context.name)
+        except BuildError as exc:       # the store is away or full: the build fails, its files stay in the spool
+            outcome = replace(outcome, status="failed", error="\n".join(e for e in (outcome.error, str(exc)) if e))
+            location, files = None, []
         result = BuildResult(
             build=self.ticket.build, status=outcome.status, worker=self.context.name, attempt=self.attempt,
             error=self._shown(self.redactor.text(outcome.error)), duration=round(outcome.duration, 3),
-            counts=dict(outcome.counts), location=location.as_json(),
+            counts=dict(outcome.counts), location=location.as_json() if location else None,
             files=[{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files],
             manifests=_manifests(outcome.artifacts, spool, self.ticket.build),
             left_behind=[self._shown(self.redactor.text(what)) for what in outcome.left_behind])

@@ -91,8 +91,7 @@ class ClusterRun:
         self.client: redis.Redis = options.broker.client()
         self.patience = Patience(options.broker, options.timeout,
                                  lost=lambda text: bus.emit("warning", msg=text),
-                                 back=lambda gone: bus.emit("warning", msg=f"the broker answers again (after "
-                                                                          f"{format_duration(gone)})"))
+                                 back=self._broker_back)
         self.app = make_app(options.broker)
         self.remotes: list[Remote] = []
         self.workers: list[WorkerCard] = []
@@ -101,6 +100,7 @@ class ClusterRun:
         self.signals: list[str] = []     # SIGINT, SIGTERM received: handled by the loop, not in the handler
         self.signals_seen = 0
         self.looked = 0.0                # when workers, leases and results were last looked at
+        self.resend = False              # the broker came back: send again what had not begun
         self.fetcher = ThreadPoolExecutor(FETCHES, thread_name_prefix="recipe-fetch")
 
     # -- the run ---------------------------------------------------------------------------------------
@@ -160,6 +160,8 @@ class ClusterRun:
 
     def _step(self) -> None:
         self._on_signals()
+        if self.resend:
+            self._resend_unstarted()
         self._send_what_can_go()
         for event in self.patience.call(lambda: read(self.client, self.run, self.last_event, block=1.0)):
             self.last_event = event.id
@@ -168,6 +170,19 @@ class ClusterRun:
         for remote in self.remotes:
             if remote.fetching is not None and remote.fetching.done():
                 self._arrived(remote)
+
+    def _broker_back(self, gone: float) -> None:
+        self.bus.emit("warning", msg=f"the broker answers again (after {format_duration(gone)})")
+        self.resend = True
+
+    def _resend_unstarted(self) -> None:
+        """After an outage, builds sent but not yet begun are sent again: a broker that came back without its
+        queues would never hand them out. A second delivery of one that still is queued is harmless: the first
+        to take the build's lease runs it, the other finds its result and ends."""
+        self.resend = False
+        for remote in self.remotes:
+            if remote.state == "sent" and not remote.attempt and not self.stopping:
+                self._send(remote)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self.signals.append(signal.Signals(signum).name)
@@ -253,7 +268,7 @@ class ClusterRun:
     def _attempt_began(self, remote: Remote, item: StreamEvent) -> None:
         if remote.attempt and item.attempt > remote.attempt:
             self.bus.emit("warning", build=remote.name, msg=f"attempt {item.attempt} on {item.worker} (attempt "
-                                                            f"{remote.attempt} on {remote.worker} was lost)")
+                                                            f"{remote.attempt} on {remote.worker} did not finish)")
         remote.attempt, remote.worker, remote.held_end = item.attempt, item.worker, None
 
     def _look_around(self) -> None:

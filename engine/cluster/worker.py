@@ -5,7 +5,7 @@ On start it removes what killed runs on this host left (as `recipe run` does), w
 cover (engine.cluster.labels). Each build runs in a pool process of its own (engine.cluster.execute).
 
 Stopping: SIGTERM or Ctrl-C is Celery's warm shutdown (the running builds finish, no new one starts); a second
-one is a cold shutdown: the running builds are stopped, run their cleanups and go back to the queue.
+Ctrl-C or SIGQUIT is a cold shutdown: the running builds are stopped, run their cleanups and go back to the queue.
 """
 from __future__ import annotations
 
