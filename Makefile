@@ -79,6 +79,7 @@ bench: debs-bench $(VENV)/.installed-bench
 	$(BIN)/python bench/qemu_build.py
 	$(BIN)/python bench/parallel.py --counts 1,2
 	$(BIN)/python bench/role_speed.py
+	$(BIN)/python bench/cluster.py
 	$(BIN)/python bench/ansible_playbook.py
 	$(BIN)/python bench/cache.py
 	$(BIN)/python bench/ansible_compat.py --corpus $(ANSIBLE_CORPUS)

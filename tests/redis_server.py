@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from tests.processes import terminate
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -28,18 +30,32 @@ class RedisServer:
     port: int
     folder: Path
     password: str | None = None
+    tls: bool = False             # TLS only (no plain port), with a certificate of its own CA: self.folder/ca.pem
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
+        if self.tls:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.folder / 'ca.pem'}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def _tls_options(self) -> list[str]:
+        if not (self.folder / "ca.pem").exists():
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                            "-keyout", str(self.folder / "key.pem"), "-out", str(self.folder / "ca.pem"),
+                            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                           check=True, capture_output=True)
+        return ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.folder / "ca.pem"),
+                "--tls-key-file", str(self.folder / "key.pem"), "--tls-ca-cert-file", str(self.folder / "ca.pem"),
+                "--tls-auth-clients", "no"]
 
     def start(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed: `make test` installs Debian's redis-server")
-        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+        ports = self._tls_options() if self.tls else ["--port", str(self.port)]
+        command = [binary, *ports, "--bind", "127.0.0.1", "--dir", str(self.folder),
                    "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
                    "--logfile", str(self.folder / "redis.log")]
         if self.password:
@@ -58,14 +74,8 @@ class RedisServer:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            terminate(self.process)
         self.process = None
 
     def flush(self) -> None:
@@ -74,9 +84,9 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def redis_server(password: str | None = None) -> Iterator[RedisServer]:
+def redis_server(password: str | None = None, tls: bool = False) -> Iterator[RedisServer]:
     folder = Path(tempfile.mkdtemp(prefix="recipe-redis-"))
-    server = RedisServer(_free_port(), folder, password)
+    server = RedisServer(_free_port(), folder, password, tls)
     try:
         server.start()
         yield server

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.processes import terminate
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
@@ -24,13 +26,7 @@ class SshServer:
     process: subprocess.Popen
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
     def log(self) -> str:
         path = self.directory / "sshd.log"

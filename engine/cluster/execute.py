@@ -79,7 +79,7 @@ def execute(data: Any, context: WorkerContext) -> Ending:
 class Attempt:
     def __init__(self, ticket: BuildTicket, context: WorkerContext, client: redis.Redis, lease: Lease, attempt: int):
         self.ticket, self.context, self.client, self.lease, self.attempt = ticket, context, client, lease, attempt
-        self.redactor = Redactor(ticket.environ.values())
+        self.redactor = Redactor()        # compile adds the recipe's secrets, as a local run's does
         self.root: Path | None = None
         self.publisher = EventPublisher(client, ticket.run, context.name, attempt, self._shown)
         self.bus = EventBus(redactor=self.redactor, sinks=[self.publisher, _log_line])
@@ -152,7 +152,8 @@ class Attempt:
             counts=dict(outcome.counts), location=location.as_json() if location else None,
             files=[{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files],
             manifests=_manifests(outcome.artifacts, spool, self.ticket.build),
-            left_behind=[self._shown(self.redactor.text(what)) for what in outcome.left_behind])
+            left_behind=[self._shown(self.redactor.text(what)) for what in outcome.left_behind],
+            spool=str(spool.resolve()))
         if self.lease.finish(result.to_text()):
             self.events.emit("cluster.result", worker=self.context.name, attempt=self.attempt,
                              status=outcome.status)

@@ -225,7 +225,8 @@ class ClusterRun:
                 self._send(remote)
                 in_flight += 1
             elif time.monotonic() - remote.since > self.options.timeout:
-                self._finish(remote, BuildOutcome(remote.name, "failed", self._nobody_for(remote)))
+                self._finish(remote, BuildOutcome(remote.name, "failed", self._nobody_for(remote),
+                                                  time.monotonic() - remote.since))
 
     def _send(self, remote: Remote) -> None:
         queue = queue_name(remote.needs)
@@ -298,7 +299,8 @@ class ClusterRun:
             return
         if not any(card.offers(remote.needs) for card in self.workers) and \
                 time.monotonic() - remote.since > self.options.timeout:
-            self._finish(remote, BuildOutcome(remote.name, "failed", self._nobody_for(remote)))
+            self._finish(remote, BuildOutcome(remote.name, "failed", self._nobody_for(remote),
+                                              time.monotonic() - remote.since))
 
     # -- results and artifacts -------------------------------------------------------------------------
 
@@ -342,10 +344,16 @@ class ClusterRun:
                                           counts=dict(result.counts), artifacts=local)
         end = dict(remote.held_end or {"event": "build.end", "worker": result.worker})
         end.update(status=outcome.status, error=outcome.error, duration=round(outcome.duration, 3),
-                   counts=outcome.counts, artifacts=[str(p) for p in local if p.name != "build.log"])
+                   counts=outcome.counts, artifacts=self._here(end.get("artifacts") or [], result) if local else [])
         self.bus.emit("build.end", **{k: v for k, v in end.items() if k not in ("event", "build")},
                       build=remote.name)
         self._finish(remote, outcome)
+
+    def _here(self, artifacts: list[str], result: BuildResult) -> list[str]:
+        """The artifacts the build's exports made, as the worker named them, named where they are now."""
+        spool = result.spool.rstrip("/") + "/"
+        return [str(self.options.output_dir / path[len(spool):]) if result.spool and path.startswith(spool)
+                else path for path in artifacts]
 
     def _finish(self, remote: Remote, outcome: BuildOutcome) -> None:
         if remote.outcome is None and remote.held_end is None and remote.state in ("waiting", "sent"):

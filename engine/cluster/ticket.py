@@ -90,6 +90,7 @@ class BuildResult:
     manifests: list[dict[str, Any]] = field(default_factory=list)   # {"path": relative to the run's output dir,
                                                                      #  "recipe": {...}, "entry": {...}}
     left_behind: list[str] = field(default_factory=list)
+    spool: str = ""                   # the worker's folder of the run: its artifact paths begin with it
 
     def to_text(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -83,3 +83,7 @@ def test_a_directory_of_recipes_spreads_by_labels_and_its_artifacts_arrive(boots
     log = (folder / "build.log").read_text()
     assert "A mark" in log and "serial console" in log
     assert os.path.getsize(out / image["path"]) == image["size"]
+    # the recap names the exports' artifacts where they are now, as a local run's does
+    [end] = [e for e in events if e.get("event") == "build.end" and e["build"] == "appliance-vm"]
+    assert sorted(end["artifacts"]) == sorted([str(folder / "SHA256SUMS"), str(folder / "appliance-vm.qcow2"),
+                                               str(out / "appliance.manifest.json")])

@@ -10,6 +10,7 @@ import redis
 
 from engine.cluster import attempt, keys
 from engine.cluster.attempt import Keeper, Lease, wait_for_turn
+from tests.processes import wait_until
 from tests.redis_server import redis_server
 
 RUN, BUILD = "run-1", "web-vm"
@@ -41,14 +42,6 @@ def keepers() -> Iterator[Callable[[Lease], Keeper]]:
     for keeper in made:
         keeper.over()
 
-
-def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 class Stops:

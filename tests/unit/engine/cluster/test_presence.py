@@ -14,6 +14,7 @@ from celery.worker import state as celery_state
 from engine.cluster import keys, presence
 from engine.cluster.app import UNACKED_INDEX
 from engine.cluster.presence import CARD_TTL, Presence, WorkerCard, claim_name, held_deliveries, live_workers
+from tests.processes import wait_until
 from tests.redis_server import redis_server
 
 CARD = WorkerCard(name="w1@host-a", labels=("kvm", "qemu", "x86_64"), slots=4, host="host-a", pid=1111,
@@ -24,14 +25,6 @@ CARD = WorkerCard(name="w1@host-a", labels=("kvm", "qemu", "x86_64"), slots=4, h
 def client(redis_url) -> redis.Redis:
     return redis.Redis.from_url(redis_url)
 
-
-def wait_until(check, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 class Request:

@@ -1,0 +1,28 @@
+"""Helpers the tests' servers and polls share."""
+from __future__ import annotations
+
+import subprocess
+import time
+from typing import Callable
+
+
+def terminate(process: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_until(check: Callable[[], object], timeout: float = 5.0, interval: float = 0.01) -> bool:
+    """True once check() is, False if `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
