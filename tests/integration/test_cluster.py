@@ -320,3 +320,41 @@ def test_a_build_over_tls_and_a_broker_whose_certificate_is_not_trusted(sshd, tm
             assert "certificate verify failed" in done.stderr and PASSWORD not in done.stderr + done.stdout
         finally:
             worker.stop()
+
+
+def test_an_invalid_recipe_stops_the_run_before_anything_is_sent(cluster, sshd, tmp_path):
+    server, _ = cluster
+    recipe = tmp_path / "broken.yml"
+    recipe.write_text(ssh_recipe("broken", sshd, "  - name: undefined\n    command: echo {{ nowhere }}\n"))
+    before = set(redis.Redis.from_url(server.url).scan_iter(match="recipe:run:*"))
+    done = submit(server, str(recipe), "--output-dir", str(tmp_path / "out"), cwd=tmp_path, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"{recipe}:" in done.stderr and "nowhere" in done.stderr
+    assert set(redis.Redis.from_url(server.url).scan_iter(match="recipe:run:*")) == before
+
+
+def test_a_pool_process_that_dies_hands_its_build_back_at_once(cluster, sshd, tmp_path):
+    """reject_on_worker_lost: the worker lives on, the build goes back to the queue and runs again, once."""
+    server, workers = cluster
+    recipe = tmp_path / "child.yml"
+    recipe.write_text(ssh_recipe("child", sshd, "  - name: a long step\n    command: sleep 8\n"))
+    json_file = tmp_path / "events.json"
+    run = in_background(server.url, recipe, json_file, tmp_path / "out")
+    try:
+        first = wait_for(lambda: builds_by_worker(json_events(json_file)).get("child-box"), 60, "the build to start")
+        wait_for(lambda: started_tasks(json_file), 30, "the long step")
+        worker = next(w for w in workers.values() if first.startswith(w.name + "@"))
+        # one slot: the worker's one pool process is the one running the build
+        pool = subprocess.run(["pgrep", "-P", str(worker.process.pid)], capture_output=True, text=True).stdout.split()
+        assert len(pool) == 1
+        os.kill(int(pool[0]), signal.SIGKILL)
+        output, _ = run.communicate(timeout=150)
+    finally:
+        stop(run)
+    assert run.returncode == 0, output
+    assert worker.process.poll() is None                        # the worker itself lives on
+    events = json_events(json_file)
+    ends = [e for e in events if e.get("event") == "build.end"]
+    assert [e["status"] for e in ends] == ["succeeded"]
+    assert any("attempt 2 on" in e.get("msg", "") for e in events if e.get("event") == "warning")
+    assert "WorkerLostError" in worker.log() or "exited with 'signal 9 (SIGKILL)'" in worker.log()
