@@ -290,6 +290,9 @@ class ClusterRun:
         if running:
             remote.since = time.monotonic()
             return
+        if self.stopping and not remote.attempt:      # still queued: a worker that takes it finds it cancelled
+            self._finish(remote, self._stopped(remote, "stopped before it started"))
+            return
         if remote.attempt and remote.worker:          # started, then its lease lapsed: the worker is gone
             self.bus.emit("warning", build=remote.name, msg=f"{remote.worker} was lost while building "
                                                             f"{remote.name}: it goes back to the queue")
