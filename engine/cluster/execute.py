@@ -25,7 +25,7 @@ from engine.build.runner import BuildOutcome, OnError, RunOptions
 from engine.cluster import keys
 from engine.cluster.attempt import Keeper, Lease, wait_for_turn
 from engine.cluster.broker import Broker
-from engine.cluster.bundle import materialize
+from engine.cluster.bundle_transfer import materialize
 from engine.cluster.store import Store
 from engine.cluster.stream import EventPublisher, publish
 from engine.cluster.ticket import BuildResult, BuildTicket

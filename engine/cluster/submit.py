@@ -29,7 +29,8 @@ from engine.build.runner import BuildOutcome
 from engine.cluster import keys
 from engine.cluster.app import BUILD_TASK, HIDDEN, make_app
 from engine.cluster.broker import Broker, Patience
-from engine.cluster.bundle import Bundle, collect, upload
+from engine.cluster.bundle import Bundle, collect
+from engine.cluster.bundle_transfer import upload
 from engine.cluster.labels import build_needs, queue_name
 from engine.cluster.presence import WorkerCard, live_workers
 from engine.cluster.store import Location, StoredFile, fetch

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from engine.cluster import bundle as bundle_module
+from engine.cluster import bundle_transfer
 from engine.cluster import keys
-from engine.cluster.bundle import COMPLETE, Bundle, BundleFile, collect, materialize, upload
+from engine.cluster.bundle import COMPLETE, Bundle, BundleFile, collect
+from engine.cluster.bundle_transfer import materialize, upload
 from engine.errors import BuildError
 from engine.recipe.compile import CompileOptions, compile_recipe
 from engine.recipe.loader import LIBRARY_ROLES
@@ -339,7 +340,7 @@ def test_the_loser_of_a_race_uses_the_winners_copy(tree, tmp_path, redis_url, mo
     marker = (winner / COMPLETE).stat()
     # a process that looked before the winner's rename, and fetched a copy of its own meanwhile
     checks = iter([False])
-    monkeypatch.setattr(bundle_module, "_complete", lambda folder: next(checks, True))
+    monkeypatch.setattr(bundle_transfer, "_complete", lambda folder: next(checks, True))
     assert materialize(found.digest, client, cache) == winner
     assert (winner / COMPLETE).stat().st_ino == marker.st_ino    # the winner's copy stayed
     assert sorted(p.name for p in cache.iterdir()) == [found.digest]
