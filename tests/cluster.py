@@ -26,6 +26,7 @@ class Worker:
     log_path: Path
     broker: str
     extra: tuple[str, ...] = ()
+    tmp: Path | None = None       # its TMPDIR: claims and work dirs of its own, that no other run sweeps
     process: subprocess.Popen | None = field(default=None, repr=False)
     _since: int = 0               # where this start's lines begin in the log
 
@@ -34,8 +35,12 @@ class Worker:
                    *(["--output", str(self.output)] if self.output else []), *self.extra]
         self._since = self.log_path.stat().st_size if self.log_path.exists() else 0   # a restart: its own lines
         log = open(self.log_path, "ab")
+        env = {**os.environ, "RECIPE_BROKER": self.broker}
+        if self.tmp is not None:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            env["TMPDIR"] = str(self.tmp)
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                        env={**os.environ, "RECIPE_BROKER": self.broker})
+                                        env=env)
         log.close()
         if wait:
             self.wait_ready()

@@ -1,7 +1,9 @@
 """Builds on a cluster: a real redis-server (with a password), real `recipe worker` processes, a real sshd.
 
 The module's two workers offer different labels: `wa` ssh and x86_64, `wb` also qemu. Each takes one build at
-a time, so a directory of builds spreads over both.
+a time, so a directory of builds spreads over both. Each has a TMPDIR of its own, as the fault tests' runs do:
+a `recipe run` in the other test lane sweeps every dead run it can see, and would take the claim a killed
+worker's attempt left before the restarted worker's own sweep could be checked.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ def cluster(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cluster")
     with redis_server(password=PASSWORD) as server:
         workers = {name: Worker(name, labels, folder / f"{name}-store", folder / f"{name}.log", server.url,
-                                extra=("--visibility-timeout", "4s"))
+                                extra=("--visibility-timeout", "4s"), tmp=folder / f"{name}-tmp")
                    for name, labels in (("wa", "ssh,x86_64"), ("wb", "ssh,qemu,x86_64"))}
         try:
             for worker in workers.values():
@@ -145,31 +147,35 @@ def test_a_killed_worker_s_build_is_run_by_the_other_once_and_its_leftovers_are_
     recipe.write_text(ssh_recipe("slow", sshd, tasks))
     json_file = tmp_path / "events.json"
     run = in_background(server.url, recipe, json_file, tmp_path / "out")
+    victim, held, output = None, [], ""
     try:
-        first = wait_for(lambda: builds_by_worker(json_events(json_file)).get("slow-box"), 60, "the build to start")
+        first = wait_for(lambda: builds_by_worker(json_events(json_file)).get("slow-box"), 120, "the build to start")
         wait_for(lambda: any(e.get("event") == "task.start" and e.get("task") == "a long step"
-                             for e in json_events(json_file)), 30, "the long step")
+                             for e in json_events(json_file)), 60, "the long step")
         victim = next(w for w in workers.values() if first.startswith(w.name + "@"))
-        survivor = next(w for w in workers.values() if w is not victim)
-        held = [c for c in RUNS_DIR.glob("*.json") if str(victim.output) in c.read_text(errors="replace")]
+        assert victim.tmp is not None
+        held = [c for c in (victim.tmp / RUNS_DIR.name).glob("*.json")
+                if str(victim.output) in c.read_text(errors="replace")]
         victim.kill()
-        output, _ = run.communicate(timeout=150)
+        output, _ = run.communicate(timeout=180)
     finally:
         stop(run)
         alive_before_restart = [c for c in held if c.exists()]
-        victim.start()                 # it sweeps what the killed attempt left; the module's other tests need it
+        if victim is not None:
+            victim.start()             # it sweeps what the killed attempt left; the module's other tests need it
+    survivor = next(w for w in workers.values() if w is not victim)
     assert run.returncode == 0, output
     events = json_events(json_file)
     ends = [e for e in events if e.get("event") == "build.end"]
-    assert len(ends) == 1 and ends[0]["status"] == "succeeded"
-    assert ends[0]["worker"].startswith(survivor.name + "@")
+    assert len(ends) == 1 and ends[0]["status"] == "succeeded", output
+    assert ends[0]["worker"].startswith(survivor.name + "@"), output
     assert any(e.get("event") == "warning" and "attempt 1 on " + victim.name in e.get("msg", "")
-               and "did not finish" in e.get("msg", "") for e in events)
+               and "did not finish" in e.get("msg", "") for e in events), output
     build_ids = {e["build_id"] for e in events if e.get("event") == "build.start"}
     assert len(build_ids) == 1 and (tmp_path / "done").read_text() == f"{build_ids.pop()}\n"
     # the killed attempt's claim on the victim's store outlived it; the restarted victim swept it
-    assert held and alive_before_restart == held
-    assert all(not c.exists() for c in held)
+    assert held and alive_before_restart == held, (held, alive_before_restart)
+    assert all(not c.exists() for c in held), victim.log()[-3000:]
 
 
 def test_ctrl_c_stops_every_remote_build_with_its_cleanups(cluster, sshd, tmp_path):
@@ -182,7 +188,7 @@ def test_ctrl_c_stops_every_remote_build_with_its_cleanups(cluster, sshd, tmp_pa
     json_file = tmp_path / "events.json"
     run = in_background(server.url, recipes, json_file, tmp_path / "out")
     try:
-        wait_for(lambda: started_tasks(json_file) == 2, 60, "both builds to start their long step")
+        wait_for(lambda: started_tasks(json_file) == 2, 120, "both builds to start their long step")
         started = builds_by_worker(json_events(json_file))
         run.send_signal(signal.SIGINT)
         output, _ = run.communicate(timeout=90)
@@ -270,7 +276,7 @@ def test_a_broker_outage_is_waited_out_and_a_long_one_fails_clearly(sshd, tmp_pa
             json_file = tmp_path / "events.json"
             run = in_background(server.url, recipe, json_file, tmp_path / "out", "--cluster-timeout", "60s")
             try:
-                wait_for(lambda: started_tasks(json_file), 60, "the build to start")
+                wait_for(lambda: started_tasks(json_file), 120, "the build to start")
                 server.stop()
                 time.sleep(3)
                 server.start()
@@ -286,7 +292,7 @@ def test_a_broker_outage_is_waited_out_and_a_long_one_fails_clearly(sshd, tmp_pa
             json_file = tmp_path / "events-2.json"
             run = in_background(server.url, recipe, json_file, tmp_path / "out2", "--cluster-timeout", "4s")
             try:
-                wait_for(lambda: started_tasks(json_file), 60, "the build to start")
+                wait_for(lambda: started_tasks(json_file), 120, "the build to start")
                 server.stop()
                 started = time.monotonic()
                 output, _ = run.communicate(timeout=60)
@@ -341,8 +347,8 @@ def test_a_pool_process_that_dies_hands_its_build_back_at_once(cluster, sshd, tm
     json_file = tmp_path / "events.json"
     run = in_background(server.url, recipe, json_file, tmp_path / "out")
     try:
-        first = wait_for(lambda: builds_by_worker(json_events(json_file)).get("child-box"), 60, "the build to start")
-        wait_for(lambda: started_tasks(json_file), 30, "the long step")
+        first = wait_for(lambda: builds_by_worker(json_events(json_file)).get("child-box"), 120, "the build to start")
+        wait_for(lambda: started_tasks(json_file), 60, "the long step")
         worker = next(w for w in workers.values() if first.startswith(w.name + "@"))
         # one slot: the worker's one pool process is the one running the build
         pool = subprocess.run(["pgrep", "-P", str(worker.process.pid)], capture_output=True, text=True).stdout.split()
