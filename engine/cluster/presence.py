@@ -75,13 +75,15 @@ def claim_name(client: redis.Redis, card: WorkerCard) -> WorkerCard | None:
 class Presence(threading.Thread):
     """The main process's thread that keeps the card and the deliveries fresh; stop() takes the card down."""
 
-    def __init__(self, client: redis.Redis, card: WorkerCard):
+    def __init__(self, client: redis.Redis, card: WorkerCard, visibility_timeout: float = 60.0):
         super().__init__(name="recipe-presence", daemon=True)
         self.client, self.card = client, card
+        # a few refreshes per visibility timeout: a delivery must never look abandoned between two
+        self.every = min(EVERY, visibility_timeout / 3)
         self._stopping = threading.Event()
 
     def run(self) -> None:
-        while not self._stopping.wait(EVERY):
+        while not self._stopping.wait(self.every):
             try:
                 self.refresh()
             except OUTAGE_ERRORS:
@@ -98,7 +100,7 @@ class Presence(threading.Thread):
     def stop(self) -> None:
         self._stopping.set()
         if self.is_alive() and threading.current_thread() is not self:
-            self.join(EVERY + 30)          # a refresh under way would put the card back after the delete
+            self.join(self.every + 30)          # a refresh under way would put the card back after the delete
         try:
             self.client.delete(keys.worker(self.card.name))
         except OUTAGE_ERRORS:

@@ -64,7 +64,8 @@ def serve(options: WorkerOptions) -> int:
     if other is not None:
         raise UsageError(f"a worker named {name} is already running (pid {other.pid} on {other.host})",
                          hint="give this one another --name")
-    presence = Presence(client, card)          # from here on, the card comes down however the worker ends
+    # from here on, the card comes down however the worker ends
+    presence = Presence(client, card, options.visibility_timeout)
     try:
         app = make_app(options.broker, options.visibility_timeout, options.restore_every)
         register(app, WorkerContext(name=name, broker=options.broker, store=store,

@@ -364,3 +364,20 @@ def test_a_pool_process_that_dies_hands_its_build_back_at_once(cluster, sshd, tm
     assert [e["status"] for e in ends] == ["succeeded"]
     assert any("attempt 2 on" in e.get("msg", "") for e in events if e.get("event") == "warning")
     assert "WorkerLostError" in worker.log() or "exited with 'signal 9 (SIGKILL)'" in worker.log()
+
+
+def test_a_build_longer_than_the_visibility_timeout_is_delivered_once(cluster, sshd, tmp_path):
+    """The workers' visibility timeout is 4 s here: a 10 s build is handed out again only if its worker stopped
+    renewing its delivery, and the idle worker would then receive it."""
+    server, workers = cluster
+    recipe = tmp_path / "steady.yml"
+    recipe.write_text(ssh_recipe("steady", sshd, "  - name: longer than the timeout\n    command: sleep 10\n"))
+    json_file = tmp_path / "events.json"
+    done = submit(server, str(recipe), "--json", str(json_file), "--output-dir", str(tmp_path / "out"),
+                  cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = next(e["cluster"] for e in json_events(json_file) if e.get("event") == "run.start")
+    received = [line for w in workers.values() for line in w.log().splitlines()
+                if f"recipe.build[{run}.steady-box] received" in line]
+    assert len(received) == 1, received
+    assert redis.Redis.from_url(server.url).get(f"recipe:run:{run}:attempts:steady-box") == b"1"
