@@ -91,10 +91,10 @@ class Attempt:
         log.info("%s: attempt %d of run %s", self.ticket.build, self.attempt, self.ticket.run)
         try:
             recipe, build = self._compile()
-        except (RecipeError, BuildError) as exc:
+            keeper = Keeper(self.lease)
+            outcome, why = asyncio.run(_build(recipe, build, self._options(), self.bus, keeper))
+        except Exception as exc:    # a bundle gone, another release of recipe, a bug: the build fails, saying why
             return self._report(self._early_failure(exc, started))
-        keeper = Keeper(self.lease)
-        outcome, why = asyncio.run(_build(recipe, build, self._options(), self.bus, keeper))
         if why == STOPPING:
             self.events.emit("warning", msg=f"{self.context.name}: {STOPPING}")
             self.publisher.close()
@@ -129,10 +129,15 @@ class Attempt:
                           cache_max_size=layers_max_size())
 
     def _early_failure(self, exc: Exception, started: float) -> BuildOutcome:
-        """The recipe did not compile here (a bundle gone from the broker, another release of recipe): the build
-        fails with the message, as a failed step would end it."""
-        error = str(exc) if isinstance(exc, BuildError) else "the recipe is invalid on this worker:\n" + \
-            "\n".join(f"  {p}" for p in exc.problems)
+        """The build could not run here (its bundle gone from the broker, a recipe another release of recipe
+        reads otherwise, an internal error): it fails with the message, as a failed step would end it."""
+        if isinstance(exc, RecipeError):
+            error = "the recipe is invalid on this worker:\n" + "\n".join(f"  {p}" for p in exc.problems)
+        elif isinstance(exc, BuildError):
+            error = str(exc)
+        else:
+            error = self.redactor.text(f"internal error on {self.context.name}: {type(exc).__name__}: {exc}")
+            log.error("%s: %s", self.ticket.build, error)      # no traceback: its frames may hold secrets
         outcome = BuildOutcome(self.ticket.build, "failed", error, time.monotonic() - started)
         self.events.emit("build.end", status="failed", error=error, duration=round(outcome.duration, 3),
                          counts={}, artifacts=[])

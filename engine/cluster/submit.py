@@ -43,6 +43,7 @@ from engine.recipe.model import Build, Recipe
 from engine.units import format_duration
 
 CHECK_EVERY = 3.0        # seconds between looks at workers, leases and results besides the stream
+RESEND_LOST = 180.0      # seconds after a lost attempt with no new one, before the build is sent again
 FETCHES = 4              # artifact fetches at once
 
 
@@ -75,6 +76,7 @@ class Remote:
     claim: claims.Claim | None = None
     outcome: BuildOutcome | None = None
     fetching: Future | None = None
+    lost: float | None = None                              # when its attempt's lease lapsed with no result
 
     @property
     def name(self) -> str:
@@ -271,7 +273,7 @@ class ClusterRun:
         if remote.attempt and item.attempt > remote.attempt:
             self.bus.emit("warning", build=remote.name, msg=f"attempt {item.attempt} on {item.worker} (attempt "
                                                             f"{remote.attempt} on {remote.worker} did not finish)")
-        remote.attempt, remote.worker, remote.held_end = item.attempt, item.worker, None
+        remote.attempt, remote.worker, remote.held_end, remote.lost = item.attempt, item.worker, None, None
 
     def _look_around(self) -> None:
         """Every few seconds: the live workers, results whose stream event went missing, lost attempts."""
@@ -297,9 +299,16 @@ class ClusterRun:
         if remote.attempt and remote.worker:          # started, then its lease lapsed: the worker is gone
             self.bus.emit("warning", build=remote.name, msg=f"{remote.worker} was lost while building "
                                                             f"{remote.name}: it goes back to the queue")
-            remote.worker = ""
+            remote.worker, remote.lost = "", time.monotonic()
             if self.stopping:
                 self._finish(remote, self._stopped(remote, "its worker was lost while it stopped"))
+            return
+        if remote.lost is not None and time.monotonic() - remote.lost > RESEND_LOST:
+            # Celery hands a lost worker's build out again (after its visibility timeout); should that not come
+            # (a worker that acknowledged it and died), it is sent again: a second delivery is harmless
+            self.bus.emit("warning", build=remote.name, msg=f"{remote.name} was not taken up again: sending it again")
+            remote.lost = None
+            self._send(remote)
             return
         if not any(card.offers(remote.needs) for card in self.workers) and \
                 time.monotonic() - remote.since > self.options.timeout:
