@@ -181,12 +181,14 @@ def test_a_kill_while_a_layer_is_kept_leaves_none_and_a_fixed_build_resumes_at_i
 
 
 SHARED = [task("shared one", "sleep 6; echo shared > /etc/shared"), task("shared two", "echo two > /etc/two")]
+# long enough that beta, resumed beside it, reaches its own task first even when the other lane boots guests too
+ALPHA = task("alpha", "sleep 45; echo alpha > /etc/own")
 
 
 @pytest.mark.timeout(1200)
 def test_builds_share_layers_at_once_and_prune_spares_what_they_use(builds):
     # SIGKILL in a checkpoint that keeps no memory: the layer after the first task frozen, the next one begun
-    process, _ = builds.start("alpha", [*SHARED, task("alpha", "sleep 15; echo alpha > /etc/own")])
+    process, _ = builds.start("alpha", [*SHARED, ALPHA])
     wait_for(lambda: len(folders(builds.layers)) >= 3, "the second checkpoint")
     process.kill()
     process.communicate()
@@ -195,7 +197,7 @@ def test_builds_share_layers_at_once_and_prune_spares_what_they_use(builds):
     builds.command("sweep", "--local")
 
     # alpha again, and beta while alpha runs its own last task: beta resumes from the layers alpha made
-    alpha, alpha_events = builds.start("alpha", [*SHARED, task("alpha", "sleep 15; echo alpha > /etc/own")])
+    alpha, alpha_events = builds.start("alpha", [*SHARED, ALPHA])
     wait_for(lambda: any(e["event"] == "task.start" and e["task"] == "alpha" for e in events_of(alpha_events)),
              "alpha's own task", poll=0.2)
     beta, beta_events = builds.start("beta", [*SHARED, task("beta", "echo beta > /etc/own")])
