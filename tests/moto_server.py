@@ -7,29 +7,24 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from tests.processes import free_port
 from typing import Iterator
 
 TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIATESTRECIPE000000", "AWS_SECRET_ACCESS_KEY": "recipe-test-secret",
                     "AWS_DEFAULT_REGION": "eu-west-1"}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
     """Start moto_server from the venv; its endpoint URL. Stopped afterwards."""
-    port = _free_port()
+    port = free_port()
     command = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
     # its request log goes to a file: a pipe nobody reads fills up and stops the server mid-test
     log = tempfile.TemporaryFile()

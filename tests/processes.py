@@ -1,9 +1,17 @@
 """Helpers the tests' servers and polls share."""
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from typing import Callable
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on at 127.0.0.1, for a test's own server."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def terminate(process: subprocess.Popen, timeout: float = 10) -> None:

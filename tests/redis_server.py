@@ -16,13 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from tests.processes import terminate
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.processes import free_port, terminate
 
 
 @dataclass
@@ -86,7 +80,7 @@ class RedisServer:
 @contextlib.contextmanager
 def redis_server(password: str | None = None, tls: bool = False) -> Iterator[RedisServer]:
     folder = Path(tempfile.mkdtemp(prefix="recipe-redis-"))
-    server = RedisServer(_free_port(), folder, password, tls)
+    server = RedisServer(free_port(), folder, password, tls)
     try:
         server.start()
         yield server

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.processes import terminate
+from tests.processes import free_port, terminate
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
@@ -33,12 +33,6 @@ class SshServer:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _keygen(path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
 
@@ -53,7 +47,7 @@ def start_sshd(directory: Path, max_sessions: int = 64) -> SshServer:
     os.chmod(directory / "authorized_keys", 0o600)
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)   # privilege separation directory
-    port = _free_port()
+    port = free_port()
     config = directory / "sshd_config"
     config.write_text("\n".join([
         f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {directory / 'host_key'}",

@@ -17,6 +17,7 @@ from typing import Any, Sequence, TextIO
 from engine.build.run import Runs, run_recipes
 from engine.build.runner import OnError, RunOptions
 from engine.cli import cache_verb, import_verb, shell_verb, worker_verb
+from engine.cli.arguments import positive_int
 from engine.cli.inspect import describe, rendered_document
 from engine.cluster.submit import ClusterOptions, run_on_cluster
 from engine.cluster.ticket import RunSettings
@@ -59,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="build only these sources (repeatable, or comma-separated)")
     run.add_argument("--except", dest="except_", action="append", default=[], metavar="SOURCE",
                      help="build every source but these (repeatable, or comma-separated)")
-    run.add_argument("--parallel", type=_positive_int, default=0, metavar="N",
+    run.add_argument("--parallel", type=positive_int, default=0, metavar="N",
                      help="at most N builds at once (default: all at once)")
     run.add_argument("--fail-fast", action="store_true", help="stop the other builds when one fails")
     run.add_argument("--force-handlers", action="store_true",
@@ -109,12 +110,6 @@ def _parser() -> argparse.ArgumentParser:
     shell_verb.add_parser(verbs, common)
     worker_verb.add_parser(verbs)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return int(text)
 
 
 def _compile(args: argparse.Namespace, redactor: Redactor, placeholder: bool, path: Path | None = None) -> Any:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from engine.cli.arguments import positive_int
 from engine.cluster.broker import Broker
 from engine.cluster.worker import WorkerOptions, serve
 from engine.errors import UsageError
@@ -19,7 +20,7 @@ def add_parser(verbs: Any) -> None:
     parser.add_argument("--broker", metavar="URL", help=f"redis://[:password@]host[:port][/db] or rediss://... "
                         f"(default: ${BROKER_VARIABLE})")
     parser.add_argument("--name", help="this worker's name, unique on the broker (default: recipe@<host>)")
-    parser.add_argument("--slots", type=_positive_int, metavar="N",
+    parser.add_argument("--slots", type=positive_int, metavar="N",
                         help="builds at once (default: what this host's cores, memory and free disk allow)")
     parser.add_argument("--labels", action="append", default=[], metavar="LABELS",
                         help="what it offers, comma-separated, instead of what it detects: kvm (if KVM really "
@@ -55,9 +56,3 @@ def run(args: argparse.Namespace) -> int:
                             # look for dead workers' builds a few times per timeout, at most every 10 s
                             restore_every=max(1.0, min(10.0, visibility / 4)))
     return serve(options)
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return int(text)

@@ -75,13 +75,7 @@ class EventPublisher:
 
     def _send(self, events: list[dict[str, Any]]) -> bool:
         try:
-            pipe = self._client.pipeline(transaction=False)
-            for event in events:
-                pipe.xadd(self._key, {"worker": self._worker, "attempt": self._attempt,
-                                      "event": json.dumps(event, default=str)},
-                          maxlen=MAX_LENGTH, approximate=True)
-            pipe.expire(self._key, keys.RUN_TTL)
-            pipe.execute()
+            _append(self._client, self._key, self._worker, self._attempt, events)
             return True
         except OUTAGE_ERRORS:
             return False
@@ -89,10 +83,16 @@ class EventPublisher:
 
 def publish(client: redis.Redis, run: str, worker: str, attempt: int, event: dict[str, Any]) -> None:
     """One event, now (the worker's own notes: a build picked up, a delivery waiting for another worker's lease)."""
+    _append(client, keys.events(run), worker, attempt, [event])
+
+
+def _append(client: redis.Redis, key: str, worker: str, attempt: int, events: list[dict[str, Any]]) -> None:
+    """Events at the stream's end, and its expiry renewed: a run's stream lasts a day after its last event."""
     pipe = client.pipeline(transaction=False)
-    pipe.xadd(keys.events(run), {"worker": worker, "attempt": attempt, "event": json.dumps(event, default=str)},
-              maxlen=MAX_LENGTH, approximate=True)
-    pipe.expire(keys.events(run), keys.RUN_TTL)
+    for event in events:
+        pipe.xadd(key, {"worker": worker, "attempt": attempt, "event": json.dumps(event, default=str)},
+                  maxlen=MAX_LENGTH, approximate=True)
+    pipe.expire(key, keys.RUN_TTL)
     pipe.execute()
 
 
